@@ -1,0 +1,35 @@
+"""nosplug: neural optimizer search and optimizer amalgamation for PyTorch, built from plugins.
+
+Public names (a stable contract, see docs/api.md)::
+
+    nosplug.zoo.load("adam"); nosplug.zoo.names()
+    nosplug.Genome.from_json(text); genome.to_json(); genome.formula(); genome.canonical_hash()
+    nosplug.GraphOptimizer(model.parameters(), genome, lr=1e-3, total_steps=10_000)
+    nosplug.plugin_manager()
+"""
+
+from __future__ import annotations
+
+__version__ = "0.1.0"
+
+from nosplug.plugins import plugin_manager  # noqa: E402
+from nosplug.primitives.registry import registry  # noqa: E402
+
+
+def __getattr__(name: str):  # lazy: keep `import nosplug` light for the CLI and workers
+    if name == "Genome":
+        from nosplug.genome import Genome
+
+        return Genome
+    if name == "GraphOptimizer":
+        from nosplug.optim import GraphOptimizer
+
+        return GraphOptimizer
+    if name == "zoo":
+        import nosplug.zoo as zoo
+
+        return zoo
+    raise AttributeError(f"module 'nosplug' has no attribute {name!r}")
+
+
+__all__ = ["Genome", "GraphOptimizer", "__version__", "plugin_manager", "registry", "zoo"]

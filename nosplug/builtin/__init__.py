@@ -1,0 +1,1 @@
+"""Built-in plugins. Each module registers through the same hooks an outside plugin uses."""

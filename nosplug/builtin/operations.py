@@ -1,0 +1,267 @@
+"""Built-in plugin: the paper's operations (spec §2).
+
+23 scalar unary ops (identity included), 3 state-holding unary ops, 10 binary ops, plus a few
+``extra`` ops outside the paper's space that the zoo needs to express torch's optimizers exactly
+(``div_exact``). ε is Keras' 1e-7, as in the reference code.
+
+Deliberate choices (documented in docs/paper-nos.md):
+* ``ema95`` is the *intended* bias-corrected EMA (beta 0.95). The reference code divides by
+  ``1 - 0.95**0 = 0``, which makes the op always NaN/inf and so dead; we implement what it meant.
+* ``delta_change`` follows the reference code (``n <- x - n``, an alternating sum), since that is
+  what the published search actually explored.
+* ``max_value`` follows the code: a running max that starts from 0.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+from nosplug.hookspecs import hookimpl
+from nosplug.primitives.base import BinaryOp, ExecContext, StatefulOp, UnaryOp
+
+EPS = 1e-7
+_EXTRA = frozenset({"extra"})
+
+
+def _dropout(p: float):
+    keep = 1.0 - p
+
+    def fn(x: Tensor, ctx: ExecContext) -> Tensor:
+        x = ctx.full(x, like=x)
+        mask = torch.rand(x.shape, generator=ctx.generator, dtype=x.dtype, device=x.device) < keep
+        return x * mask / keep
+
+    return fn
+
+
+def _clip_norm(x: Tensor, ctx: ExecContext) -> Tensor:
+    x = ctx.full(x, like=x)
+    norm = ctx.segment_sum(x * x).sqrt()
+    return x * torch.where(norm > 1.0, 1.0 / norm, torch.ones_like(norm))
+
+
+def _sigmoid(x: Tensor) -> Tensor:
+    return torch.sigmoid(x)
+
+
+UNARY_OPS: tuple[UnaryOp, ...] = (
+    UnaryOp("identity", lambda x: x, "$0", "$0", description="x (code -1)"),
+    UnaryOp("neg", torch.neg, "-($0)", "-\\left($0\\right)", description="-x (code 0)"),
+    UnaryOp(
+        "ln_abs",
+        lambda x: torch.log(x.abs() + EPS),
+        "ln(|$0|)",
+        "\\ln\\left|$0\\right|",
+        description="ln(|x| + eps) (code 1)",
+    ),
+    UnaryOp("sqrt_abs", lambda x: x.abs().sqrt(), "sqrt(|$0|)", "\\sqrt{\\left|$0\\right|}", description="code 2"),
+    UnaryOp("exp", torch.exp, "exp($0)", "e^{$0}", description="code 3"),
+    UnaryOp("abs", torch.abs, "|$0|", "\\left|$0\\right|", description="code 4"),
+    UnaryOp("sigmoid", _sigmoid, "sig($0)", "\\sigma\\left($0\\right)", description="code 5"),
+    UnaryOp(
+        "dsoft",
+        lambda x: 1.0 / (1.0 + x.abs()),
+        "1/(1+|$0|)",
+        "\\frac{1}{1+\\left|$0\\right|}",
+        description="1/(1+|x|) (code 6)",
+    ),
+    UnaryOp(
+        "softplus",
+        lambda x: torch.log(torch.exp(x) + (1.0 + EPS)),
+        "ln(1+exp($0))",
+        "\\ln\\left(1+e^{$0}\\right)",
+        description="ln(|1+e^x| + eps) (code 7)",
+    ),
+    UnaryOp("erf", torch.erf, "erf($0)", "\\operatorname{erf}\\left($0\\right)", description="code 8"),
+    UnaryOp("erfc", torch.erfc, "erfc($0)", "\\operatorname{erfc}\\left($0\\right)", description="code 9"),
+    UnaryOp("asinh", torch.asinh, "arcsinh($0)", "\\operatorname{arcsinh}\\left($0\\right)", description="code 10"),
+    UnaryOp("tanh", torch.tanh, "tanh($0)", "\\tanh\\left($0\\right)", description="code 11"),
+    UnaryOp("atan", torch.atan, "arctan($0)", "\\arctan\\left($0\\right)", description="code 12"),
+    UnaryOp(
+        "recip",
+        lambda x: 1.0 / (x + EPS),
+        "1/($0)",
+        "\\frac{1}{$0}",
+        description="1/(x + eps), eps added not |x|+eps (code 13)",
+    ),
+    UnaryOp(
+        "bessel_i1e",
+        torch.special.i1e,
+        "bessel_i1e($0)",
+        "I_{1e}\\left($0\\right)",
+        description="exp(-|x|) I1(x) (code 14)",
+    ),
+    UnaryOp("relu", torch.relu, "max($0, 0)", "\\max\\left($0, 0\\right)", description="code 15"),
+    UnaryOp(
+        "min0",
+        lambda x: torch.clamp(x, max=0.0),
+        "min($0, 0)",
+        "\\min\\left($0, 0\\right)",
+        description="code 16",
+    ),
+    UnaryOp(
+        "drop0.5",
+        _dropout(0.5),
+        "drop($0, 0.5)",
+        "\\operatorname{drop}_{0.5}\\left($0\\right)",
+        needs_ctx=True,
+        stochastic=True,
+        description="dropout p=0.5, survivors x2 (code 17)",
+    ),
+    UnaryOp(
+        "drop0.3",
+        _dropout(0.3),
+        "drop($0, 0.3)",
+        "\\operatorname{drop}_{0.3}\\left($0\\right)",
+        needs_ctx=True,
+        stochastic=True,
+        description="dropout p=0.3 (code 18)",
+    ),
+    UnaryOp(
+        "drop0.1",
+        _dropout(0.1),
+        "drop($0, 0.1)",
+        "\\operatorname{drop}_{0.1}\\left($0\\right)",
+        needs_ctx=True,
+        stochastic=True,
+        description="dropout p=0.1 (code 19)",
+    ),
+    UnaryOp(
+        "clip_norm",
+        _clip_norm,
+        "norm($0)",
+        "\\operatorname{clipnorm}\\left($0\\right)",
+        needs_ctx=True,
+        description="clip by L2 norm 1 over each parameter tensor (code 20)",
+    ),
+    UnaryOp(
+        "softsign",
+        lambda x: x / (1.0 + x.abs()),
+        "softsign($0)",
+        "\\frac{$0}{1+\\left|$0\\right|}",
+        description="x/(1+|x|) (code 21)",
+    ),
+)
+
+
+def _ema95(x: Tensor, state: Tensor, ctx: ExecContext) -> Tensor:
+    # state[...] holds the EMA; the step count lives in the context (same for every element).
+    state.lerp_(ctx.full(x, like=state), 0.05)
+    return state / (1.0 - 0.95 ** ctx._cache["step"])
+
+
+def _delta_change(x: Tensor, state: Tensor, ctx: ExecContext) -> Tensor:
+    torch.sub(ctx.full(x, like=state), state, out=state)
+    return state.clone()
+
+
+def _max_value(x: Tensor, state: Tensor, ctx: ExecContext) -> Tensor:
+    torch.maximum(ctx.full(x, like=state), state, out=state)
+    return state.clone()
+
+
+STATEFUL_OPS: tuple[StatefulOp, ...] = (
+    StatefulOp(
+        "ema95",
+        _ema95,
+        "ema95($0)",
+        "\\operatorname{EMA}_{0.95}\\left($0\\right)",
+        description="bias-corrected EMA, beta 0.95 (code 22; the reference divides by zero, see docs)",
+    ),
+    StatefulOp(
+        "delta_change",
+        _delta_change,
+        "delta($0)",
+        "\\Delta\\left($0\\right)",
+        description="n <- x - n, as the reference code computes it (code 23)",
+    ),
+    StatefulOp(
+        "max_value",
+        _max_value,
+        "maxval($0)",
+        "\\operatorname{maxval}\\left($0\\right)",
+        description="running elementwise max, starting at 0 (code 24)",
+    ),
+)
+
+
+def _clip(x: Tensor, y: Tensor) -> Tensor:
+    bound = torch.as_tensor(y).abs()
+    return torch.maximum(torch.minimum(torch.as_tensor(x), bound), -bound)
+
+
+BINARY_OPS: tuple[BinaryOp, ...] = (
+    BinaryOp("add", torch.add, "$0 + $1", "$0 + $1", commutative=True, infix=True, description="code 0"),
+    BinaryOp("sub", torch.sub, "$0 - $1", "$0 - $1", infix=True, description="code 1"),
+    BinaryOp("mul", torch.mul, "$0 * $1", "$0 \\cdot $1", commutative=True, infix=True, description="code 2"),
+    BinaryOp(
+        "max",
+        torch.maximum,
+        "max($0, $1)",
+        "\\max\\left($0, $1\\right)",
+        commutative=True,
+        description="code 3",
+    ),
+    BinaryOp(
+        "min",
+        torch.minimum,
+        "min($0, $1)",
+        "\\min\\left($0, $1\\right)",
+        commutative=True,
+        description="code 4",
+    ),
+    BinaryOp(
+        "div",
+        lambda x, y: x / (y + EPS),
+        "$0 / ($1 + eps)",
+        "\\frac{$0}{$1 + \\epsilon}",
+        description="x / (y + eps) (code 5)",
+    ),
+    BinaryOp(
+        "div_sqrt1p",
+        lambda x, y: x / torch.sqrt(1.0 + y * y),
+        "$0 / sqrt(1 + ($1)^2)",
+        "\\frac{$0}{\\sqrt{1 + \\left($1\\right)^{2}}}",
+        description="x / sqrt(1 + y^2) (code 6)",
+    ),
+    BinaryOp("clip", _clip, "clip($0, $1)", "\\operatorname{clip}\\left($0, \\pm\\left|$1\\right|\\right)",
+             description="clip x to [-|y|, |y|] (code 7)"),
+    BinaryOp(
+        "interp95",
+        lambda x, y: torch.lerp(torch.as_tensor(x), torch.as_tensor(y), 0.05),
+        "(0.95*$0 + 0.05*$1)",
+        "\\left(0.95\\,$0 + 0.05\\,$1\\right)",
+        description="0.95 x + 0.05 y (code 8)",
+    ),
+    BinaryOp(
+        "pow_abs",
+        lambda x, y: torch.pow(torch.as_tensor(x).abs(), y),
+        "|$0|^($1)",
+        "\\left|$0\\right|^{$1}",
+        description="|x|^y (code 9)",
+    ),
+    BinaryOp(
+        "div_exact",
+        torch.div,
+        "$0 / $1",
+        "\\frac{$0}{$1}",
+        tags=_EXTRA,
+        description="x / y without epsilon (outside the paper's space; the zoo uses it for torch parity)",
+    ),
+)
+
+
+@hookimpl
+def nosplug_unary_ops() -> list[UnaryOp]:
+    return list(UNARY_OPS)
+
+
+@hookimpl
+def nosplug_stateful_ops() -> list[StatefulOp]:
+    return list(STATEFUL_OPS)
+
+
+@hookimpl
+def nosplug_binary_ops() -> list[BinaryOp]:
+    return list(BINARY_OPS)

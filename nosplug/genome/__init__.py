@@ -1,0 +1,29 @@
+"""Genomes: typed update graphs with decay graphs on their edges (see :mod:`nosplug.genome.model`)."""
+
+from nosplug.genome.model import (
+    FORMAT,
+    FORMAT_VERSION,
+    HIDDEN,
+    MOMENTUM_TYPES,
+    ROOT,
+    DecayGraph,
+    DecayNode,
+    Edge,
+    Genome,
+    GenomeError,
+    Node,
+)
+
+__all__ = [
+    "FORMAT",
+    "FORMAT_VERSION",
+    "HIDDEN",
+    "MOMENTUM_TYPES",
+    "ROOT",
+    "DecayGraph",
+    "DecayNode",
+    "Edge",
+    "Genome",
+    "GenomeError",
+    "Node",
+]

@@ -1,0 +1,88 @@
+"""Hook specifications: everything nosplug searches over or trains with comes from these hooks.
+
+Built-in primitives are registered through exactly these hooks by the modules in
+:mod:`nosplug.builtin`, the way pytest builds itself from its own plugins. An outside package
+adds primitives by exposing a module with ``@hookimpl`` functions under the entry-point group
+``nosplug``::
+
+    [project.entry-points.nosplug]
+    myops = "my_package.nosplug_plugin"
+
+Every hook returns a list of records; names must be unique per kind across all plugins, and a
+clash is an error that names both plugins.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pluggy
+
+PROJECT = "nosplug"
+hookspec = pluggy.HookspecMarker(PROJECT)
+hookimpl = pluggy.HookimplMarker(PROJECT)
+
+
+@hookspec
+def nosplug_operands() -> list[Any]:
+    """Return :class:`~nosplug.primitives.Operand` records (named leaves of update graphs)."""
+
+
+@hookspec
+def nosplug_operand_families() -> list[Any]:
+    """Return :class:`~nosplug.primitives.OperandFamily` records (parameterised operands)."""
+
+
+@hookspec
+def nosplug_unary_ops() -> list[Any]:
+    """Return scalar :class:`~nosplug.primitives.UnaryOp` records."""
+
+
+@hookspec
+def nosplug_stateful_ops() -> list[Any]:
+    """Return state-holding :class:`~nosplug.primitives.StatefulOp` records (share the unary namespace)."""
+
+
+@hookspec
+def nosplug_binary_ops() -> list[Any]:
+    """Return :class:`~nosplug.primitives.BinaryOp` records."""
+
+
+@hookspec
+def nosplug_schedules() -> list[Any]:
+    """Return :class:`~nosplug.primitives.Schedule` records (the leaves of decay graphs)."""
+
+
+@hookspec
+def nosplug_decay_unary_ops() -> list[Any]:
+    """Return :class:`~nosplug.primitives.DecayUnaryOp` records allowed inside decay graphs."""
+
+
+@hookspec
+def nosplug_decay_binary_ops() -> list[Any]:
+    """Return :class:`~nosplug.primitives.DecayBinaryOp` records allowed inside decay graphs."""
+
+
+@hookspec
+def nosplug_datasets() -> list[Any]:
+    """Return :class:`~nosplug.evaluation.datasets.DatasetSpec` records."""
+
+
+@hookspec
+def nosplug_surrogates() -> list[Any]:
+    """Return :class:`~nosplug.evaluation.surrogates.SurrogateSpec` records."""
+
+
+@hookspec
+def nosplug_teachers() -> list[Any]:
+    """Return teacher optimizer records for optimizer amalgamation."""
+
+
+@hookspec
+def nosplug_students() -> list[Any]:
+    """Return learned-optimizer (student) records for optimizer amalgamation."""
+
+
+@hookspec
+def nosplug_amalgamation_losses() -> list[Any]:
+    """Return amalgamation loss records (mean, min-max, choice, ...)."""

@@ -1,0 +1,41 @@
+"""Search-space primitives: operand, operation and schedule records and their registry."""
+
+from nosplug.primitives.base import (
+    PAPER,
+    BinaryOp,
+    DecayBinaryOp,
+    DecayUnaryOp,
+    EMASpec,
+    ExecContext,
+    Operand,
+    OperandContext,
+    OperandFamily,
+    Schedule,
+    StatefulOp,
+    UnaryOp,
+)
+from nosplug.primitives.registry import (
+    PluginClashError,
+    Registry,
+    UnknownPrimitiveError,
+    registry,
+)
+
+__all__ = [
+    "PAPER",
+    "BinaryOp",
+    "DecayBinaryOp",
+    "DecayUnaryOp",
+    "EMASpec",
+    "ExecContext",
+    "Operand",
+    "OperandContext",
+    "OperandFamily",
+    "PluginClashError",
+    "Registry",
+    "Schedule",
+    "StatefulOp",
+    "UnaryOp",
+    "UnknownPrimitiveError",
+    "registry",
+]

@@ -1,0 +1,225 @@
+"""The primitive types a search space is made of.
+
+Every operand, operation and decay schedule is a small frozen record: a name, a tensor
+function, and the text/LaTeX templates used by :meth:`nosplug.Genome.formula`. Plugins
+(built-in ones included) return these records from the hooks in :mod:`nosplug.hookspecs`;
+:class:`nosplug.primitives.registry.Registry` collects them.
+
+Templates use ``$0`` and ``$1`` for the arguments (``str.format`` braces would clash with
+LaTeX). ``infix=True`` tells the renderer to parenthesise compound arguments.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor
+
+#: Tags that put a primitive into the paper's default search space.
+PAPER = "paper"
+
+Value = Tensor | float
+
+
+@dataclass(frozen=True)
+class EMASpec:
+    """An exponential moving average of ``g**power`` with decay ``beta``.
+
+    Operands that read the same EMA share one state slot per parameter, so the paper's
+    v, s and lambda buffers are stored once however many operands use them.
+    """
+
+    power: int
+    beta: float
+
+    @property
+    def key(self) -> str:
+        return f"ema_g{self.power}_b{self.beta!r}"
+
+
+@dataclass(frozen=True)
+class Operand:
+    """A leaf of the update graph, computed from the gradient, the weight and optimizer state.
+
+    ``compute(ctx)`` returns a tensor shaped like the parameters, or a Python float for
+    constants (kept scalar so they cost nothing). ``requires`` lists the EMA slots it reads.
+    """
+
+    name: str
+    compute: Callable[[OperandContext], Value]
+    text: str
+    latex: str
+    requires: tuple[EMASpec, ...] = ()
+    tags: frozenset[str] = frozenset({PAPER})
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class OperandFamily:
+    """A parameterised operand, referenced in genomes as ``name(key=value, ...)``.
+
+    ``build(**params)`` returns the concrete :class:`Operand`; ``defaults`` documents the
+    accepted parameters and their default values (unknown parameters are rejected).
+    """
+
+    name: str
+    build: Callable[..., Operand]
+    defaults: Mapping[str, Any]
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class UnaryOp:
+    """A scalar (elementwise) unary operation.
+
+    ``per_tensor`` ops (for example clip-by-norm) reduce over each parameter tensor and
+    receive the :class:`ExecContext` as second argument; so do ``stochastic`` ones (dropout),
+    which draw from the context's generator.
+    """
+
+    name: str
+    fn: Callable[..., Tensor]
+    text: str
+    latex: str
+    tags: frozenset[str] = frozenset({PAPER})
+    needs_ctx: bool = False
+    stochastic: bool = False
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class StatefulOp:
+    """A unary operation that keeps one state tensor per node instance and parameter.
+
+    ``fn(x, state, ctx)`` reads and updates ``state`` in place and returns the output.
+    The state starts as zeros shaped like the parameters.
+    """
+
+    name: str
+    fn: Callable[[Tensor, Tensor, ExecContext], Tensor]
+    text: str
+    latex: str
+    tags: frozenset[str] = frozenset({PAPER})
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class BinaryOp:
+    """A binary elementwise operation; ``commutative`` lets the canonical hash sort its inputs."""
+
+    name: str
+    fn: Callable[[Value, Value], Value]
+    text: str
+    latex: str
+    commutative: bool = False
+    infix: bool = False
+    tags: frozenset[str] = frozenset({PAPER})
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class Schedule:
+    """A normalised-time schedule ``f(t, T)`` for decay graphs; ``t`` is a float tensor of steps."""
+
+    name: str
+    fn: Callable[[Tensor, int], Tensor]
+    text: str
+    latex: str
+    tags: frozenset[str] = frozenset({PAPER})
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class DecayUnaryOp:
+    """A unary op allowed inside decay graphs (it should map [0, 1] into [0, 1])."""
+
+    name: str
+    fn: Callable[[Tensor], Tensor]
+    text: str
+    latex: str
+    tags: frozenset[str] = frozenset({PAPER})
+    description: str = ""
+
+
+@dataclass(frozen=True)
+class DecayBinaryOp:
+    """A binary op allowed inside decay graphs."""
+
+    name: str
+    fn: Callable[[Tensor, Tensor], Tensor]
+    text: str
+    latex: str
+    commutative: bool = False
+    infix: bool = False
+    tags: frozenset[str] = frozenset({PAPER})
+    description: str = ""
+
+
+@dataclass
+class ExecContext:
+    """What per-tensor and stochastic ops need while a compiled genome runs.
+
+    The parameters of one group are executed as one flat vector; ``segment_ids`` maps every
+    element to its parameter tensor so per-tensor reductions stay per tensor.
+    """
+
+    numel: int
+    segment_ids: Tensor | None = None
+    num_segments: int = 1
+    generator: torch.Generator | None = None
+    _cache: dict[str, Any] = field(default_factory=dict)
+
+    def segment_sum(self, x: Tensor) -> Tensor:
+        """Sum of ``x`` within each parameter tensor, broadcast back to every element."""
+        if self.segment_ids is None or self.num_segments == 1:
+            return x.sum().expand_as(x)
+        sums = torch.zeros(self.num_segments, dtype=x.dtype, device=x.device)
+        sums.index_add_(0, self.segment_ids, x)
+        return sums[self.segment_ids]
+
+    def full(self, x: Value, like: Tensor | None = None) -> Tensor:
+        """``x`` as a full flat tensor (constants are expanded)."""
+        if isinstance(x, Tensor) and x.dim() == 1 and x.numel() == self.numel:
+            return x
+        ref = like
+        if ref is None:
+            raise ValueError("a reference tensor is needed to expand a constant")
+        return torch.as_tensor(x, dtype=ref.dtype, device=ref.device).expand(self.numel).clone()
+
+
+@dataclass
+class OperandContext:
+    """Inputs for :attr:`Operand.compute`: gradient, weight, 1-based step and EMA slots.
+
+    EMA slots are updated before operands are computed, so ``ema()`` returns the value after
+    this step's update (the paper's operands 17-19 rely on that).
+    """
+
+    g: Tensor
+    w: Tensor
+    step: int
+    emas: Mapping[str, Tensor]
+    _pow_cache: dict[int, Tensor] = field(default_factory=dict)
+
+    def gpow(self, power: int) -> Tensor:
+        if power == 1:
+            return self.g
+        cached = self._pow_cache.get(power)
+        if cached is None:
+            cached = self.g.pow(power) if power != 2 else self.g * self.g
+            self._pow_cache[power] = cached
+        return cached
+
+    def ema(self, spec: EMASpec) -> Tensor:
+        return self.emas[spec.key]
+
+    def ema_hat(self, spec: EMASpec) -> Tensor:
+        """Bias-corrected EMA, ``ema / (1 - beta**step)``."""
+        return self.emas[spec.key] / (1.0 - spec.beta**self.step)
+
+
+def tagged(tags: frozenset[str] | set[str] | None) -> frozenset[str]:
+    return frozenset(tags or ())
