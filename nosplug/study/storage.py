@@ -1,0 +1,71 @@
+"""Where studies live: any Optuna storage, chosen by URL.
+
+Resolution order: explicit ``--storage`` URL, then ``NOSPLUG_STORAGE``, then the embedded
+default, a journal file ``./nosplug-studies/journal.log``. Optuna's journal file storage is safe
+for several worker processes on one machine (SQLite is not safe for many concurrent writers).
+
+Accepted forms:
+
+* ``postgresql://...``, ``mysql://...``, ``sqlite:///...``: Optuna's RDB storage (PostgreSQL is
+  the storage for workers on several machines);
+* ``journal:PATH`` or a path ending in ``.log`` / ``.journal``: Optuna's journal file storage;
+* ``redis://...``: Optuna's journal storage on Redis.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import optuna
+
+from nosplug.errors import UserError
+
+ENV = "NOSPLUG_STORAGE"
+DEFAULT_JOURNAL = Path("nosplug-studies") / "journal.log"
+
+
+class StorageError(UserError):
+    """The storage URL is malformed or cannot be reached."""
+
+
+def storage_url(explicit: str | None = None) -> str:
+    """The URL in force: explicit, else ``$NOSPLUG_STORAGE``, else the embedded default."""
+    if explicit:
+        return explicit
+    env = os.environ.get(ENV)
+    if env:
+        return env
+    return f"journal:{DEFAULT_JOURNAL}"
+
+
+def open_storage(url: str | None = None, *, create: bool = True) -> optuna.storages.BaseStorage:
+    """Open the Optuna storage behind ``url`` (see the module docstring), with clear errors."""
+    url = storage_url(url)
+    try:
+        if url.startswith("journal:") or url.endswith((".log", ".journal")):
+            path = Path(url.removeprefix("journal:"))
+            if not path.exists():
+                if not create:
+                    raise StorageError(f"storage {url!r} does not exist (no file {path})")
+                path.parent.mkdir(parents=True, exist_ok=True)
+            return optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(path)))
+        if url.startswith("redis://"):
+            return optuna.storages.JournalStorage(optuna.storages.journal.JournalRedisBackend(url))
+        if "://" in url:
+            return optuna.storages.RDBStorage(url, engine_kwargs=_engine_kwargs(url))
+    except StorageError:
+        raise
+    except Exception as exc:  # sqlalchemy/redis/OS errors: one readable line
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise StorageError(f"cannot open storage {url!r}: {first}") from exc
+    raise StorageError(
+        f"storage {url!r} is not a URL nosplug understands "
+        "(use postgresql://..., sqlite:///..., redis://..., or journal:PATH)"
+    )
+
+
+def _engine_kwargs(url: str) -> dict:
+    if url.startswith("postgresql"):
+        return {"pool_pre_ping": True, "connect_args": {"connect_timeout": 5}}
+    return {}
