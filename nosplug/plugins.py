@@ -57,9 +57,9 @@ def reset() -> None:
     """Forget the cached manager and registry (tests and the CLI use this)."""
     global _manager
     _manager = None
-    from nosplug.primitives import registry as _registry
+    from nosplug.primitives.registry import reset_cache
 
-    _registry.reset_cache()
+    reset_cache()
 
 
 def _builtin_available(module: str) -> bool:

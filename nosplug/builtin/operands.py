@@ -57,7 +57,7 @@ def weight(scale: float = 1.0) -> Operand:
     s = float(scale)
     text = "w" if s == 1 else f"{num(s)}*w"
     latex = "w" if s == 1 else f"{latex_num(s)}\\,w"
-    return Operand("weight", lambda ctx: ctx.w * s, text, latex, tags=_EXTRA)
+    return Operand("weight", lambda ctx: ctx.w * s, text, latex, tags=_EXTRA, uses_weight=True)
 
 
 def sign_grad() -> Operand:

@@ -18,7 +18,6 @@ from nosplug.primitives.registry import (
     PluginClashError,
     Registry,
     UnknownPrimitiveError,
-    registry,
 )
 
 __all__ = [
@@ -37,5 +36,4 @@ __all__ = [
     "StatefulOp",
     "UnaryOp",
     "UnknownPrimitiveError",
-    "registry",
 ]

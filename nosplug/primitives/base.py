@@ -55,6 +55,8 @@ class Operand:
     requires: tuple[EMASpec, ...] = ()
     tags: frozenset[str] = frozenset({PAPER})
     description: str = ""
+    #: True if ``compute`` reads the weight (the optimizer then gathers weights for it).
+    uses_weight: bool = False
 
 
 @dataclass(frozen=True)

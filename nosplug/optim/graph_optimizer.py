@@ -1,0 +1,229 @@
+"""GraphOptimizer: a ``torch.optim.Optimizer`` that executes any genome.
+
+Parameters of a group are processed as flat chunks (one per device/dtype/step), so a genome
+costs one tensor op per primitive per chunk instead of one per parameter tensor. Per-parameter
+state (what ``state_dict()`` saves) consists of views into the chunk's flat buffers; after
+``load_state_dict`` the flat buffers are rebuilt from the loaded per-parameter tensors.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor
+from torch.optim import Optimizer
+
+from nosplug.errors import UserError
+from nosplug.genome.model import Genome
+from nosplug.optim.program import Program, compile_genome
+from nosplug.primitives.base import ExecContext
+from nosplug.primitives.registry import Registry
+
+NONFINITE_POLICIES = ("raise", "skip")
+
+
+class NonFiniteUpdateError(FloatingPointError):
+    """The genome produced a NaN or inf update; the weights were left untouched."""
+
+
+@dataclass
+class _Chunk:
+    params: list[Tensor]
+    sizes: list[int]
+    state: dict[str, Tensor]
+    ctx: ExecContext
+    generation: int
+    key: tuple[int, ...] = field(default_factory=tuple)
+
+
+class GraphOptimizer(Optimizer):
+    """Run ``genome`` as a drop-in optimizer.
+
+    Args:
+        params: parameters or param-group dicts, as for any ``torch.optim.Optimizer``.
+        genome: a :class:`~nosplug.Genome`, or a zoo name such as ``"adam"``.
+        lr: base learning rate (per group overridable); default from the genome's metadata.
+        momentum: momentum coefficient mu for genomes with momentum (a scheduler such as
+            :class:`~nosplug.optim.WarmupHoldCosine` may cycle it, as the paper does).
+        total_steps: length of the run; required when the genome has decay functions,
+            which depend on t / total_steps.
+        nonfinite: ``"raise"`` raises :class:`NonFiniteUpdateError`, ``"skip"`` skips the
+            update of that chunk and counts it in :attr:`nonfinite_steps`. Either way a NaN/inf
+            is never written into the weights. (EMA state has already seen the gradient.)
+        seed: seeds the generator of stochastic ops (dropout nodes).
+    """
+
+    def __init__(
+        self,
+        params: Iterable[Tensor] | Iterable[dict[str, Any]],
+        genome: Genome | str,
+        lr: float | None = None,
+        momentum: float | None = None,
+        total_steps: int | None = None,
+        *,
+        nonfinite: str = "raise",
+        seed: int | None = None,
+        registry: Registry | None = None,
+    ) -> None:
+        if isinstance(genome, str):
+            from nosplug import zoo
+
+            genome = zoo.load(genome)
+        if nonfinite not in NONFINITE_POLICIES:
+            raise ValueError(f"nonfinite must be one of {NONFINITE_POLICIES}, got {nonfinite!r}")
+        defaults_meta = genome.meta.get("defaults", {}) if isinstance(genome.meta, dict) else {}
+        lr = float(defaults_meta.get("lr", 1e-3)) if lr is None else float(lr)
+        momentum = float(defaults_meta.get("momentum", 0.9)) if momentum is None else float(momentum)
+        if lr < 0:
+            raise ValueError(f"invalid learning rate: {lr}")
+        if total_steps is not None and total_steps <= 0:
+            raise ValueError(f"total_steps must be positive, got {total_steps}")
+        self.genome = genome
+        self.program: Program = compile_genome(genome, registry)
+        if self.program.decays and total_steps is None:
+            raise UserError(
+                "this genome has decay functions, which depend on the run length: "
+                "pass total_steps=... to GraphOptimizer"
+            )
+        self.total_steps = total_steps
+        self.nonfinite = nonfinite
+        self.nonfinite_steps = 0
+        self.last_step_nonfinite = False
+        self._generation = 0
+        self._chunks: dict[tuple, _Chunk] = {}
+        self._generator: torch.Generator | None = None
+        if seed is not None:
+            self._generator = torch.Generator().manual_seed(seed)
+        super().__init__(params, {"lr": lr, "momentum": momentum})
+
+    # -- torch.optim contract -------------------------------------------------------------
+    @torch.no_grad()
+    def step(self, closure: Callable[[], float] | None = None) -> float | None:
+        loss = None
+        if closure is not None:
+            with torch.enable_grad():
+                loss = closure()
+        self.last_step_nonfinite = False
+        for gi, group in enumerate(self.param_groups):
+            for chunk_params in self._partition(group):
+                self._step_chunk(gi, group, chunk_params)
+        return loss
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        meta = state_dict.get("nosplug")
+        if meta is not None and meta.get("genome_hash") not in (None, self.genome.canonical_hash()):
+            raise UserError(
+                f"optimizer state was saved for genome {meta.get('genome_hash')} but this optimizer runs "
+                f"genome {self.genome.canonical_hash()}"
+            )
+        super().load_state_dict(state_dict)
+        if meta is not None:
+            self.nonfinite_steps = int(meta.get("nonfinite_steps", 0))
+        self._generation += 1
+        self._chunks.clear()
+
+    def state_dict(self) -> dict[str, Any]:
+        sd = super().state_dict()
+        sd["nosplug"] = {
+            "genome_hash": self.genome.canonical_hash(),
+            "total_steps": self.total_steps,
+            "nonfinite_steps": self.nonfinite_steps,
+        }
+        return sd
+
+    # -- internals ------------------------------------------------------------------------
+    def _partition(self, group: dict[str, Any]) -> list[list[Tensor]]:
+        parts: dict[tuple, list[Tensor]] = {}
+        for p in group["params"]:
+            if p.grad is None:
+                continue
+            if p.grad.is_sparse:
+                raise RuntimeError("GraphOptimizer does not support sparse gradients")
+            step = self.state[p].get("step", 0) if p in self.state else 0
+            parts.setdefault((p.device, p.dtype, int(step)), []).append(p)
+        return list(parts.values())
+
+    def _chunk(self, gi: int, params: list[Tensor]) -> _Chunk:
+        key = (gi, *(id(p) for p in params))
+        chunk = self._chunks.get(key)
+        if chunk is not None and chunk.generation == self._generation:
+            return chunk
+        prog = self.program
+        sizes = [p.numel() for p in params]
+        ref = params[0]
+        n = sum(sizes)
+        flat_state: dict[str, Tensor] = {}
+        for k in prog.state_keys():
+            parts = []
+            for p in params:
+                st = self.state[p]
+                parts.append(st[k].reshape(-1) if k in st else torch.zeros(p.numel(), dtype=p.dtype, device=p.device))
+            flat_state[k] = torch.cat(parts) if len(parts) > 1 else parts[0].clone()
+        # per-parameter state entries become views into the flat buffers
+        offset = 0
+        for p, size in zip(params, sizes):
+            st = self.state[p]
+            st.setdefault("step", 0)
+            for k, buf in flat_state.items():
+                st[k] = buf[offset : offset + size].view_as(p)
+            offset += size
+        seg_ids = None
+        if prog.needs_segments and len(params) > 1:
+            seg_ids = torch.repeat_interleave(
+                torch.arange(len(params), device=ref.device), torch.tensor(sizes, device=ref.device)
+            )
+        ctx = ExecContext(numel=n, segment_ids=seg_ids, num_segments=len(params), generator=self._generator)
+        # drop chunks of the same group that these params no longer belong to
+        for other in [k for k in self._chunks if k[0] == gi and set(k[1:]) & set(key[1:])]:
+            del self._chunks[other]
+        chunk = _Chunk(params, sizes, flat_state, ctx, self._generation, key)
+        self._chunks[key] = chunk
+        return chunk
+
+    def _step_chunk(self, gi: int, group: dict[str, Any], params: list[Tensor]) -> None:
+        chunk = self._chunk(gi, params)
+        prog = self.program
+        if len(params) == 1:
+            g = params[0].grad.reshape(-1)
+            w = params[0].reshape(-1) if prog.needs_weight else g
+        else:
+            g = torch.cat([p.grad.reshape(-1) for p in params])
+            w = torch.cat([p.reshape(-1) for p in params]) if prog.needs_weight else g
+        step = int(self.state[params[0]]["step"])
+        delta = prog.delta(
+            chunk.state,
+            w,
+            g,
+            step=step,
+            total_steps=self.total_steps,
+            lr=group["lr"],
+            momentum=group["momentum"],
+            ctx=chunk.ctx,
+            commit_momentum=False,
+        )
+        if not bool(torch.isfinite(delta).all()):
+            self.last_step_nonfinite = True
+            self.nonfinite_steps += 1
+            if self.nonfinite == "raise":
+                raise NonFiniteUpdateError(
+                    f"genome {self.genome.canonical_hash()} produced a non-finite update at step {step + 1}; "
+                    "the weights were not changed"
+                )
+            chunk.state.pop("_momentum_next", None)
+            for p in params:
+                self.state[p]["step"] = step + 1
+            return
+        nxt = chunk.state.pop("_momentum_next", None)
+        if nxt is not None:
+            chunk.state["momentum_buffer"].copy_(nxt)
+        if delta.dim() == 0 or delta.numel() != g.numel():
+            delta = delta.expand(g.numel())
+        if len(params) == 1:
+            params[0].add_(delta.view_as(params[0]))
+        else:
+            torch._foreach_add_(params, [d.view_as(p) for d, p in zip(delta.split(chunk.sizes), params)])
+        for p in params:
+            self.state[p]["step"] = step + 1

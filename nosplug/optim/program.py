@@ -1,0 +1,227 @@
+"""Compile a genome into a straight-line program over flat tensors.
+
+The program is what both :class:`~nosplug.optim.GraphOptimizer` and the integrity check run.
+It works on one flat vector per chunk of parameters (all tensors of a param group that share
+device, dtype and step), so each primitive is one tensor op however many parameter tensors
+the model has; per-tensor reductions go through :class:`~nosplug.primitives.ExecContext`.
+
+Only what the active graph reads is computed and stored: the EMA slots its operands require,
+the state of its state-holding nodes, and a momentum buffer if the genome has momentum.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor
+
+from nosplug.genome.model import DecayGraph, Genome
+from nosplug.primitives.base import EMASpec, ExecContext, Operand, OperandContext
+from nosplug.primitives.registry import Registry
+from nosplug.primitives.registry import registry as default_registry
+
+MOMENTUM_KEY = "momentum_buffer"
+
+
+def node_state_key(node_id: str) -> str:
+    return f"node_{node_id}"
+
+
+@dataclass(frozen=True)
+class _Arg:
+    kind: str  # "operand" | "node"
+    index: int  # operand index or instruction index
+    decay: int  # index into Program.decays, or -1
+
+
+@dataclass(frozen=True)
+class _Instr:
+    node_id: str
+    fn: object
+    args: tuple[_Arg, ...]
+    stateful: bool
+    needs_ctx: bool
+    identity: bool
+
+
+class Program:
+    """A genome compiled for execution: operands, instructions, decays and state layout."""
+
+    def __init__(self, genome: Genome, reg: Registry | None = None) -> None:
+        reg = reg or default_registry()
+        genome.validate(reg)
+        self.genome = genome
+        self.momentum = genome.momentum
+        self.nesterov = genome.nesterov
+        self.sign = 1.0 if genome.flip else -1.0
+        order = genome.topological_order()
+        ids = set(genome.node_ids)
+
+        operand_refs: list[str] = []
+        self.decays: list[DecayGraph] = []
+        position: dict[str, int] = {}
+        instrs: list[_Instr] = []
+        for node in order:
+            args = []
+            for e in node.inputs:
+                decay_idx = -1
+                if e.decay is not None:
+                    self.decays.append(e.decay)
+                    decay_idx = len(self.decays) - 1
+                if e.src in ids:
+                    args.append(_Arg("node", position[e.src], decay_idx))
+                else:
+                    if e.src not in operand_refs:
+                        operand_refs.append(e.src)
+                    args.append(_Arg("operand", operand_refs.index(e.src), decay_idx))
+            if node.arity == 1:
+                op = reg.unary(node.unary)
+                stateful = reg.is_stateful(node.unary)
+                needs_ctx = stateful or getattr(op, "needs_ctx", False)
+                identity = node.unary == "identity"
+            else:
+                op = reg.binary(node.binary)
+                stateful, needs_ctx, identity = False, False, False
+            position[node.id] = len(instrs)
+            instrs.append(_Instr(node.id, op.fn, tuple(args), stateful, needs_ctx, identity))
+        self.instructions = tuple(instrs)
+        self.operands: tuple[Operand, ...] = tuple(reg.operand(r) for r in operand_refs)
+        specs: dict[str, EMASpec] = {}
+        for op in self.operands:
+            for spec in op.requires:
+                specs.setdefault(spec.key, spec)
+        self.ema_specs = tuple(specs.values())
+        self.stateful_nodes = tuple(i.node_id for i in instrs if i.stateful)
+        self.needs_weight = any(o.uses_weight for o in self.operands)
+        self.needs_segments = any(i.needs_ctx and not i.stateful for i in instrs)
+        self.stochastic = any(getattr(reg.unary(n.unary), "stochastic", False)
+                              for n in order if n.arity == 1)
+        self._registry = reg
+        self._decay_tables: dict[int, Tensor] = {}
+
+    # -- state --------------------------------------------------------------------------
+    def state_keys(self) -> list[str]:
+        keys = [s.key for s in self.ema_specs]
+        keys += [node_state_key(n) for n in self.stateful_nodes]
+        if self.momentum != "none":
+            keys.append(MOMENTUM_KEY)
+        return keys
+
+    def init_state(self, w: Tensor) -> dict[str, Tensor]:
+        """Zero state shaped like ``w`` for every slot the program uses."""
+        return {k: torch.zeros_like(w, memory_format=torch.preserve_format) for k in self.state_keys()}
+
+    # -- decays ---------------------------------------------------------------------------
+    def decay_values(self, step: int, total_steps: int | None) -> list[float]:
+        """d(t) of every decayed edge at 0-based ``step`` of a run of ``total_steps``."""
+        if not self.decays:
+            return []
+        if total_steps is None:
+            raise ValueError(
+                "this genome has decay functions, which depend on the run length: pass total_steps"
+            )
+        table = self._decay_tables.get(total_steps)
+        if table is None:
+            from nosplug.genome.decay import evaluate_decay
+
+            t = torch.arange(total_steps, dtype=torch.float64)
+            table = torch.stack([evaluate_decay(d, t, total_steps, self._registry) for d in self.decays])
+            if len(self._decay_tables) > 8:
+                self._decay_tables.clear()
+            self._decay_tables[total_steps] = table
+        return table[:, min(step, total_steps - 1)].tolist()
+
+    # -- execution ------------------------------------------------------------------------
+    def update_value(
+        self,
+        state: dict[str, Tensor],
+        w: Tensor,
+        g: Tensor,
+        *,
+        step: int,
+        total_steps: int | None = None,
+        ctx: ExecContext | None = None,
+    ) -> Tensor:
+        """Advance EMA and node state with gradient ``g`` and return the root value U."""
+        k1 = step + 1
+        for spec in self.ema_specs:
+            buf = state[spec.key]
+            if spec.power == 1:
+                buf.lerp_(g, 1.0 - spec.beta)
+            elif spec.power == 2:
+                buf.mul_(spec.beta).addcmul_(g, g, value=1.0 - spec.beta)
+            else:
+                buf.mul_(spec.beta).add_(g.pow(spec.power), alpha=1.0 - spec.beta)
+        octx = OperandContext(g=g, w=w, step=k1, emas=state)
+        ref = g
+        values: list[Tensor] = [_tensor(op.compute(octx), ref) for op in self.operands]
+        decays = self.decay_values(step, total_steps)
+        if ctx is None:
+            ctx = ExecContext(numel=g.numel())
+        ctx._cache["step"] = k1
+        outs: list[Tensor] = []
+        for ins in self.instructions:
+            args = []
+            for a in ins.args:
+                v = values[a.index] if a.kind == "operand" else outs[a.index]
+                if a.decay >= 0:
+                    v = v * decays[a.decay]
+                args.append(v)
+            if ins.identity:
+                out = args[0]
+            elif ins.stateful:
+                out = ins.fn(args[0], state[node_state_key(ins.node_id)], ctx)
+            elif ins.needs_ctx:
+                out = ins.fn(args[0], ctx)
+            else:
+                out = ins.fn(*args)
+            outs.append(out)
+        return outs[-1]
+
+    def delta(
+        self,
+        state: dict[str, Tensor],
+        w: Tensor,
+        g: Tensor,
+        *,
+        step: int,
+        total_steps: int | None = None,
+        lr: float | Tensor,
+        momentum: float | Tensor = 0.9,
+        ctx: ExecContext | None = None,
+        commit_momentum: bool = True,
+    ) -> Tensor:
+        """The change to add to ``w`` for one step (spec §4), including momentum and flip.
+
+        With ``commit_momentum=False`` the momentum buffer is returned updated in
+        ``state['_momentum_next']`` instead of in place, so a caller can drop the step.
+        """
+        u = self.update_value(state, w, g, step=step, total_steps=total_steps, ctx=ctx)
+        scaled = u * (self.sign * lr) if not isinstance(lr, Tensor) else u * lr * self.sign
+        if self.momentum == "none":
+            return scaled
+        buf = state[MOMENTUM_KEY]
+        new_buf = buf * momentum + scaled
+        if self.momentum == "momentum":
+            delta = new_buf
+        elif self.nesterov == "standard":
+            delta = new_buf * momentum + scaled
+        else:  # the search code's form: w <- w + m - lr*U
+            delta = new_buf + scaled
+        if commit_momentum:
+            buf.copy_(new_buf)
+        else:
+            state["_momentum_next"] = new_buf
+        return delta
+
+
+def _tensor(v: Tensor | float, ref: Tensor) -> Tensor:
+    if isinstance(v, Tensor):
+        return v
+    return torch.tensor(v, dtype=ref.dtype, device=ref.device)
+
+
+def compile_genome(genome: Genome, reg: Registry | None = None) -> Program:
+    """Compile ``genome``; programs are cheap to build, so no global cache is kept."""
+    return Program(genome, reg)
