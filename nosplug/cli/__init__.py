@@ -67,6 +67,8 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         cli.main(args=argv, prog_name="nosplug", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        return exc.exit_code
     except click.exceptions.Abort:
         Console(stderr=True).print("[red]aborted[/red]")
         return 130
@@ -74,7 +76,9 @@ def main(argv: list[str] | None = None) -> int:
         exc.show()
         return exc.exit_code
     except UserError as exc:
-        Console(stderr=True, highlight=False).print(f"[bold red]error:[/bold red] {exc}", markup=True)
+        from rich.markup import escape
+
+        Console(stderr=True, highlight=False).print(f"[bold red]error:[/bold red] {escape(str(exc))}")
         return 2
     except KeyboardInterrupt:
         return 130

@@ -1,0 +1,5 @@
+import sys
+
+from nosplug.cli import main
+
+sys.exit(main())
