@@ -12,8 +12,8 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from nosplug.plugins import plugin_manager  # noqa: E402
-from nosplug.primitives.registry import registry  # noqa: E402
+from nosplug.plugins import plugin_manager
+from nosplug.primitives.registry import registry
 
 
 def __getattr__(name: str):  # lazy: keep `import nosplug` light for the CLI and workers

@@ -97,6 +97,8 @@ def plugin_infos(pm: pluggy.PluginManager | None = None) -> list[PluginInfo]:
             continue
         dist = dists.get(id(plugin))
         version = dist.version if dist is not None else __version__
-        infos.append(PluginInfo(name, version, getattr(plugin, "__name__", repr(plugin)), name in BUILTIN_PLUGINS))
+        infos.append(
+            PluginInfo(name, version, getattr(plugin, "__name__", repr(plugin)), name in BUILTIN_PLUGINS)
+        )
     infos.sort(key=lambda i: (not i.builtin, i.name))
     return infos

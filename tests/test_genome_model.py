@@ -40,10 +40,15 @@ def test_json_round_trip_keeps_hash_and_formula() -> None:
         (lambda d: d["nodes"].pop(), "no output node"),
         (
             lambda d: d["nodes"][1]["inputs"].__setitem__(
-                0, {"src": "v_hat", "decay": {"hidden": {"arity": 1, "unary": "tanh", "binary": "add",
-                                                          "inputs": ["a99"]},
-                                               "out": {"arity": 1, "unary": "tanh", "binary": "add",
-                                                       "inputs": ["a1"]}}}),
+                0,
+                {
+                    "src": "v_hat",
+                    "decay": {
+                        "hidden": {"arity": 1, "unary": "tanh", "binary": "add", "inputs": ["a99"]},
+                        "out": {"arity": 1, "unary": "tanh", "binary": "add", "inputs": ["a1"]},
+                    },
+                },
+            ),
             "node 'out' input 0 decay hidden node: input 'a99' is not a registered schedule",
         ),
     ],
@@ -94,7 +99,9 @@ def test_formula_and_latex() -> None:
 def test_every_paper_name_is_in_the_zoo() -> None:
     names = set(nosplug.zoo.names())
     expected = {"adam", "rmsprop", "sgd", "momentum", "nesterov", "addsign", "powersign", "qhm", "adam-paper"}
-    expected |= {f"opt{i}" for i in range(1, 11)} | {f"a{i}" for i in range(1, 6)} | {f"lr{i}" for i in range(1, 10)}
+    expected |= (
+        {f"opt{i}" for i in range(1, 11)} | {f"a{i}" for i in range(1, 6)} | {f"lr{i}" for i in range(1, 10)}
+    )
     assert expected <= names
 
 

@@ -60,10 +60,18 @@ def test_zero_update_fails() -> None:
 
 
 def test_nan_fails() -> None:
-    g = _genome([_unary("ln_abs", "w_1e-6", "h0"), {"id": "out", "arity": 2, "unary": "identity",
-                                                    "binary": "pow_abs", "inputs": ["h0", "two"]}])
-    g2 = _genome([_unary("recip", "g", "h0"), {"id": "out", "arity": 2, "unary": "identity",
-                                               "binary": "sub", "inputs": ["h0", "h0"]}])
+    g = _genome(
+        [
+            _unary("ln_abs", "w_1e-6", "h0"),
+            {"id": "out", "arity": 2, "unary": "identity", "binary": "pow_abs", "inputs": ["h0", "two"]},
+        ]
+    )
+    g2 = _genome(
+        [
+            _unary("recip", "g", "h0"),
+            {"id": "out", "arity": 2, "unary": "identity", "binary": "sub", "inputs": ["h0", "h0"]},
+        ]
+    )
     for genome in (g, g2):
         res = integrity_check(genome)
         assert not res.passed
@@ -84,7 +92,9 @@ def test_the_problem_is_configuration() -> None:
     cfg = IntegrityConfig(start=(3.0, 3.0), shift=(0.0, 0.0), threshold=1.0, learning_rates=(0.1,))
     res = integrity_check(nosplug.zoo.load("sgd"), cfg)
     assert res.passed and res.lr == 0.1
-    assert not integrity_check(nosplug.zoo.load("sgd"), IntegrityConfig(threshold=-1.0)).passed  # f >= 0 always
+    assert not integrity_check(
+        nosplug.zoo.load("sgd"), IntegrityConfig(threshold=-1.0)
+    ).passed  # f >= 0 always
 
 
 def test_batch_checks_duplicates_once() -> None:

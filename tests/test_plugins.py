@@ -50,7 +50,7 @@ def test_a_clash_names_both_plugins() -> None:
 def test_clash_with_a_builtin_is_reported_too() -> None:
     pm = nosplug.plugin_manager()
     pm.register(_fake_plugin("shadow", "v_hat"), name="shadow")
-    with pytest.raises(PluginClashError, match="operand 'v_hat'.*'nosplug.operands'.*'shadow'"):
+    with pytest.raises(PluginClashError, match=r"operand 'v_hat'.*'nosplug\.operands'.*'shadow'"):
         Registry.from_plugin_manager(pm)
 
 

@@ -61,7 +61,9 @@ def weight(scale: float = 1.0) -> Operand:
 
 
 def sign_grad() -> Operand:
-    return Operand("sign_grad", lambda ctx: torch.sign(ctx.g), "sign(g)", "\\operatorname{sign}(g)", tags=_EXTRA)
+    return Operand(
+        "sign_grad", lambda ctx: torch.sign(ctx.g), "sign(g)", "\\operatorname{sign}(g)", tags=_EXTRA
+    )
 
 
 def sign_ema(power: int = 1, beta: float = 0.9) -> Operand:
@@ -126,7 +128,9 @@ FAMILIES = (
     OperandFamily("weight", weight, {"scale": 1.0}, weight.__doc__ or ""),
     OperandFamily("sign_grad", sign_grad, {}, "sign(g)"),
     OperandFamily("sign_ema", sign_ema, {"power": 1, "beta": 0.9}, sign_ema.__doc__ or ""),
-    OperandFamily("qh", quasi_hyperbolic, {"power": 1, "beta": 0.9, "nu": 0.7}, quasi_hyperbolic.__doc__ or ""),
+    OperandFamily(
+        "qh", quasi_hyperbolic, {"power": 1, "beta": 0.9, "nu": 0.7}, quasi_hyperbolic.__doc__ or ""
+    ),
     OperandFamily("aggmo", aggmo, {"power": 1, "beta": 0.9, "betas": (0.0, 0.9, 0.999)}, aggmo.__doc__ or ""),
 )
 
@@ -153,9 +157,7 @@ PAPER_OPERANDS: tuple[Operand, ...] = (
     _paper("w_1e-3", weight(1e-3), "1e-3*w", "10^{-3}w", "1e-3 times the weight"),
     _paper("sign_g", sign_grad(), "sign(g)", "\\operatorname{sign}(g)", "sign of the gradient"),
     _paper("sign_v_hat", sign_ema(1, 0.9), "sign(v_hat)", "\\operatorname{sign}(\\hat{v})", "sign of v_hat"),
-    _paper(
-        "qhm_g", quasi_hyperbolic(1, 0.9, 0.7), "(0.3*g + 0.7*v_hat)", "(0.3g + 0.7\\hat{v})", "QHM term"
-    ),
+    _paper("qhm_g", quasi_hyperbolic(1, 0.9, 0.7), "(0.3*g + 0.7*v_hat)", "(0.3g + 0.7\\hat{v})", "QHM term"),
     _paper(
         "qhm_g2",
         quasi_hyperbolic(2, 0.99, 0.95),

@@ -55,7 +55,9 @@ UNARY_OPS: tuple[UnaryOp, ...] = (
         "\\ln\\left|$0\\right|",
         description="ln(|x| + eps) (code 1)",
     ),
-    UnaryOp("sqrt_abs", lambda x: x.abs().sqrt(), "sqrt(|$0|)", "\\sqrt{\\left|$0\\right|}", description="code 2"),
+    UnaryOp(
+        "sqrt_abs", lambda x: x.abs().sqrt(), "sqrt(|$0|)", "\\sqrt{\\left|$0\\right|}", description="code 2"
+    ),
     UnaryOp("exp", torch.exp, "exp($0)", "e^{$0}", description="code 3"),
     UnaryOp("abs", torch.abs, "|$0|", "\\left|$0\\right|", description="code 4"),
     UnaryOp("sigmoid", _sigmoid, "sig($0)", "\\sigma\\left($0\\right)", description="code 5"),
@@ -75,7 +77,9 @@ UNARY_OPS: tuple[UnaryOp, ...] = (
     ),
     UnaryOp("erf", torch.erf, "erf($0)", "\\operatorname{erf}\\left($0\\right)", description="code 8"),
     UnaryOp("erfc", torch.erfc, "erfc($0)", "\\operatorname{erfc}\\left($0\\right)", description="code 9"),
-    UnaryOp("asinh", torch.asinh, "arcsinh($0)", "\\operatorname{arcsinh}\\left($0\\right)", description="code 10"),
+    UnaryOp(
+        "asinh", torch.asinh, "arcsinh($0)", "\\operatorname{arcsinh}\\left($0\\right)", description="code 10"
+    ),
     UnaryOp("tanh", torch.tanh, "tanh($0)", "\\tanh\\left($0\\right)", description="code 11"),
     UnaryOp("atan", torch.atan, "arctan($0)", "\\arctan\\left($0\\right)", description="code 12"),
     UnaryOp(
@@ -225,8 +229,13 @@ BINARY_OPS: tuple[BinaryOp, ...] = (
         "\\frac{$0}{\\sqrt{1 + \\left($1\\right)^{2}}}",
         description="x / sqrt(1 + y^2) (code 6)",
     ),
-    BinaryOp("clip", _clip, "clip($0, $1)", "\\operatorname{clip}\\left($0, \\pm\\left|$1\\right|\\right)",
-             description="clip x to [-|y|, |y|] (code 7)"),
+    BinaryOp(
+        "clip",
+        _clip,
+        "clip($0, $1)",
+        "\\operatorname{clip}\\left($0, \\pm\\left|$1\\right|\\right)",
+        description="clip x to [-|y|, |y|] (code 7)",
+    ),
     BinaryOp(
         "interp95",
         lambda x, y: torch.lerp(torch.as_tensor(x), torch.as_tensor(y), 0.05),

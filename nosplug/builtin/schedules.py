@@ -77,7 +77,9 @@ DECAY_UNARY_OPS: tuple[DecayUnaryOp, ...] = (
     DecayUnaryOp("bessel_i1e", torch.special.i1e, "bessel_i1e($0)", "I_{1e}\\left($0\\right)"),
     DecayUnaryOp("square", torch.square, "($0)^2", "\\left($0\\right)^{2}"),
     DecayUnaryOp("sqrt_abs", lambda x: x.abs().sqrt(), "sqrt(|$0|)", "\\sqrt{\\left|$0\\right|}"),
-    DecayUnaryOp("softsign", lambda x: x / (1.0 + x.abs()), "softsign($0)", "\\frac{$0}{1+\\left|$0\\right|}"),
+    DecayUnaryOp(
+        "softsign", lambda x: x / (1.0 + x.abs()), "softsign($0)", "\\frac{$0}{1+\\left|$0\\right|}"
+    ),
     DecayUnaryOp("dtanh", _dtanh, "dtanh($0)", "\\left(1-\\tanh^{2}\\left($0\\right)\\right)"),
     DecayUnaryOp("dsigmoid", _dsigmoid, "dsig($0)", "\\sigma'\\left($0\\right)"),
     DecayUnaryOp("identity", lambda x: x, "$0", "$0"),

@@ -47,8 +47,11 @@ def list_plugins(as_json: bool) -> None:
             label = KIND_BY_KEY[kind].label
             shown = ", ".join(names[:12]) + (f", … (+{len(names) - 12})" if len(names) > 12 else "")
             parts.append(f"[bold]{len(names)} {_plural(label, len(names))}[/bold]: {shown}")
-        table.add_row(row["name"] + ("" if row["builtin"] else f"\n[dim]{row['module']}[/dim]"),
-                      row["version"], "\n".join(parts) or "[dim]nothing[/dim]")
+        table.add_row(
+            row["name"] + ("" if row["builtin"] else f"\n[dim]{row['module']}[/dim]"),
+            row["version"],
+            "\n".join(parts) or "[dim]nothing[/dim]",
+        )
     console.print(table)
     disabled = disabled_plugins()
     if disabled:

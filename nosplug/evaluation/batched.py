@@ -12,6 +12,7 @@ k back, so tests can compare against K separate runs.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 
 import torch
@@ -24,8 +25,16 @@ from nosplug.primitives.base import ExecContext
 class GroupedConvNet(nn.Module):
     """K ConvNet(base) copies (spec §7) side by side; logits shaped (batch, K, classes)."""
 
-    def __init__(self, k: int, in_channels: int, num_classes: int, base: int = 32, dropout: float = 0.2,
-                 bn_momentum: float = 0.01, bn_eps: float = 1e-3) -> None:
+    def __init__(
+        self,
+        k: int,
+        in_channels: int,
+        num_classes: int,
+        base: int = 32,
+        dropout: float = 0.2,
+        bn_momentum: float = 0.01,
+        bn_eps: float = 1e-3,
+    ) -> None:
         super().__init__()
         self.k, self.num_classes = k, num_classes
         widths = (base, 2 * base, 4 * base)
@@ -81,12 +90,12 @@ class GroupedConvNet(nn.Module):
 
         for gconv, conv in zip(self.convs, convs):
             n = conv.out_channels
-            move(gconv.weight[idx * n:(idx + 1) * n], conv.weight)
-            move(gconv.bias[idx * n:(idx + 1) * n], conv.bias)
+            move(gconv.weight[idx * n : (idx + 1) * n], conv.weight)
+            move(gconv.bias[idx * n : (idx + 1) * n], conv.bias)
         for gbn, bn in zip(self.bns, bns):
             n = bn.num_features
             for name in ("weight", "bias", "running_mean", "running_var"):
-                move(getattr(gbn, name)[idx * n:(idx + 1) * n], getattr(bn, name))
+                move(getattr(gbn, name)[idx * n : (idx + 1) * n], getattr(bn, name))
         move(self.head_weight[idx], lin[0].weight.t())
         move(self.head_bias[idx], lin[0].bias)
 
@@ -99,7 +108,7 @@ class GroupedMLP(nn.Module):
         self.k = k
         self.weights = nn.ParameterList()
         self.biases = nn.ParameterList()
-        for a, b in zip(sizes[:-1], sizes[1:]):
+        for a, b in itertools.pairwise(sizes):
             w = torch.empty(k, a, b)
             for i in range(k):
                 nn.init.kaiming_uniform_(w[i].T, a=5**0.5)
@@ -124,8 +133,14 @@ class BatchedProgramOptimizer:
     and its weights are left untouched; the other copies carry on.
     """
 
-    def __init__(self, params: Sequence[Tensor], program: Program, lrs: Sequence[float],
-                 total_steps: int, generator: torch.Generator | None = None) -> None:
+    def __init__(
+        self,
+        params: Sequence[Tensor],
+        program: Program,
+        lrs: Sequence[float],
+        total_steps: int,
+        generator: torch.Generator | None = None,
+    ) -> None:
         self.params = [p for p in params if p.requires_grad]
         self.program = program
         self.k = len(lrs)
@@ -139,8 +154,12 @@ class BatchedProgramOptimizer:
         self.run_ids = torch.cat(run_of)
         self.peak = torch.tensor(list(lrs), dtype=ref.dtype, device=ref.device)
         seg = [r + i * self.k for i, r in enumerate(run_of)]
-        self.ctx = ExecContext(numel=sum(self.sizes), segment_ids=torch.cat(seg),
-                               num_segments=self.k * len(self.params), generator=generator)
+        self.ctx = ExecContext(
+            numel=sum(self.sizes),
+            segment_ids=torch.cat(seg),
+            num_segments=self.k * len(self.params),
+            generator=generator,
+        )
         self.state = program.init_state(torch.zeros(sum(self.sizes), dtype=ref.dtype, device=ref.device))
         self.alive = torch.ones(self.k, dtype=torch.bool, device=ref.device)
         self.t = 0
@@ -153,8 +172,16 @@ class BatchedProgramOptimizer:
         g = torch.cat([p.grad.reshape(-1) for p in self.params])
         w = torch.cat([p.reshape(-1) for p in self.params]) if self.program.needs_weight else g
         lr = (self.peak * factor * self.alive)[self.run_ids]
-        delta = self.program.delta(self.state, w, g, step=self.t, total_steps=self.total_steps, lr=lr,
-                                   momentum=momentum, ctx=self.ctx)
+        delta = self.program.delta(
+            self.state,
+            w,
+            g,
+            step=self.t,
+            total_steps=self.total_steps,
+            lr=lr,
+            momentum=momentum,
+            ctx=self.ctx,
+        )
         if delta.numel() != g.numel():
             delta = delta.expand(g.numel())
         finite = torch.isfinite(delta)

@@ -41,8 +41,14 @@ class EvalPreset:
     integrity: bool = True
 
     def __post_init__(self) -> None:
-        for f in ("batch_size", "sweep_steps", "sweep_epoch_steps", "final_steps", "final_epoch_steps",
-                  "schedule_steps"):
+        for f in (
+            "batch_size",
+            "sweep_steps",
+            "sweep_epoch_steps",
+            "final_steps",
+            "final_epoch_steps",
+            "schedule_steps",
+        ):
             if int(getattr(self, f)) <= 0:
                 raise UserError(f"preset {self.name!r}: {f} must be positive, got {getattr(self, f)!r}")
         if not self.prescreen_lrs:
@@ -64,7 +70,9 @@ class EvalPreset:
         kw = {}
         for key, value in overrides.items():
             if key not in known:
-                raise UserError(f"{where}.{key}: unknown evaluation setting (known: {', '.join(sorted(known))})")
+                raise UserError(
+                    f"{where}.{key}: unknown evaluation setting (known: {', '.join(sorted(known))})"
+                )
             current = getattr(self, key)
             if isinstance(current, tuple):
                 if not isinstance(value, list | tuple):
@@ -73,7 +81,9 @@ class EvalPreset:
             elif isinstance(current, bool):
                 if not isinstance(value, bool):
                     raise UserError(f"{where}.{key}: expected true/false, got {value!r}")
-            elif isinstance(current, int | float) and (not isinstance(value, int | float) or isinstance(value, bool)):
+            elif isinstance(current, int | float) and (
+                not isinstance(value, int | float) or isinstance(value, bool)
+            ):
                 raise UserError(f"{where}.{key}: expected a number, got {value!r}")
             elif isinstance(current, dict) and not isinstance(value, dict):
                 raise UserError(f"{where}.{key}: expected a table, got {value!r}")
@@ -84,17 +94,38 @@ class EvalPreset:
 PRESETS: dict[str, EvalPreset] = {
     "paper": EvalPreset(name="paper"),
     "paper-init": EvalPreset(
-        name="paper-init", surrogate_options={"base": 32}, augment=False, final_steps=8000, final_epoch_steps=200,
+        name="paper-init",
+        surrogate_options={"base": 32},
+        augment=False,
+        final_steps=8000,
+        final_epoch_steps=200,
         schedule_steps=8000,
     ),
     "quick": EvalPreset(
-        name="quick", surrogate_options={"base": 16}, batch_size=64, augment=False, sweep_steps=60,
-        sweep_epoch_steps=20, final_steps=400, final_epoch_steps=40, schedule_steps=800, warmup_steps=40,
+        name="quick",
+        surrogate_options={"base": 16},
+        batch_size=64,
+        augment=False,
+        sweep_steps=60,
+        sweep_epoch_steps=20,
+        final_steps=400,
+        final_epoch_steps=40,
+        schedule_steps=800,
+        warmup_steps=40,
     ),
     "smoke": EvalPreset(
-        name="smoke", surrogate_options={"base": 8}, batch_size=32, augment=False, sweep_steps=12,
-        sweep_epoch_steps=4, final_steps=30, final_epoch_steps=10, schedule_steps=60, warmup_steps=4,
-        run_gate_from_epoch=2, final_floor_from_epoch=1,
+        name="smoke",
+        surrogate_options={"base": 8},
+        batch_size=32,
+        augment=False,
+        sweep_steps=12,
+        sweep_epoch_steps=4,
+        final_steps=30,
+        final_epoch_steps=10,
+        schedule_steps=60,
+        warmup_steps=4,
+        run_gate_from_epoch=2,
+        final_floor_from_epoch=1,
     ),
 }
 
@@ -105,4 +136,6 @@ def get_preset(name_or_preset: str | EvalPreset) -> EvalPreset:
     try:
         return PRESETS[name_or_preset]
     except KeyError:
-        raise UserError(f"unknown evaluation preset {name_or_preset!r} (known: {', '.join(PRESETS)})") from None
+        raise UserError(
+            f"unknown evaluation preset {name_or_preset!r} (known: {', '.join(PRESETS)})"
+        ) from None

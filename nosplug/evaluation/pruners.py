@@ -49,16 +49,23 @@ class _AtStep(BasePruner):
         return trial.last_step == self.step and self.inner.prune(study, trial)
 
 
-def gate_pruner(prescreen_gate: float, sweep_gate: float, final_floor: float, final_floor_from_epoch: int) -> StagedPruner:
+def gate_pruner(
+    prescreen_gate: float, sweep_gate: float, final_floor: float, final_floor_from_epoch: int
+) -> StagedPruner:
     """The pruner that implements a preset's three gates."""
     return StagedPruner(
         [
             (STEP_PRESCREEN, _AtStep(STEP_PRESCREEN, ThresholdPruner(lower=prescreen_gate))),
             (STEP_SWEEP, _AtStep(STEP_SWEEP, ThresholdPruner(lower=sweep_gate))),
-            (STEP_FINAL0, ThresholdPruner(lower=final_floor, n_warmup_steps=STEP_FINAL0 + final_floor_from_epoch)),
+            (
+                STEP_FINAL0,
+                ThresholdPruner(lower=final_floor, n_warmup_steps=STEP_FINAL0 + final_floor_from_epoch),
+            ),
         ]
     )
 
 
 def pruner_for(preset) -> StagedPruner:
-    return gate_pruner(preset.prescreen_gate, preset.sweep_gate, preset.final_floor, preset.final_floor_from_epoch)
+    return gate_pruner(
+        preset.prescreen_gate, preset.sweep_gate, preset.final_floor, preset.final_floor_from_epoch
+    )

@@ -70,8 +70,9 @@ def build_grouped(preset: EvalPreset, single: nn.Module, k: int, num_classes: in
         base = int(preset.surrogate_options.get("base", 32))
         bn = next(m for m in single.modules() if isinstance(m, nn.BatchNorm2d))
         drop = next((m.p for m in single.modules() if isinstance(m, nn.Dropout)), 0.2)
-        return GroupedConvNet.from_models([single] * k, num_classes, base, dropout=drop,
-                                          bn_momentum=bn.momentum, bn_eps=bn.eps)
+        return GroupedConvNet.from_models(
+            [single] * k, num_classes, base, dropout=drop, bn_momentum=bn.momentum, bn_eps=bn.eps
+        )
     if preset.surrogate == "mlp":
         linears = [m for m in single.modules() if isinstance(m, nn.Linear)]
         sizes = [linears[0].in_features] + [m.out_features for m in linears]
@@ -97,14 +98,20 @@ def validation_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, chun
     model.eval()
     correct = 0
     for i in range(0, len(x), chunk):
-        correct += (model(x[i:i + chunk]).argmax(-1) == y[i:i + chunk]).sum().item()
+        correct += (model(x[i : i + chunk]).argmax(-1) == y[i : i + chunk]).sum().item()
     model.train(was)
     return correct / max(1, len(x))
 
 
 # ----------------------------------------------------------------------------------- sweep
-def sweep_batched(genome: Genome, lrs: Sequence[float], data, preset: EvalPreset, seed: int = 0,
-                  progress: Progress | None = None) -> list[float]:
+def sweep_batched(
+    genome: Genome,
+    lrs: Sequence[float],
+    data,
+    preset: EvalPreset,
+    seed: int = 0,
+    progress: Progress | None = None,
+) -> list[float]:
     """Best epoch-mean training accuracy of each rate, all rates trained as one grouped model."""
     k = len(lrs)
     single = build_single(preset, data.input_shape, data.num_classes, seed)
@@ -123,8 +130,9 @@ def sweep_batched(genome: Genome, lrs: Sequence[float], data, preset: EvalPreset
     for t in range(preset.sweep_steps):
         x, y = batches.next()
         logits = grouped(x)  # (B, K, C)
-        losses = nn.functional.cross_entropy(logits.permute(0, 2, 1), y.unsqueeze(1).expand(-1, k),
-                                             reduction="none").mean(0)
+        losses = nn.functional.cross_entropy(
+            logits.permute(0, 2, 1), y.unsqueeze(1).expand(-1, k), reduction="none"
+        ).mean(0)
         finite = torch.isfinite(losses) & opt.alive
         opt.zero_grad()
         torch.where(finite, losses, torch.zeros_like(losses)).sum().backward()
@@ -133,9 +141,12 @@ def sweep_batched(genome: Genome, lrs: Sequence[float], data, preset: EvalPreset
             seen += len(y)
         for i in torch.nonzero(~finite).flatten().tolist():
             opt.freeze(i)
-        opt.step(warmup_hold_cosine_factor(t, preset.schedule_steps, preset.warmup_steps, preset.hold_steps),
-                 cycled_momentum(t, preset.schedule_steps, preset.warmup_steps, preset.hold_steps)
-                 if preset.cycle_momentum else 0.9)
+        opt.step(
+            warmup_hold_cosine_factor(t, preset.schedule_steps, preset.warmup_steps, preset.hold_steps),
+            cycled_momentum(t, preset.schedule_steps, preset.warmup_steps, preset.hold_steps)
+            if preset.cycle_momentum
+            else 0.9,
+        )
         if (t + 1) % preset.sweep_epoch_steps == 0 or t + 1 == preset.sweep_steps:
             epoch = t // preset.sweep_epoch_steps
             accs = (correct / max(1, seen)).tolist()
@@ -161,10 +172,16 @@ def sweep_batched(genome: Genome, lrs: Sequence[float], data, preset: EvalPreset
 def sweep_single(genome: Genome, lr: float, data, preset: EvalPreset, seed: int = 0) -> float:
     """One sweep run on its own (the reference the batched sweep is tested against)."""
     model = build_single(preset, data.input_shape, data.num_classes, seed)
-    opt = GraphOptimizer(model.parameters(), genome, lr=lr, total_steps=preset.schedule_steps,
-                         nonfinite="skip", seed=seed)
-    sched = WarmupHoldCosine(opt, preset.schedule_steps, preset.warmup_steps, preset.hold_steps,
-                             cycle_momentum=preset.cycle_momentum)
+    opt = GraphOptimizer(
+        model.parameters(), genome, lr=lr, total_steps=preset.schedule_steps, nonfinite="skip", seed=seed
+    )
+    sched = WarmupHoldCosine(
+        opt,
+        preset.schedule_steps,
+        preset.warmup_steps,
+        preset.hold_steps,
+        cycle_momentum=preset.cycle_momentum,
+    )
     batches = _batches(data, preset, seed)
     best, correct, seen = 0.0, 0.0, 0
     torch.manual_seed(seed + 1)
@@ -192,14 +209,27 @@ def sweep_single(genome: Genome, lr: float, data, preset: EvalPreset, seed: int 
 
 
 # ----------------------------------------------------------------------------------- final run
-def final_run(genome: Genome, lr: float, data, preset: EvalPreset, trial: optuna.Trial, seed: int = 0,
-              progress: Progress | None = None) -> tuple[float, list[float], list[float], int, str]:
+def final_run(
+    genome: Genome,
+    lr: float,
+    data,
+    preset: EvalPreset,
+    trial: optuna.Trial,
+    seed: int = 0,
+    progress: Progress | None = None,
+) -> tuple[float, list[float], list[float], int, str]:
     """Train at ``lr``; returns (best val acc, val curve, train curve, steps, why it stopped)."""
     model = build_single(preset, data.input_shape, data.num_classes, seed)
-    opt = GraphOptimizer(model.parameters(), genome, lr=lr, total_steps=preset.schedule_steps,
-                         nonfinite="skip", seed=seed)
-    sched = WarmupHoldCosine(opt, preset.schedule_steps, preset.warmup_steps, preset.hold_steps,
-                             cycle_momentum=preset.cycle_momentum)
+    opt = GraphOptimizer(
+        model.parameters(), genome, lr=lr, total_steps=preset.schedule_steps, nonfinite="skip", seed=seed
+    )
+    sched = WarmupHoldCosine(
+        opt,
+        preset.schedule_steps,
+        preset.warmup_steps,
+        preset.hold_steps,
+        cycle_momentum=preset.cycle_momentum,
+    )
     batches = _batches(data, preset, seed)
     val_curve: list[float] = []
     train_curve: list[float] = []
@@ -258,21 +288,26 @@ def evaluate_genome(
     preset = get_preset(preset)
     own_study = None
     if trial is None:
-        own_study = optuna.create_study(storage=optuna.storages.InMemoryStorage(), direction="maximize",
-                                        pruner=pruner_for(preset))
+        own_study = optuna.create_study(
+            storage=optuna.storages.InMemoryStorage(), direction="maximize", pruner=pruner_for(preset)
+        )
         trial = own_study.ask()
     start = time.perf_counter()
     result = _evaluate(genome, data, preset, trial, seed, progress)
     result.duration = time.perf_counter() - start
     if own_study is not None:
         state = {"complete": optuna.trial.TrialState.COMPLETE, "pruned": optuna.trial.TrialState.PRUNED}.get(
-            result.status, optuna.trial.TrialState.FAIL)
-        own_study.tell(trial, result.fitness if state == optuna.trial.TrialState.COMPLETE else None, state=state)
+            result.status, optuna.trial.TrialState.FAIL
+        )
+        own_study.tell(
+            trial, result.fitness if state == optuna.trial.TrialState.COMPLETE else None, state=state
+        )
     return result
 
 
-def _evaluate(genome: Genome, data, preset: EvalPreset, trial: optuna.Trial, seed: int,
-              progress: Progress | None) -> EvalResult:
+def _evaluate(
+    genome: Genome, data, preset: EvalPreset, trial: optuna.Trial, seed: int, progress: Progress | None
+) -> EvalResult:
     integrity = None
     flip = False
     if preset.integrity:
@@ -291,18 +326,32 @@ def _evaluate(genome: Genome, data, preset: EvalPreset, trial: optuna.Trial, see
     accs.update({repr(lr): a for lr, a in zip(preset.prescreen_lrs, pre)})
     trial.report(max(pre), STEP_PRESCREEN)
     if trial.should_prune():
-        return EvalResult("pruned", None, "prescreen",
-                          f"pre-screen: best training accuracy {max(pre):.3f} < {preset.prescreen_gate}",
-                          integrity, accs, flip=flip)
+        return EvalResult(
+            "pruned",
+            None,
+            "prescreen",
+            f"pre-screen: best training accuracy {max(pre):.3f} < {preset.prescreen_gate}",
+            integrity,
+            accs,
+            flip=flip,
+        )
     rest = sweep_batched(genome, preset.sweep_lrs, data, preset, seed, progress) if preset.sweep_lrs else []
     accs.update({repr(lr): a for lr, a in zip(preset.sweep_lrs, rest)})
     all_lrs, all_accs = list(preset.all_lrs), [*pre, *rest]
     best_i = max(range(len(all_accs)), key=lambda i: all_accs[i])
     trial.report(all_accs[best_i], STEP_SWEEP)
     if trial.should_prune():
-        return EvalResult("pruned", None, "sweep",
-                          f"sweep: best training accuracy {all_accs[best_i]:.3f} < {preset.sweep_gate}",
-                          integrity, accs, flip=flip)
+        return EvalResult(
+            "pruned",
+            None,
+            "sweep",
+            f"sweep: best training accuracy {all_accs[best_i]:.3f} < {preset.sweep_gate}",
+            integrity,
+            accs,
+            flip=flip,
+        )
     lr = all_lrs[best_i]
     fitness, val_curve, train_curve, steps, why = final_run(genome, lr, data, preset, trial, seed, progress)
-    return EvalResult("complete", fitness, "final", why, integrity, accs, lr, val_curve, train_curve, steps, flip)
+    return EvalResult(
+        "complete", fitness, "final", why, integrity, accs, lr, val_curve, train_curve, steps, flip
+    )

@@ -60,8 +60,12 @@ class DecayNode:
         inputs = d["inputs"]
         if not isinstance(inputs, list) or not all(isinstance(i, str) for i in inputs):
             raise GenomeError(f"{where}: 'inputs' must be a list of schedule names")
-        return cls(_arity(d["arity"], where), _str(d["unary"], where, "unary"), _str(d["binary"], where, "binary"),
-                   list(inputs))
+        return cls(
+            _arity(d["arity"], where),
+            _str(d["unary"], where, "unary"),
+            _str(d["binary"], where, "binary"),
+            list(inputs),
+        )
 
 
 @dataclass
@@ -82,7 +86,9 @@ class DecayGraph:
         if not isinstance(d, dict):
             raise GenomeError(f"{where}: decay must be an object with 'hidden' and 'out'")
         _require_keys(d, {"hidden", "out"}, where)
-        return cls(DecayNode.from_dict(d["hidden"], f"{where}.hidden"), DecayNode.from_dict(d["out"], f"{where}.out"))
+        return cls(
+            DecayNode.from_dict(d["hidden"], f"{where}.hidden"), DecayNode.from_dict(d["out"], f"{where}.out")
+        )
 
     def validate(self, reg: Registry, where: str) -> None:
         for label, node in (("hidden", self.hidden), ("out", self.out)):
@@ -216,7 +222,7 @@ class Genome:
                 if e.src not in ids:
                     continue
                 if state.get(e.src) == 1:
-                    return [*stack[stack.index(e.src):], e.src]
+                    return [*stack[stack.index(e.src) :], e.src]
                 if e.src not in state:
                     found = visit(e.src)
                     if found:
@@ -301,7 +307,8 @@ class Genome:
                         reg.operand(e.src)
                     except UnknownPrimitiveError as exc:
                         raise GenomeError(
-                            f"{ew}: {e.src!r} is neither a node of this genome nor a registered operand ({exc})"
+                            f"{ew}: {e.src!r} is neither a node of this genome "
+                            f"nor a registered operand ({exc})"
                         ) from None
                 if e.decay is not None:
                     e.decay.validate(reg, f"{ew} decay")
@@ -378,7 +385,9 @@ class Genome:
         if d.get("format") != FORMAT:
             raise GenomeError(f"not a nosplug genome: 'format' must be {FORMAT!r}, got {d.get('format')!r}")
         if d.get("version") != FORMAT_VERSION:
-            raise GenomeError(f"unsupported genome format version {d.get('version')!r} (this nosplug reads 1)")
+            raise GenomeError(
+                f"unsupported genome format version {d.get('version')!r} (this nosplug reads 1)"
+            )
         allowed = {"format", "version", "momentum", "nesterov", "flip", "nodes", "meta"}
         extra = set(d) - allowed
         if extra:
@@ -404,13 +413,22 @@ class Genome:
                     _require_keys(raw, {"src"}, ew, optional={"decay"})
                     decay = raw.get("decay")
                     edges.append(
-                        Edge(_str(raw["src"], ew, "src"),
-                             DecayGraph.from_dict(decay, f"{ew} decay") if decay is not None else None)
+                        Edge(
+                            _str(raw["src"], ew, "src"),
+                            DecayGraph.from_dict(decay, f"{ew} decay") if decay is not None else None,
+                        )
                     )
                 else:
                     raise GenomeError(f"{ew}: expected a name or an object with 'src'")
-            nodes.append(Node(_str(nd["id"], where, "id"), _arity(nd["arity"], where),
-                              _str(nd["unary"], where, "unary"), _str(nd["binary"], where, "binary"), edges))
+            nodes.append(
+                Node(
+                    _str(nd["id"], where, "id"),
+                    _arity(nd["arity"], where),
+                    _str(nd["unary"], where, "unary"),
+                    _str(nd["binary"], where, "binary"),
+                    edges,
+                )
+            )
         meta = d.get("meta", {})
         if not isinstance(meta, dict):
             raise GenomeError("'meta' must be an object")

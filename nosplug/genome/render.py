@@ -22,7 +22,7 @@ def fill(template: str, args: list[tuple[str, bool]], latex: bool) -> str:
 
     def repl(m: re.Match[str]) -> str:
         text, infix = args[int(m.group(1))]
-        before, after = template[: m.start()], template[m.end():]
+        before, after = template[: m.start()], template[m.end() :]
         delimited = before.endswith(_OPEN) and after.startswith(_CLOSE)
         if infix and not delimited:
             return f"\\left({text}\\right)" if latex else f"({text})"

@@ -160,7 +160,9 @@ class GraphOptimizer(Optimizer):
             parts = []
             for p in params:
                 st = self.state[p]
-                parts.append(st[k].reshape(-1) if k in st else torch.zeros(p.numel(), dtype=p.dtype, device=p.device))
+                parts.append(
+                    st[k].reshape(-1) if k in st else torch.zeros(p.numel(), dtype=p.dtype, device=p.device)
+                )
             flat_state[k] = torch.cat(parts) if len(parts) > 1 else parts[0].clone()
         # per-parameter state entries become views into the flat buffers
         offset = 0

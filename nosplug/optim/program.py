@@ -95,8 +95,7 @@ class Program:
         self.stateful_nodes = tuple(i.node_id for i in instrs if i.stateful)
         self.needs_weight = any(o.uses_weight for o in self.operands)
         self.needs_segments = any(i.needs_ctx and not i.stateful for i in instrs)
-        self.stochastic = any(getattr(reg.unary(n.unary), "stochastic", False)
-                              for n in order if n.arity == 1)
+        self.stochastic = any(getattr(reg.unary(n.unary), "stochastic", False) for n in order if n.arity == 1)
         self._registry = reg
         self._decay_tables: dict[int, Tensor] = {}
 

@@ -16,7 +16,6 @@ from typing import Any
 import pluggy
 
 from nosplug.errors import UserError
-
 from nosplug.primitives.base import (
     BinaryOp,
     DecayBinaryOp,
@@ -145,7 +144,9 @@ class Registry:
         family: OperandFamily | None = self.items["operand_families"].get(fam_name)
         if family is None:
             known = ", ".join(sorted(self.items["operand_families"])) or "none"
-            raise UnknownPrimitiveError(f"unknown operand family {fam_name!r} in {ref!r} (registered: {known})")
+            raise UnknownPrimitiveError(
+                f"unknown operand family {fam_name!r} in {ref!r} (registered: {known})"
+            )
         params = parse_family_args(arg_text, ref)
         unknown = set(params) - set(family.defaults)
         if unknown:

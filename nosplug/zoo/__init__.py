@@ -7,7 +7,7 @@ schedule the paper trains it with; see :func:`scheduler_for`.
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import cache, lru_cache
 from importlib import resources
 from pathlib import Path
 
@@ -31,7 +31,7 @@ def names() -> list[str]:
     return sorted(p.name[:-5] for p in _data_dir().iterdir() if p.name.endswith(".json"))
 
 
-@lru_cache(maxsize=None)
+@cache
 def _load_text(name: str) -> str:
     return (_data_dir() / f"{name}.json").read_text()
 
