@@ -1,0 +1,178 @@
+"""Evaluation speed on 2 CPU cores: integrity checks, batched LR sweep, optimizer overhead.
+
+Prints a table; every ratio compares against its baseline measured in the same run.
+
+    python benchmarks/bench_evaluation.py            # ~3 minutes
+    python benchmarks/bench_evaluation.py --fast     # smaller budgets, for a smoke run
+
+(a) integrity checks per second on random genomes of the paper's space (target >= 200/s);
+(b) the batched seven-rate sweep against seven sequential runs of the same genome on the same
+    surrogate (target <= 0.5 of the sequential time);
+(c) surrogate training throughput with GraphOptimizer(adam) against the same hand-written loop
+    with torch.optim.Adam(foreach=True) (target overhead <= 10%), plus the optimizer step alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import random
+import statistics
+import time
+
+import torch
+from torch import nn
+
+import nosplug
+from nosplug.evaluation.datasets import Batches, load_dataset
+from nosplug.evaluation.integrity import integrity_check
+from nosplug.evaluation.presets import get_preset
+from nosplug.evaluation.surrogates import build_surrogate
+from nosplug.evaluation.training import sweep_batched, sweep_single
+from nosplug.genome.random import random_genome
+from nosplug.genome.space import SearchSpace
+
+
+def bench_integrity(n: int) -> dict:
+    rng = random.Random(0)
+    space = SearchSpace.paper()
+    genomes = [random_genome(space, rng) for _ in range(n)]
+    integrity_check(genomes[0])  # warm-up
+    t0 = time.perf_counter()
+    passed = sum(integrity_check(g).passed for g in genomes)
+    dt = time.perf_counter() - t0
+    return {"checks": n, "seconds": dt, "per_second": n / dt, "passed": passed}
+
+
+def bench_sweep(steps: int, base: int) -> dict:
+    data = load_dataset("mnist5k", seed=0)
+    preset = get_preset("quick").with_overrides(
+        {
+            "sweep_steps": steps,
+            "sweep_epoch_steps": steps,
+            "surrogate_options": {"base": base},
+            "batch_size": 128,
+            "run_gate_from_epoch": 10**6,
+        }
+    )
+    genome = nosplug.zoo.load("adam-paper")
+    lrs = preset.all_lrs
+    sweep_batched(genome, lrs[:2], data, preset.with_overrides({"sweep_steps": 2}))  # warm-up
+    t0 = time.perf_counter()
+    batched = sweep_batched(genome, lrs, data, preset)
+    t_batched = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    sequential = [sweep_single(genome, lr, data, preset) for lr in lrs]
+    t_seq = time.perf_counter() - t0
+    return {
+        "rates": len(lrs),
+        "steps": steps,
+        "batched_s": t_batched,
+        "sequential_s": t_seq,
+        "ratio": t_batched / t_seq,
+        "max_acc_diff": max(abs(a - b) for a, b in zip(batched, sequential)),
+    }
+
+
+def _train_loop(model: nn.Module, opt: torch.optim.Optimizer, batches: Batches, steps: int) -> float:
+    t0 = time.perf_counter()
+    for _ in range(steps):
+        x, y = batches.next()
+        opt.zero_grad(set_to_none=True)
+        nn.functional.cross_entropy(model(x), y).backward()
+        opt.step()
+    return time.perf_counter() - t0
+
+
+def bench_training(steps: int, base: int, repeats: int) -> dict:
+    data = load_dataset("mnist5k", seed=0)
+    results: dict[str, list[float]] = {"torch": [], "graph": []}
+    for _ in range(repeats):  # interleave to share machine noise fairly
+        for kind in ("torch", "graph"):
+            torch.manual_seed(0)
+            model = build_surrogate("convnet", data.input_shape, data.num_classes, base=base)
+            opt = (
+                torch.optim.Adam(model.parameters(), foreach=True)
+                if kind == "torch"
+                else nosplug.GraphOptimizer(model.parameters(), "adam")
+            )
+            batches = Batches(data.train_x, data.train_y, 128, seed=0)
+            _train_loop(model, opt, batches, 3)
+            results[kind].append(_train_loop(model, opt, batches, steps))
+    t_torch, t_graph = statistics.median(results["torch"]), statistics.median(results["graph"])
+    return {"steps": steps, "torch_s": t_torch, "graph_s": t_graph, "overhead": t_graph / t_torch - 1}
+
+
+def bench_step(base: int, steps: int) -> dict:
+    torch.manual_seed(0)
+    out = {}
+    for kind in ("torch", "graph"):
+        model = build_surrogate("convnet", (3, 32, 32), 10, base=base)
+        for p in model.parameters():
+            p.grad = torch.randn_like(p)
+        opt = (
+            torch.optim.Adam(model.parameters(), foreach=True)
+            if kind == "torch"
+            else nosplug.GraphOptimizer(model.parameters(), "adam")
+        )
+        for _ in range(5):
+            opt.step()
+        t0 = time.perf_counter()
+        for _ in range(steps):
+            opt.step()
+        out[kind] = (time.perf_counter() - t0) / steps * 1e3
+    return {
+        "params": sum(p.numel() for p in model.parameters()),
+        "torch_ms": out["torch"],
+        "graph_ms": out["graph"],
+        "ratio": out["graph"] / out["torch"],
+    }
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--fast", action="store_true")
+    args = ap.parse_args()
+    torch.set_num_threads(2)
+    f = args.fast
+    rows = []
+    r = bench_integrity(100 if f else 1000)
+    rows.append(
+        (
+            "(a) integrity checks / s, random genomes",
+            f"{r['per_second']:.0f}/s",
+            f"{r['checks']} checks, {r['passed']} passed, target >= 200/s",
+        )
+    )
+    r = bench_sweep(20 if f else 100, 16 if f else 32)
+    rows.append(
+        (
+            "(b) 7-rate sweep, batched / sequential",
+            f"{r['ratio']:.2f}",
+            f"{r['batched_s']:.1f}s vs {r['sequential_s']:.1f}s, {r['steps']} steps, "
+            f"max |acc diff| {r['max_acc_diff']:.3f}, target <= 0.5",
+        )
+    )
+    r = bench_training(30 if f else 150, 32, 1 if f else 3)
+    rows.append(
+        (
+            "(c) ConvNet training, GraphOptimizer(adam) overhead",
+            f"{100 * r['overhead']:+.1f}%",
+            f"{r['graph_s']:.2f}s vs Adam(foreach) {r['torch_s']:.2f}s for {r['steps']} steps, target <= 10%",
+        )
+    )
+    r = bench_step(32, 50 if f else 300)
+    rows.append(
+        (
+            "(c') optimizer step alone, ConvNet base 32",
+            f"{r['ratio']:.2f}x",
+            f"{r['graph_ms']:.3f} ms vs Adam(foreach) {r['torch_ms']:.3f} ms, {r['params']} params",
+        )
+    )
+    w = max(len(a) for a, _, _ in rows)
+    print(f"{'benchmark':<{w}}  {'result':>10}  details")
+    for a, b, c in rows:
+        print(f"{a:<{w}}  {b:>10}  {c}")
+
+
+if __name__ == "__main__":
+    main()
