@@ -31,6 +31,19 @@ def fill(template: str, args: list[tuple[str, bool]], latex: bool) -> str:
     return _PLACEHOLDER.sub(repl, template)
 
 
+def _wrapped(text: str) -> bool:
+    """True if ``text`` is one parenthesised group, like ``(a + b)``."""
+    if not (text.startswith("(") and text.endswith(")")):
+        return False
+    depth = 0
+    for i, ch in enumerate(text):
+        depth += ch == "("
+        depth -= ch == ")"
+        if depth == 0 and i < len(text) - 1:
+            return False
+    return True
+
+
 def _is_infix_template(template: str) -> bool:
     stripped = template.strip()
     return bool(re.fullmatch(r"\$0 .+ \$1", stripped)) or stripped.startswith("$0 ")
@@ -70,7 +83,8 @@ def render(genome: Genome, reg: Registry, latex: bool = False) -> str:
         d = render_decay(e.decay, reg, latex)
         if latex:
             return f"\\left[{d}\\right]\\left({inner[0]}\\right)", False
-        return f"[{d}]({inner[0]})", False
+        body = inner[0] if _wrapped(inner[0]) else f"({inner[0]})"
+        return f"[{d}]{body}", False
 
     def node(nid: str) -> tuple[str, bool]:
         if nid in memo:
