@@ -78,7 +78,9 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as exc:
         from rich.markup import escape
 
-        Console(stderr=True, highlight=False).print(f"[bold red]error:[/bold red] {escape(str(exc))}")
+        Console(stderr=True, highlight=False, soft_wrap=True).print(
+            f"[bold red]error:[/bold red] {escape(str(exc))}"
+        )
         return 2
     except KeyboardInterrupt:
         return 130
