@@ -184,8 +184,7 @@ class BatchedProgramOptimizer:
         )
         if delta.numel() != g.numel():
             delta = delta.expand(g.numel())
-        finite = torch.isfinite(delta)
-        if not bool(finite.all()):
+        if not bool(torch.isfinite(delta.sum())) and not bool((finite := torch.isfinite(delta)).all()):
             bad = torch.zeros(self.k, dtype=torch.bool, device=g.device)
             bad.index_fill_(0, self.run_ids[~finite].unique(), True)
             self.alive &= ~bad

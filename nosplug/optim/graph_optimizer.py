@@ -206,7 +206,7 @@ class GraphOptimizer(Optimizer):
             ctx=chunk.ctx,
             commit_momentum=False,
         )
-        if not bool(torch.isfinite(delta).all()):
+        if not _all_finite(delta):
             self.last_step_nonfinite = True
             self.nonfinite_steps += 1
             if self.nonfinite == "raise":
@@ -229,3 +229,12 @@ class GraphOptimizer(Optimizer):
             torch._foreach_add_(params, [d.view_as(p) for d, p in zip(delta.split(chunk.sizes), params)])
         for p in params:
             self.state[p]["step"] = step + 1
+
+
+def _all_finite(x: Tensor) -> bool:
+    """True if no element is NaN/inf. A sum is ~10x cheaper than ``isfinite().all()`` and is
+    finite whenever all elements are (barring float overflow of the sum itself, which the
+    exact check below then rules in or out)."""
+    if bool(torch.isfinite(x.sum())):
+        return True
+    return bool(torch.isfinite(x).all())
