@@ -1,0 +1,191 @@
+"""Evaluation: pruner gates, the batched sweep against single runs, end-to-end on MNIST-5k."""
+
+from __future__ import annotations
+
+import copy
+import math
+
+import optuna
+import pytest
+import torch
+from torch import nn
+
+import nosplug
+from nosplug.evaluation.batched import BatchedProgramOptimizer, GroupedConvNet
+from nosplug.evaluation.presets import PRESETS, get_preset
+from nosplug.evaluation.pruners import STEP_FINAL0, STEP_PRESCREEN, STEP_SWEEP, pruner_for
+from nosplug.optim import GraphOptimizer, compile_genome
+from nosplug.optim.schedules import WarmupHoldCosine, cycled_momentum, warmup_hold_cosine_factor
+
+
+def _trial(preset):
+    study = optuna.create_study(
+        storage=optuna.storages.InMemoryStorage(), direction="maximize", pruner=pruner_for(preset)
+    )
+    return study.ask()
+
+
+@pytest.mark.parametrize(
+    ("step", "value", "pruned"),
+    [
+        (STEP_PRESCREEN, 0.24, True),
+        (STEP_PRESCREEN, 0.26, False),
+        (STEP_SWEEP, 0.39, True),
+        (STEP_SWEEP, 0.41, False),
+        (STEP_FINAL0 + 3, 0.10, False),  # floor not active before epoch index 4
+        (STEP_FINAL0 + 4, 0.39, True),
+        (STEP_FINAL0 + 4, 0.41, False),
+        (STEP_FINAL0 + 9, float("nan"), True),
+    ],
+)
+def test_each_gate_decides_through_the_pruner(step, value, pruned) -> None:
+    trial = _trial(PRESETS["paper"])
+    trial.report(value, step)
+    assert trial.should_prune() is pruned
+
+
+def test_gate_thresholds_are_preset_settings() -> None:
+    strict = PRESETS["paper"].with_overrides({"prescreen_gate": 0.5})
+    trial = _trial(strict)
+    trial.report(0.45, STEP_PRESCREEN)
+    assert trial.should_prune()
+
+
+def test_preset_overrides_are_validated() -> None:
+    with pytest.raises(nosplug.errors.UserError, match=r"evaluation\.sweep_stepz: unknown"):
+        get_preset("quick").with_overrides({"sweep_stepz": 3})
+    with pytest.raises(nosplug.errors.UserError, match=r"evaluation\.final_steps: expected a number"):
+        get_preset("quick").with_overrides({"final_steps": "many"})
+    with pytest.raises(nosplug.errors.UserError, match="must be positive"):
+        get_preset("quick").with_overrides({"final_steps": 0})
+    with pytest.raises(nosplug.errors.UserError, match="unknown evaluation preset"):
+        get_preset("huge")
+
+
+def _tiny_convnet(seed: int, base: int = 4) -> nn.Module:
+    from nosplug.evaluation.surrogates import build_surrogate
+
+    torch.manual_seed(seed)
+    model = build_surrogate("convnet", (1, 8, 8), 10, base=base)
+    for m in model.modules():
+        if isinstance(m, nn.Dropout):
+            m.p = 0.0  # dropout masks differ between layouts; everything else must agree
+    return model
+
+
+@pytest.mark.parametrize("name", ["adam", "opt7", "momentum", "a5"])
+def test_grouped_sweep_matches_separate_single_runs(name: str) -> None:
+    """Each copy of the grouped model follows exactly the run a single model would make."""
+    genome = nosplug.zoo.load(name)
+    lrs = [0.3, 0.03, 0.003]
+    T, steps = 40, 12
+    single = _tiny_convnet(0)
+    grouped = GroupedConvNet.from_models([single] * len(lrs), 10, base=4, dropout=0.0)
+    bopt = BatchedProgramOptimizer(list(grouped.parameters()), compile_genome(genome), lrs, T)
+    refs = [copy.deepcopy(single) for _ in lrs]
+    ropts = [GraphOptimizer(m.parameters(), genome, lr=lr, total_steps=T) for m, lr in zip(refs, lrs)]
+    scheds = [WarmupHoldCosine(o, T, 5, 0, cycle_momentum=True) for o in ropts]
+    gen = torch.Generator().manual_seed(3)
+    for t in range(steps):
+        x = torch.rand(16, 1, 8, 8, generator=gen)
+        y = torch.randint(0, 10, (16,), generator=gen)
+        logits = grouped(x)
+        loss = nn.functional.cross_entropy(
+            logits.permute(0, 2, 1), y.unsqueeze(1).expand(-1, len(lrs)), reduction="none"
+        ).mean(0)
+        bopt.zero_grad()
+        loss.sum().backward()
+        bopt.step(warmup_hold_cosine_factor(t, T, 5, 0), cycled_momentum(t, T, 5, 0))
+        for m, o, s in zip(refs, ropts, scheds):
+            o.zero_grad()
+            nn.functional.cross_entropy(m(x), y).backward()
+            o.step()
+            s.step()
+    for k, ref in enumerate(refs):
+        exported = grouped.export(k, copy.deepcopy(single))
+        for (n, a), b in zip(exported.state_dict().items(), ref.state_dict().values()):
+            if a.is_floating_point():
+                assert torch.allclose(a, b, rtol=1e-4, atol=1e-5), (name, k, n)
+
+
+def test_frozen_copies_keep_their_weights() -> None:
+    single = _tiny_convnet(0)
+    grouped = GroupedConvNet.from_models([single] * 2, 10, base=4, dropout=0.0)
+    bopt = BatchedProgramOptimizer(
+        list(grouped.parameters()), compile_genome(nosplug.zoo.load("sgd")), [1.0, 1.0], 10
+    )
+    bopt.freeze(1)
+    before = copy.deepcopy(grouped)
+    x, y = torch.rand(8, 1, 8, 8), torch.randint(0, 10, (8,))
+    grouped(x).permute(0, 2, 1).log_softmax(1).gather(1, y[:, None, None].expand(-1, 1, 2)).sum().backward()
+    bopt.step(1.0)
+    a0 = grouped.export(0, copy.deepcopy(single))
+    a1 = grouped.export(1, copy.deepcopy(single))
+    b1 = before.export(1, copy.deepcopy(single))
+    b0 = before.export(0, copy.deepcopy(single))
+    assert all(torch.equal(p, q) for p, q in zip(a1.parameters(), b1.parameters()))
+    assert not all(torch.equal(p, q) for p, q in zip(a0.parameters(), b0.parameters()))
+
+
+@pytest.fixture(scope="module")
+def mnist():
+    from nosplug.evaluation.datasets import load_dataset
+
+    return load_dataset("mnist5k", seed=0)
+
+
+@pytest.mark.slow
+def test_adam_reaches_a_convnet_accuracy_on_mnist5k(mnist) -> None:
+    """Quick preset, ConvNet base 16, 400 final steps on 4 500 MNIST images: >= 90% validation."""
+    from nosplug.evaluation.training import evaluate_genome
+
+    res = evaluate_genome(nosplug.zoo.load("adam-paper"), mnist, "quick")
+    assert res.status == "complete", res.reason
+    assert res.fitness >= 0.90
+    assert res.chosen_lr in get_preset("quick").all_lrs
+    assert len(res.lr_accuracies) == 7
+    assert res.val_curve and max(res.val_curve) == res.fitness
+
+
+def test_degenerate_genome_is_pruned_before_the_final_run(mnist) -> None:
+    from nosplug.evaluation.training import evaluate_genome
+
+    # sign-flipped by nothing, but a tiny constant-scale update: passes integrity (it moves),
+    # cannot train a ConvNet -> pruned at the pre-screen gate, never reaches the final run.
+    genome = nosplug.Genome.from_json(
+        '{"format": "nosplug-genome", "version": 1, "nodes": ['
+        '{"id": "h0", "arity": 1, "unary": "identity", "binary": "add", "inputs": ["w_1e-6"]},'
+        '{"id": "out", "arity": 1, "unary": "identity", "binary": "add", "inputs": ["h0"]}]}'
+    )
+    small = get_preset("smoke").with_overrides({"integrity": False})
+    res = evaluate_genome(genome, mnist, small)
+    assert res.status == "pruned" and res.stage == "prescreen"
+    assert res.final_steps_run == 0 and res.chosen_lr is None
+
+
+def test_integrity_failure_stops_evaluation(mnist) -> None:
+    from nosplug.evaluation.training import evaluate_genome
+
+    genome = nosplug.Genome.from_json(
+        '{"format": "nosplug-genome", "version": 1, "nodes": ['
+        '{"id": "h0", "arity": 1, "unary": "min0", "binary": "add", "inputs": ["sign_g"]},'
+        '{"id": "out", "arity": 1, "unary": "relu", "binary": "add", "inputs": ["h0"]}]}'
+    )
+    res = evaluate_genome(genome, mnist, "smoke")
+    assert res.status == "failed" and res.stage == "integrity" and "integrity" in res.reason
+
+
+def test_final_run_nan_terminates_with_best_so_far(mnist) -> None:
+    from nosplug.evaluation.training import final_run
+
+    trial = _trial(get_preset("smoke"))
+    # exp(exp(g)) explodes within a few steps at a large rate
+    genome = nosplug.Genome.from_json(
+        '{"format": "nosplug-genome", "version": 1, "nodes": ['
+        '{"id": "h0", "arity": 1, "unary": "exp", "binary": "add", "inputs": ["g"]},'
+        '{"id": "out", "arity": 1, "unary": "exp", "binary": "add", "inputs": ["h0"]}]}'
+    )
+    best, _val, _train, steps, why = final_run(genome, 1e6, mnist, get_preset("smoke"), trial)
+    assert steps < get_preset("smoke").final_steps
+    assert "non-finite" in why or "floor" in why
+    assert math.isfinite(best)
