@@ -209,3 +209,24 @@ def test_scheduler_works_with_plain_torch_adam() -> None:
         sched.step()
     assert opt.param_groups[0]["lr"] == pytest.approx(0.1)
     assert opt.param_groups[0]["betas"][0] == pytest.approx(0.85)
+
+
+def test_params_without_grad_and_added_groups_follow_torch() -> None:
+    """Parameters that skip steps keep their own step count; groups added later work."""
+    ref_model, our_model = _model(), _model()
+    ref_opt = torch.optim.Adam(list(ref_model[0].parameters()) + list(ref_model[2].parameters()))
+    our_opt = GraphOptimizer(list(our_model[0].parameters()) + list(our_model[2].parameters()), "adam")
+    x, y = _data()
+    for i in range(20):
+        if i == 5:
+            ref_opt.add_param_group({"params": list(ref_model[4].parameters()), "lr": 3e-3})
+            our_opt.add_param_group({"params": list(our_model[4].parameters()), "lr": 3e-3})
+        for model, opt in ((ref_model, ref_opt), (our_model, our_opt)):
+            opt.zero_grad()
+            nn.functional.cross_entropy(model(x), y).backward()
+            if i % 3 == 0:  # the first layer sometimes gets no gradient
+                for p in model[0].parameters():
+                    p.grad = None
+            opt.step()
+    assert _max_rel_diff(our_model, ref_model) < 1e-5
+    assert our_opt.state[our_model[0].weight]["step"] == 13
