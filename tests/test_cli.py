@@ -12,7 +12,8 @@ from nosplug.cli import main
 
 
 def run(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "nosplug", *args], capture_output=True, text=True, timeout=300)
+    cmd = [sys.executable, "-m", "nosplug", *args]
+    return subprocess.run(cmd, capture_output=True, text=True, timeout=300)
 
 
 def test_help_lists_commands(capsys) -> None:
@@ -75,8 +76,10 @@ def test_bad_input_is_one_line_and_nonzero(args, message) -> None:
 
 def test_malformed_genome_file_names_the_problem(tmp_path) -> None:
     p = tmp_path / "bad.json"
-    p.write_text('{"format": "nosplug-genome", "version": 1, "nodes": [{"id": "out", "arity": 1, '
-                 '"unary": "warp", "binary": "add", "inputs": ["g"]}]}')
+    p.write_text(
+        '{"format": "nosplug-genome", "version": 1, "nodes": [{"id": "out", "arity": 1, '
+        '"unary": "warp", "binary": "add", "inputs": ["g"]}]}'
+    )
     out = run("genome", "show", str(p))
     assert out.returncode == 2
     assert "node 'out': unknown unary op 'warp'" in out.stderr

@@ -32,8 +32,9 @@ def test_main_command_runs() -> None:
     nosplug_part = main.split("&& ", 1)[1]
     args = shlex.split(nosplug_part)
     assert args[0] == "nosplug"
-    out = subprocess.run([sys.executable, "-m", "nosplug", *args[1:]], capture_output=True, text=True,
-                         cwd=ROOT, timeout=600)
+    out = subprocess.run(
+        [sys.executable, "-m", "nosplug", *args[1:]], capture_output=True, text=True, cwd=ROOT, timeout=600
+    )
     assert out.returncode == 0, out.stderr[-2000:]
 
 
