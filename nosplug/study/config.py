@@ -1,0 +1,248 @@
+"""Study configuration files (TOML), validated with errors that name the offending key path.
+
+A config holds everything a worker needs to rebuild the search: data, search space, GA settings,
+one evaluation preset per stage, elimination stages and worker settings. ``nosplug study create``
+stores the validated config (with initial genomes resolved to JSON) in the study's user
+attributes, so workers on other machines need only the storage URL and the study name.
+"""
+
+from __future__ import annotations
+
+import copy
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from nosplug.errors import UserError
+from nosplug.evaluation.presets import EvalPreset, get_preset
+from nosplug.genome.model import Genome
+from nosplug.genome.space import SearchSpace
+from nosplug.search.particle_ga import EVOLUTION, INIT, GAConfig
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover
+    import tomli as tomllib
+
+CONFIG_VERSION = 1
+
+
+class ConfigError(ValueError, UserError):
+    """A study config is malformed; the message starts with the key path."""
+
+
+#: section -> key -> (type(s), default). ``None`` default means required.
+_SCHEMA: dict[str, dict[str, tuple[tuple[type, ...], Any]]] = {
+    "study": {
+        "name": ((str,), None),
+        "seed": ((int,), 0),
+        "description": ((str,), ""),
+        "direction": ((str,), "maximize"),
+    },
+    "data": {
+        "dataset": ((str,), "mnist5k"),
+        "limit": ((int,), 0),
+        "val_fraction": ((float, int), 0.1),
+        "root": ((str,), ""),
+    },
+    "ga": {
+        "initial_population": ((int,), 500),
+        "particles": ((int,), 50),
+        "timesteps": ((int,), 5),
+        "mutations": ((int,), 7),
+        "tries": ((int,), 4),
+        "initial_genomes": ((list,), []),
+        "max_draws": ((int,), 500),
+    },
+    "workers": {
+        "threads": ((int,), 0),
+        "heartbeat_seconds": ((float, int), 5.0),
+        "lease_seconds": ((float, int), 60.0),
+        "poll_seconds": ((float, int), 1.0),
+    },
+    "elimination": {
+        "top": ((int,), 50),
+        "repeats": ((int,), 3),
+        "stages": ((list,), []),
+    },
+}
+_STAGES = (INIT, EVOLUTION)
+
+
+@dataclass
+class StudyConfig:
+    """A validated study config; ``raw`` is the normalised dict stored in the study."""
+
+    raw: dict[str, Any]
+    source: str = "<dict>"
+    space: SearchSpace = field(init=False)
+    ga: GAConfig = field(init=False)
+    stages: dict[str, EvalPreset] = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.raw = normalise(self.raw, self.source)
+        r = self.raw
+        self.space = _wrap(lambda: SearchSpace.from_dict(r["space"]), "space")
+        g = r["ga"]
+        genomes = tuple(Genome.from_dict(d) for d in g["initial_genomes"])
+        self.ga = GAConfig(
+            particles=g["particles"],
+            timesteps=g["timesteps"],
+            mutations=g["mutations"],
+            initial_population=g["initial_population"],
+            tries=g["tries"],
+            seed=r["study"]["seed"],
+            initial_genomes=genomes,
+            max_draws=g["max_draws"],
+        )
+        self.stages = {name: stage_preset(r["evaluation"][name], f"evaluation.{name}") for name in _STAGES}
+
+    @property
+    def name(self) -> str:
+        return self.raw["study"]["name"]
+
+    @property
+    def seed(self) -> int:
+        return self.raw["study"]["seed"]
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> StudyConfig:
+        p = Path(path)
+        if not p.is_file():
+            raise ConfigError(f"{p}: no such config file")
+        try:
+            data = tomllib.loads(p.read_text())
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{p}: not valid TOML ({exc})") from None
+        return cls(data, str(p))
+
+
+def stage_preset(stage: Mapping[str, Any], where: str) -> EvalPreset:
+    """An evaluation stage: ``preset = NAME`` plus any preset setting as an override."""
+    settings = dict(stage)
+    name = settings.pop("preset", "quick")
+    if not isinstance(name, str):
+        raise ConfigError(f"{where}.preset: expected a preset name, got {name!r}")
+    base = _wrap(lambda: get_preset(name), f"{where}.preset")
+    return _wrap(lambda: base.with_overrides(settings, where=where), where)
+
+
+def normalise(data: Mapping[str, Any], source: str = "<dict>") -> dict[str, Any]:
+    """Check sections, keys, types and ranges; fill defaults; resolve initial genomes to JSON."""
+    if not isinstance(data, Mapping):
+        raise ConfigError(f"{source}: a config must be a table")
+    allowed = {*_SCHEMA, "space", "evaluation", "version"}
+    for section in data:
+        if section not in allowed:
+            raise ConfigError(f"{section}: unknown section (known: {', '.join(sorted(allowed))})")
+    version = data.get("version", CONFIG_VERSION)
+    if version != CONFIG_VERSION:
+        raise ConfigError(f"version: this nosplug reads config version {CONFIG_VERSION}, got {version!r}")
+    out: dict[str, Any] = {"version": CONFIG_VERSION}
+    for section, schema in _SCHEMA.items():
+        given = data.get(section, {})
+        if not isinstance(given, Mapping):
+            raise ConfigError(f"{section}: expected a table, got {type(given).__name__}")
+        sec: dict[str, Any] = {}
+        for key, value in given.items():
+            if key not in schema:
+                raise ConfigError(f"{section}.{key}: unknown key (known: {', '.join(schema)})")
+            types, _ = schema[key]
+            if isinstance(value, bool) or not isinstance(value, types):
+                expected = " or ".join(t.__name__ for t in types)
+                raise ConfigError(f"{section}.{key}: expected {expected}, got {value!r}")
+            sec[key] = copy.deepcopy(value)
+        for key, (_, default) in schema.items():
+            if key not in sec:
+                if default is None:
+                    raise ConfigError(f"{section}.{key}: required")
+                sec[key] = copy.deepcopy(default)
+        out[section] = sec
+    _check_ranges(out)
+    space = data.get("space", {})
+    if not isinstance(space, Mapping):
+        raise ConfigError("space: expected a table")
+    out["space"] = dict(space)
+    evaluation = data.get("evaluation", {})
+    if not isinstance(evaluation, Mapping):
+        raise ConfigError("evaluation: expected a table")
+    for key in evaluation:
+        if key not in _STAGES:
+            raise ConfigError(f"evaluation.{key}: unknown stage (known: {', '.join(_STAGES)})")
+    out["evaluation"] = {}
+    for stage in _STAGES:
+        value = evaluation.get(stage, {"preset": "quick"})
+        if not isinstance(value, Mapping):
+            raise ConfigError(f"evaluation.{stage}: expected a table")
+        out["evaluation"][stage] = dict(value)
+    out["ga"]["initial_genomes"] = [
+        _resolve_genome(g, f"ga.initial_genomes[{i}]") for i, g in enumerate(out["ga"]["initial_genomes"])
+    ]
+    out["elimination"]["stages"] = [
+        _elimination_stage(s, f"elimination.stages[{i}]") for i, s in enumerate(out["elimination"]["stages"])
+    ]
+    return out
+
+
+def _check_ranges(c: dict[str, Any]) -> None:
+    name = c["study"]["name"]
+    if not name or not all(ch.isalnum() or ch in "-_." for ch in name):
+        raise ConfigError(f"study.name: use letters, digits, '-', '_' or '.', got {name!r}")
+    if c["study"]["direction"] != "maximize":
+        raise ConfigError("study.direction: fitness is a validation accuracy; only 'maximize' is supported")
+    for key in ("initial_population", "particles", "timesteps", "mutations", "tries", "max_draws"):
+        if c["ga"][key] < 1:
+            raise ConfigError(f"ga.{key}: must be at least 1, got {c['ga'][key]}")
+    if not c["ga"]["initial_genomes"] and c["ga"]["particles"] > c["ga"]["initial_population"]:
+        raise ConfigError(
+            f"ga.particles: {c['ga']['particles']} particles cannot be kept from an initial population "
+            f"of {c['ga']['initial_population']}"
+        )
+    if not 0 < c["data"]["val_fraction"] < 1:
+        raise ConfigError(f"data.val_fraction: must lie in (0, 1), got {c['data']['val_fraction']}")
+    if c["data"]["limit"] < 0:
+        raise ConfigError("data.limit: must be 0 (all) or positive")
+    w = c["workers"]
+    if w["threads"] < 0:
+        raise ConfigError("workers.threads: must be 0 (automatic) or positive")
+    if w["heartbeat_seconds"] <= 0 or w["lease_seconds"] <= 2 * w["heartbeat_seconds"]:
+        raise ConfigError("workers.lease_seconds: must exceed twice workers.heartbeat_seconds (> 0)")
+    for key in ("top", "repeats"):
+        if c["elimination"][key] < 1:
+            raise ConfigError(f"elimination.{key}: must be at least 1")
+
+
+def _resolve_genome(ref: Any, where: str) -> dict[str, Any]:
+    """A zoo name, a JSON file path, or an inline genome table -> genome JSON dict."""
+    from nosplug import zoo
+
+    if isinstance(ref, Mapping):
+        return _wrap(lambda: Genome.from_dict(dict(ref)).validate(), where).to_dict()
+    if not isinstance(ref, str):
+        raise ConfigError(f"{where}: expected a zoo name, a file, or a genome table, got {ref!r}")
+    return _wrap(lambda: zoo.load(ref), where).to_dict()
+
+
+def _elimination_stage(s: Any, where: str) -> dict[str, Any]:
+    if not isinstance(s, Mapping):
+        raise ConfigError(f"{where}: expected a table with name, keep and evaluation settings")
+    s = dict(s)
+    name, keep = s.get("name"), s.get("keep")
+    if not isinstance(name, str) or not name:
+        raise ConfigError(f"{where}.name: required (a stage name such as 'base64')")
+    if isinstance(keep, bool) or not isinstance(keep, int) or keep < 1:
+        raise ConfigError(f"{where}.keep: required, a positive integer")
+    stage_preset({k: v for k, v in s.items() if k not in ("name", "keep")}, where)
+    return s
+
+
+def _wrap(fn, where: str):
+    try:
+        return fn()
+    except ConfigError:
+        raise
+    except UserError as exc:
+        msg = str(exc)
+        raise ConfigError(msg if msg.startswith(where.split(".")[0]) else f"{where}: {msg}") from None

@@ -1,0 +1,531 @@
+"""Studies on Optuna storage: create, run workers, reclaim dead workers' trials, read results.
+
+One search run is one Optuna study, one evaluation is one trial. The study's user attributes hold
+the config, so any worker that knows the storage URL and the study name can join. A worker loop:
+
+1. under the planning lock (:mod:`nosplug.study.locks`): read the trials, hand out again the
+   work of workers that died, replay the planner on what is stored and enqueue what it asks for
+   (evaluations identical to a finished one are recorded as reused, not trained again);
+2. pop one waiting trial (Optuna's atomic WAITING -> RUNNING), evaluate it while a heartbeat
+   thread stamps the trial, and tell the result.
+
+Planners are deterministic in the seed and the stored results, and evaluation seeds derive from
+the genome, so an interrupted and resumed study ends with the same trials as an uninterrupted one.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import socket
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import optuna
+import torch
+from optuna.trial import FrozenTrial, TrialState
+
+from nosplug.errors import UserError
+from nosplug.evaluation.presets import EvalPreset
+from nosplug.genome.model import Genome
+from nosplug.search.elimination import Candidate, Elimination, Stage
+from nosplug.search.particle_ga import EVOLUTION, ParticleGA
+from nosplug.search.plan import COMPLETE, FAILED, PlanResult, Record
+from nosplug.study import trials as T
+from nosplug.study.config import ConfigError, StudyConfig, stage_preset
+from nosplug.study.locks import planning_lock
+from nosplug.study.storage import StorageError, open_storage, storage_url
+
+GA, ELIMINATION = "particle-ga", "elimination"
+Event = dict[str, Any]
+
+
+class StudyNotFoundError(LookupError, UserError):
+    """No study of that name in the storage."""
+
+
+class StudyExistsError(ValueError, UserError):
+    """``study create`` would overwrite an existing study."""
+
+
+# ----------------------------------------------------------------------------- create / load
+def create_study(
+    config: StudyConfig | str | Path, *, name: str | None = None, storage: str | None = None
+) -> optuna.Study:
+    """Create the study for ``config`` (a :class:`StudyConfig` or a TOML path); never overwrites."""
+    cfg = config if isinstance(config, StudyConfig) else StudyConfig.from_file(config)
+    if name:
+        raw = dict(cfg.raw)
+        raw["study"] = {**raw["study"], "name": name}
+        cfg = StudyConfig(raw, cfg.source)
+    return _create(cfg.name, storage, GA, cfg.raw)
+
+
+def _create(name: str, storage: str | None, kind: str, raw: dict[str, Any]) -> optuna.Study:
+    url = storage_url(storage)
+    store = open_storage(url)
+    if name in study_names(store):
+        raise StudyExistsError(
+            f"a study named {name!r} already exists in {url}; continue it with "
+            f"`nosplug study run {name}` or choose another name with --name"
+        )
+    study = optuna.create_study(study_name=name, storage=store, direction="maximize")
+    study.set_user_attr(T.KIND_ATTR, kind)
+    study.set_user_attr(T.CONFIG_ATTR, raw)
+    from nosplug import __version__
+
+    study.set_user_attr(T.VERSION_ATTR, __version__)
+    return study
+
+
+def study_names(store: optuna.storages.BaseStorage) -> list[str]:
+    try:
+        return [s.study_name for s in store.get_all_studies()]
+    except Exception as exc:  # unreachable database, unreadable journal
+        raise StorageError(f"cannot read studies from the storage: {_first_line(exc)}") from exc
+
+
+def load(name: str, storage: str | None = None) -> optuna.Study:
+    """The nosplug study ``name``; a clear error when it does not exist."""
+    url = storage_url(storage)
+    store = open_storage(url, create=False)
+    names = study_names(store)
+    if name not in names:
+        known = ", ".join(sorted(names)) or "none"
+        raise StudyNotFoundError(f"no study named {name!r} in {url} (studies there: {known})")
+    study = optuna.load_study(study_name=name, storage=store)
+    if T.CONFIG_ATTR not in study.user_attrs:
+        raise UserError(f"study {name!r} in {url} was not created by nosplug (no {T.CONFIG_ATTR} attribute)")
+    return study
+
+
+@lru_cache(maxsize=8)
+def _load_data(dataset: str, seed: int, limit: int, val_fraction: float, root: str):
+    from nosplug.evaluation.datasets import load_dataset
+
+    return load_dataset(dataset, seed=seed, limit=limit or None, val_fraction=val_fraction, root=root or None)
+
+
+@dataclass
+class StudyContext:
+    """Everything derived from a study's stored config: planner, stage presets, data settings."""
+
+    study: optuna.Study
+    kind: str
+    raw: dict[str, Any]
+    planner: Any
+    presets: dict[str, EvalPreset]
+    config: StudyConfig | None = None
+
+    @property
+    def name(self) -> str:
+        return self.study.study_name
+
+    def data(self):
+        d = self.raw["data"]
+        return _load_data(
+            d["dataset"], self.raw["study"]["seed"], d["limit"], float(d["val_fraction"]), d["root"]
+        )
+
+    @property
+    def workers(self) -> dict[str, Any]:
+        return self.raw["workers"]
+
+
+def context(study: optuna.Study) -> StudyContext:
+    kind = study.user_attrs.get(T.KIND_ATTR, GA)
+    raw = study.user_attrs[T.CONFIG_ATTR]
+    if kind == GA:
+        cfg = StudyConfig(raw, f"study {study.study_name!r}")
+        return StudyContext(study, kind, cfg.raw, ParticleGA(cfg.ga, cfg.space), cfg.stages, cfg)
+    if kind == ELIMINATION:
+        stages = [Stage(s["name"], s["keep"]) for s in raw["stages"]]
+        presets = {
+            s["name"]: stage_preset({k: v for k, v in s.items() if k not in ("name", "keep")}, s["name"])
+            for s in raw["stages"]
+        }
+        cands = [
+            Candidate(c["source"], Genome.from_dict(c["genome"]), c["lr"], c["fitness"])
+            for c in raw["candidates"]
+        ]
+        planner = Elimination(cands, stages, raw["repeats"], raw["study"]["seed"])
+        return StudyContext(study, kind, raw, planner, presets)
+    raise UserError(f"study {study.study_name!r} has unknown nosplug kind {kind!r}")
+
+
+# ----------------------------------------------------------------------------- reading
+def records(study: optuna.Study, cache: T.GenomeCache | None = None) -> dict[str, Record]:
+    cache = cache or T.GenomeCache()
+    return {k: T.to_record(t, cache) for k, t in T.live_trials(study.get_trials(deepcopy=False)).items()}
+
+
+def plan_state(study: optuna.Study) -> PlanResult:
+    """Replay the planner on the stored results (reads only; nothing is enqueued)."""
+    return context(study).planner.plan(records(study))
+
+
+def best(study: optuna.Study, n: int = 10, stage: str | None = None) -> list[FrozenTrial]:
+    """The top ``n`` distinct genomes by fitness among finished evaluations (reused copies skipped)."""
+    seen: set[str] = set()
+    out: list[FrozenTrial] = []
+    live = T.live_trials(study.get_trials(deepcopy=False)).values()
+    done = [t for t in live if t.state == TrialState.COMPLETE and t.user_attrs.get(T.FITNESS) is not None]
+    if stage is not None:
+        done = [t for t in done if t.user_attrs.get(T.STAGE) == stage]
+    for t in sorted(done, key=lambda t: (-t.user_attrs[T.FITNESS], t.number)):
+        h = t.user_attrs.get(T.HASH)
+        if h in seen:
+            continue
+        seen.add(h)
+        out.append(t)
+        if len(out) == n:
+            break
+    return out
+
+
+def best_genomes(name: str, storage: str | None = None, n: int = 10) -> list[tuple[Genome, float]]:
+    """The best ``n`` distinct genomes of a study with their fitness (for amalgamation teachers)."""
+    return [
+        (Genome.from_json(t.user_attrs[T.GENOME]), t.user_attrs[T.FITNESS])
+        for t in best(load(name, storage), n)
+    ]
+
+
+# ----------------------------------------------------------------------------- elimination
+def create_elimination(
+    name: str,
+    storage: str | None = None,
+    *,
+    stages: list[dict[str, Any]] | None = None,
+    top: int | None = None,
+    repeats: int | None = None,
+    elimination_name: str | None = None,
+) -> optuna.Study:
+    """Create the elimination study of a finished search (spec §10) from its best genomes."""
+    from nosplug.evaluation.integrity import apply_flip
+
+    source = load(name, storage)
+    ctx = context(source)
+    if ctx.kind != GA:
+        raise UserError(f"study {name!r} is not a search study")
+    el = ctx.raw["elimination"]
+    stages = stages or el["stages"]
+    if not stages:
+        raise ConfigError("elimination.stages: give stages in the config or with --stages base64:24,...")
+    top = top or el["top"]
+    repeats = repeats or el["repeats"]
+    cands = []
+    for t in best(source, top):
+        g = Genome.from_json(t.user_attrs[T.GENOME])
+        if t.user_attrs.get("flip"):
+            g = apply_flip(g)
+        cands.append(
+            {
+                "source": t.user_attrs[T.KEY],
+                "genome": g.to_dict(),
+                "lr": t.user_attrs.get("chosen_lr"),
+                "fitness": t.user_attrs[T.FITNESS],
+            }
+        )
+    if not cands:
+        raise UserError(f"study {name!r} has no finished evaluations to eliminate from")
+    raw = {
+        "study": ctx.raw["study"],
+        "data": ctx.raw["data"],
+        "workers": ctx.raw["workers"],
+        "source": name,
+        "stages": stages,
+        "top": top,
+        "repeats": repeats,
+        "candidates": cands,
+    }
+    for i, s in enumerate(stages):
+        stage_preset({k: v for k, v in s.items() if k not in ("name", "keep")}, f"elimination.stages[{i}]")
+    return _create(elimination_name or f"{name}.elimination", storage, ELIMINATION, raw)
+
+
+def parse_stages(text: str, base_stage: dict[str, Any], steps: int | None = None) -> list[dict[str, Any]]:
+    """``base64:24,base96:12`` -> stages that train ConvNet(base) and keep the best ``keep``."""
+    stages = []
+    for part in text.split(","):
+        part = part.strip()
+        name, _, keep = part.partition(":")
+        if not name.startswith("base") or not name[4:].isdigit() or not keep.isdigit():
+            raise ConfigError(f"--stages: {part!r} is not of the form baseN:KEEP (e.g. base64:24)")
+        stage = {**base_stage, "name": name, "keep": int(keep)}
+        stage["surrogate_options"] = {**dict(base_stage.get("surrogate_options", {})), "base": int(name[4:])}
+        if steps:
+            stage["final_steps"] = steps
+        stages.append(stage)
+    return stages
+
+
+# ----------------------------------------------------------------------------- the worker
+@dataclass
+class WorkerSummary:
+    evaluated: int = 0
+    reused: int = 0
+    reclaimed: int = 0
+    done: bool = False
+    seconds: float = 0.0
+    errors: list[str] = field(default_factory=list)
+
+
+class Worker:
+    """One evaluation loop on one study; run any number of these on any machines."""
+
+    def __init__(
+        self,
+        name: str,
+        storage: str | None = None,
+        *,
+        max_trials: int | None = None,
+        on_event: Callable[[Event], None] | None = None,
+        threads: int | None = None,
+    ) -> None:
+        self.url = storage_url(storage)
+        self.study = load(name, self.url)
+        self.ctx = context(self.study)
+        self.name = name
+        self.max_trials = max_trials
+        self.on_event = on_event or (lambda e: None)
+        w = self.ctx.workers
+        self.threads = (
+            threads
+            or w["threads"]
+            or max(1, (os.cpu_count() or 1) // int(os.environ.get("NOSPLUG_WORKERS", "1")))
+        )
+        self.heartbeat = float(w["heartbeat_seconds"])
+        self.lease = float(w["lease_seconds"])
+        self.poll = float(w["poll_seconds"])
+        self.worker = T.worker_id()
+        self.cache = T.GenomeCache()
+        self._stage_studies: dict[str, optuna.Study] = {}
+
+    # -- loop ---------------------------------------------------------------------------
+    def run(self) -> WorkerSummary:
+        torch.set_num_threads(self.threads)
+        summary = WorkerSummary()
+        start = time.perf_counter()
+        while self.max_trials is None or summary.evaluated < self.max_trials:
+            with planning_lock(self.url, self.name):
+                summary.reclaimed += self._reclaim()
+                trials = self.study.get_trials(deepcopy=False)
+                plan = self.ctx.planner.plan(self._records(trials))
+                summary.reused += self._enqueue(plan, trials)
+            picked = self._pop()
+            if picked is None:
+                active = self.study.get_trials(
+                    deepcopy=False, states=(TrialState.WAITING, TrialState.RUNNING)
+                )
+                if plan.done and not active:
+                    summary.done = True
+                    break
+                if not active and not plan.new:
+                    raise RuntimeError(
+                        f"study {self.name!r} stalled: nothing to run and the plan is not done"
+                    )
+                self.on_event({"event": "idle", "running": len(active)})
+                time.sleep(self.poll)
+                continue
+            ok = self._run_trial(picked)
+            summary.evaluated += 1
+            if not ok:
+                summary.errors.append(picked.user_attrs.get(T.KEY, "?"))
+        summary.seconds = time.perf_counter() - start
+        self.on_event({"event": "stopped", "done": summary.done, "evaluated": summary.evaluated})
+        return summary
+
+    def _records(self, trials: list[FrozenTrial]) -> dict[str, Record]:
+        return {k: T.to_record(t, self.cache) for k, t in T.live_trials(trials).items()}
+
+    def _enqueue(self, plan: PlanResult, trials: list[FrozenTrial]) -> int:
+        if not plan.new:
+            return 0
+        finished = {}
+        for t in T.live_trials(trials).values():
+            if t.state in T.FINISHED and t.user_attrs.get(T.REUSED_FROM) is None:
+                finished.setdefault(T.reuse_signature(t.user_attrs), t)
+        reused = 0
+        for p in plan.new:
+            attrs = T.planned_attrs(p)
+            src = finished.get(T.reuse_signature(attrs))
+            if src is not None:
+                self.study.add_trial(T.copy_as_reused(src, attrs))
+                reused += 1
+                self.on_event({"event": "reused", "key": p.key, "from": src.number})
+            else:
+                self.study.enqueue_trial({}, user_attrs=attrs)
+        self.on_event({"event": "planned", "count": len(plan.new), "progress": plan.progress})
+        return reused
+
+    def _pop(self) -> FrozenTrial | None:
+        store = self.study._storage
+        sid = self.study._study_id
+        for t in sorted(
+            store.get_all_trials(sid, deepcopy=False, states=(TrialState.WAITING,)), key=lambda t: t.number
+        ):
+            if T.KEY not in t.user_attrs:
+                continue
+            try:
+                if store.set_trial_state_values(t._trial_id, TrialState.RUNNING):
+                    store.set_trial_user_attr(t._trial_id, T.WORKER, self.worker)
+                    store.set_trial_user_attr(t._trial_id, T.HEARTBEAT, time.time())
+                    return store.get_trial(t._trial_id)
+            except optuna.exceptions.UpdateFinishedTrialError:
+                continue
+        return None
+
+    # -- dead workers ------------------------------------------------------------------
+    def _reclaim(self) -> int:
+        """Mark RUNNING trials of dead workers as abandoned (FAIL); the planner re-issues their keys."""
+        store = self.study._storage
+        n = 0
+        now = time.time()
+        for t in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            if T.KEY not in t.user_attrs:
+                continue
+            last = t.user_attrs.get(T.HEARTBEAT) or (
+                t.datetime_start.timestamp() if t.datetime_start else now
+            )
+            who = t.user_attrs.get(T.WORKER, "")
+            gone = _process_gone(who)
+            if gone or now - last > self.lease:
+                why = f"worker {who or '?'} " + (
+                    "exited" if gone else f"sent no heartbeat for {now - last:.0f} s"
+                )
+                store.set_trial_user_attr(t._trial_id, T.ABANDONED, True)
+                store.set_trial_user_attr(
+                    t._trial_id, T.REASON, why + "; its evaluation was handed out again"
+                )
+                with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError):
+                    store.set_trial_state_values(t._trial_id, TrialState.FAIL)
+                self.on_event({"event": "reclaimed", "key": t.user_attrs[T.KEY], "reason": why})
+                n += 1
+        return n
+
+    # -- one evaluation ------------------------------------------------------------------
+    def _run_trial(self, t: FrozenTrial) -> bool:
+        store = self.study._storage
+        attrs = t.user_attrs
+        key, stage = attrs[T.KEY], attrs[T.STAGE]
+        self.on_event({"event": "started", "key": key, "stage": stage, "formula": attrs.get(T.FORMULA)})
+        stop = threading.Event()
+        beat = threading.Thread(target=self._beat, args=(t._trial_id, stop), daemon=True)
+        beat.start()
+        ok = True
+        try:
+            result = self._evaluate(t)
+        except KeyboardInterrupt:
+            store.set_trial_user_attr(t._trial_id, T.ABANDONED, True)
+            store.set_trial_user_attr(
+                t._trial_id, T.REASON, "interrupted; its evaluation was handed out again"
+            )
+            with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError):
+                store.set_trial_state_values(t._trial_id, TrialState.FAIL)
+            raise
+        except Exception as exc:  # an evaluation bug must not kill the study: record it on the trial
+            import traceback
+
+            ok = False
+            result = {"status": FAILED, "fitness": None, "reason": f"error: {type(exc).__name__}: {exc}"}
+            self.on_event({"event": "error", "key": key, "traceback": traceback.format_exc()})
+        finally:
+            stop.set()
+            beat.join()
+        try:
+            for k, v in result.items():
+                store.set_trial_user_attr(t._trial_id, k, v)
+            state = T.state_for(result["status"])
+            value = result["fitness"] if state == TrialState.COMPLETE else None
+            self.study.tell(t.number, value, state=state, skip_if_finished=False)
+        except optuna.exceptions.UpdateFinishedTrialError:
+            self.on_event({"event": "lost", "key": key, "reason": "the trial was reclaimed while it ran"})
+            return ok
+        self.on_event(
+            {
+                "event": "finished",
+                "key": key,
+                "stage": stage,
+                "status": result["status"],
+                "fitness": result.get("fitness"),
+                "duration": result.get("duration"),
+                "formula": attrs.get(T.FORMULA),
+            }
+        )
+        return ok
+
+    def _beat(self, trial_id: int, stop: threading.Event) -> None:
+        store = self.study._storage
+        while not stop.wait(self.heartbeat):
+            with contextlib.suppress(Exception):
+                store.set_trial_user_attr(trial_id, T.HEARTBEAT, time.time())
+
+    def _evaluate(self, t: FrozenTrial) -> dict[str, Any]:
+        from nosplug.evaluation.pruners import pruner_for
+        from nosplug.evaluation.training import evaluate_genome, final_run
+
+        attrs = t.user_attrs
+        stage = attrs[T.STAGE]
+        preset = self.ctx.presets[stage]
+        genome = Genome.from_json(attrs[T.GENOME])
+        seed = int(attrs[T.SEED])
+        study = self._stage_studies.get(stage)
+        if study is None:
+            study = self._stage_studies[stage] = optuna.load_study(
+                study_name=self.name, storage=self.study._storage, pruner=pruner_for(preset)
+            )
+        trial = optuna.Trial(study, t._trial_id)
+        data = self.ctx.data()
+        if attrs.get(T.FIXED_LR) is not None:
+            started = time.perf_counter()
+            best_acc, _val, _train, steps, why = final_run(
+                genome, float(attrs[T.FIXED_LR]), data, preset, trial, seed
+            )
+            return {
+                "status": COMPLETE,
+                "fitness": best_acc,
+                "reason": why,
+                "eval_stage": "final",
+                "chosen_lr": float(attrs[T.FIXED_LR]),
+                "final_steps_run": steps,
+                "duration": time.perf_counter() - started,
+            }
+        res = evaluate_genome(genome, data, preset, trial=trial, seed=seed)
+        out = res.to_dict()
+        out.pop("val_curve", None)
+        out.pop("train_curve", None)
+        out["eval_stage"] = out.pop("stage")
+        return out
+
+
+def _process_gone(worker: str) -> bool:
+    """True when ``worker`` (host:pid) ran on this machine and that process no longer runs."""
+    host, _, pid = worker.rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False
+    try:  # a killed child its parent has not waited for yet is a zombie: gone as well
+        stat = Path(f"/proc/{pid}/stat").read_text()
+        return stat.rsplit(")", 1)[1].split()[0] == "Z"
+    except (OSError, IndexError):
+        return False
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def evolution_stage(ctx: StudyContext) -> dict[str, Any]:
+    return dict(ctx.raw["evaluation"][EVOLUTION])

@@ -1,0 +1,146 @@
+"""How evaluations sit in Optuna trials: user-attribute names and the trial <-> record mapping.
+
+Every value is plain JSON and small, so optuna-dashboard, the ``optuna`` CLI and plain
+``optuna.load_study`` read a nosplug study unmodified. Learning curves are intermediate values.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+from collections.abc import Iterable
+from typing import Any
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from nosplug.genome.model import Genome
+from nosplug.search.plan import COMPLETE, FAILED, PRUNED, Planned, Record
+
+#: Study user attribute holding the normalised config (JSON).
+CONFIG_ATTR = "nosplug.config"
+#: Study user attribute naming the planner ("particle-ga" for GA studies).
+KIND_ATTR = "nosplug.kind"
+VERSION_ATTR = "nosplug.version"
+
+# trial user attributes written when the evaluation is planned ...
+KEY, STAGE, GENOME, HASH, FORMULA, SEED, FIXED_LR = (
+    "key",
+    "stage",
+    "genome",
+    "hash",
+    "formula",
+    "seed",
+    "fixed_lr",
+)
+# ... while it runs ...
+WORKER, HEARTBEAT, ABANDONED = "worker", "heartbeat", "abandoned"
+# ... and when it finishes
+STATUS, FITNESS, REASON, REUSED_FROM = "status", "fitness", "reason", "reused_from"
+RESULT_ATTRS = (
+    "status",
+    "fitness",
+    "reason",
+    "eval_stage",
+    "integrity",
+    "lr_accuracies",
+    "chosen_lr",
+    "final_steps_run",
+    "flip",
+    "duration",
+)
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
+
+
+def worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+def planned_attrs(p: Planned) -> dict[str, Any]:
+    attrs: dict[str, Any] = {
+        KEY: p.key,
+        STAGE: p.stage,
+        GENOME: p.genome.to_json(),
+        HASH: p.genome.canonical_hash(),
+        FORMULA: p.genome.formula(),
+        SEED: p.seed,
+    }
+    if p.lr is not None:
+        attrs[FIXED_LR] = p.lr
+    attrs.update(p.attrs)
+    return attrs
+
+
+def reuse_signature(attrs: dict[str, Any]) -> str:
+    """Evaluations with equal signatures give identical results, so one may stand for another."""
+    return f"{attrs.get(STAGE)}|{attrs.get(HASH)}|{attrs.get(SEED)}|{attrs.get(FIXED_LR)}"
+
+
+def live_trials(trials: Iterable[FrozenTrial]) -> dict[str, FrozenTrial]:
+    """key -> the trial that stands for it (abandoned trials, whose worker died, are skipped)."""
+    out: dict[str, FrozenTrial] = {}
+    for t in trials:
+        key = t.user_attrs.get(KEY)
+        if key is None or t.user_attrs.get(ABANDONED):
+            continue
+        if key not in out or t.number < out[key].number:
+            out[key] = t
+    return out
+
+
+class GenomeCache:
+    """Parsing genome JSON is the costly part of reading a study; trials never change genomes."""
+
+    def __init__(self) -> None:
+        self._by_trial: dict[int, Genome] = {}
+
+    def genome(self, t: FrozenTrial) -> Genome:
+        g = self._by_trial.get(t._trial_id)
+        if g is None:
+            g = self._by_trial[t._trial_id] = Genome.from_json(t.user_attrs[GENOME])
+        return g
+
+
+def to_record(t: FrozenTrial, cache: GenomeCache) -> Record:
+    finished = t.state in FINISHED
+    status = t.user_attrs.get(STATUS) if finished else None
+    if finished and status is None:
+        status = {TrialState.COMPLETE: COMPLETE, TrialState.PRUNED: PRUNED}.get(t.state, FAILED)
+    fitness = t.user_attrs.get(FITNESS)
+    if fitness is None and t.state == TrialState.COMPLETE:
+        fitness = t.value
+    return Record(
+        key=t.user_attrs[KEY],
+        genome=cache.genome(t),
+        finished=finished,
+        status=status,
+        fitness=fitness,
+        chosen_lr=t.user_attrs.get("chosen_lr"),
+        number=t.number,
+    )
+
+
+def state_for(status: str) -> TrialState:
+    return {COMPLETE: TrialState.COMPLETE, PRUNED: TrialState.PRUNED}.get(status, TrialState.FAIL)
+
+
+def copy_as_reused(source: FrozenTrial, attrs: dict[str, Any]) -> FrozenTrial:
+    """A finished trial for ``attrs``' key carrying ``source``'s result (nothing is trained twice)."""
+    ua = dict(attrs)
+    for k in RESULT_ATTRS:
+        if k in source.user_attrs:
+            ua[k] = source.user_attrs[k]
+    ua[REUSED_FROM] = source.number
+    ua["duration"] = 0.0
+    state = source.state
+    return optuna.trial.create_trial(
+        state=state,
+        value=source.value if state == TrialState.COMPLETE else None,
+        user_attrs=ua,
+        intermediate_values=dict(source.intermediate_values),
+    )
+
+
+def dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), sort_keys=True)
