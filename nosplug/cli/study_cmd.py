@@ -30,15 +30,17 @@ def study() -> None:
 @click.argument("config", type=click.Path(dir_okay=False))
 @click.option("--name", help="Study name (default: the config's study.name).")
 @click.option("--storage", help=STORAGE_HELP)
-def create(config: str, name: str | None, storage: str | None) -> None:
+@click.option("--exist-ok", is_flag=True, help="Succeed if the study exists with this very config.")
+def create(config: str, name: str | None, storage: str | None, exist_ok: bool) -> None:
     """Create a study from a TOML CONFIG (see docs/studies.md); refuses to overwrite one."""
     from nosplug.study.runner import context, create_study
     from nosplug.study.storage import storage_url
 
-    s = create_study(config, name=name, storage=storage)
+    s = create_study(config, name=name, storage=storage, exist_ok=exist_ok)
     ctx = context(s)
     ga = ctx.config.ga if ctx.config else None
-    console.print(f"created study [bold]{escape(s.study_name)}[/bold] in {escape(storage_url(storage))}")
+    where = escape(storage_url(storage))
+    console.print(f"study [bold]{escape(s.study_name)}[/bold] in {where} ({len(s.trials)} trials so far)")
     if ga is not None:
         console.print(
             f"  {ga.n_particles} particles x {ga.timesteps} timesteps x {ga.mutations} mutations"

@@ -103,7 +103,7 @@ PRESETS: dict[str, EvalPreset] = {
     ),
     "quick": EvalPreset(
         name="quick",
-        surrogate_options={"base": 16},
+        surrogate_options={"base": 16, "bn_momentum": 0.1},
         batch_size=64,
         augment=False,
         sweep_steps=60,
@@ -115,7 +115,7 @@ PRESETS: dict[str, EvalPreset] = {
     ),
     "smoke": EvalPreset(
         name="smoke",
-        surrogate_options={"base": 8},
+        surrogate_options={"base": 8, "bn_momentum": 0.1},
         batch_size=32,
         augment=False,
         sweep_steps=12,

@@ -55,15 +55,38 @@ class StudyExistsError(ValueError, UserError):
 
 # ----------------------------------------------------------------------------- create / load
 def create_study(
-    config: StudyConfig | str | Path, *, name: str | None = None, storage: str | None = None
+    config: StudyConfig | str | Path,
+    *,
+    name: str | None = None,
+    storage: str | None = None,
+    exist_ok: bool = False,
 ) -> optuna.Study:
-    """Create the study for ``config`` (a :class:`StudyConfig` or a TOML path); never overwrites."""
+    """Create the study for ``config`` (a :class:`StudyConfig` or a TOML path); never overwrites.
+
+    With ``exist_ok`` an existing study of that name is returned if it was created from the same
+    config (so a set-up command can be repeated); a different config is still an error.
+    """
     cfg = config if isinstance(config, StudyConfig) else StudyConfig.from_file(config)
     if name:
         raw = dict(cfg.raw)
         raw["study"] = {**raw["study"], "name": name}
         cfg = StudyConfig(raw, cfg.source)
+    if exist_ok and cfg.name in study_names(open_storage(storage_url(storage))):
+        existing = load(cfg.name, storage)
+        if existing.user_attrs.get(T.CONFIG_ATTR) != _jsonable(cfg.raw):
+            raise StudyExistsError(
+                f"a study named {cfg.name!r} already exists in {storage_url(storage)} with a different "
+                "config; choose another name with --name"
+            )
+        return existing
     return _create(cfg.name, storage, GA, cfg.raw)
+
+
+def _jsonable(raw: dict[str, Any]) -> Any:
+    """The config as Optuna stores it (JSON round trip: tuples become lists)."""
+    import json
+
+    return json.loads(json.dumps(raw))
 
 
 def _create(name: str, storage: str | None, kind: str, raw: dict[str, Any]) -> optuna.Study:
@@ -207,8 +230,6 @@ def create_elimination(
     elimination_name: str | None = None,
 ) -> optuna.Study:
     """Create the elimination study of a finished search (spec §10) from its best genomes."""
-    from nosplug.evaluation.integrity import apply_flip
-
     source = load(name, storage)
     ctx = context(source)
     if ctx.kind != GA:
@@ -222,8 +243,8 @@ def create_elimination(
     cands = []
     for t in best(source, top):
         g = Genome.from_json(t.user_attrs[T.GENOME])
-        if t.user_attrs.get("flip"):
-            g = apply_flip(g)
+        if t.user_attrs.get("flip"):  # the integrity check found the genome works sign-flipped
+            g.flip = not g.flip
         cands.append(
             {
                 "source": t.user_attrs[T.KEY],
@@ -333,9 +354,12 @@ class Worker:
                 self.on_event({"event": "idle", "running": len(active)})
                 time.sleep(self.poll)
                 continue
-            ok = self._run_trial(picked)
+            outcome = self._run_trial(picked)
+            if outcome == "reused":
+                summary.reused += 1
+                continue
             summary.evaluated += 1
-            if not ok:
+            if outcome == "error":
                 summary.errors.append(picked.user_attrs.get(T.KEY, "?"))
         summary.seconds = time.perf_counter() - start
         self.on_event({"event": "stopped", "done": summary.done, "evaluated": summary.evaluated})
@@ -410,10 +434,13 @@ class Worker:
         return n
 
     # -- one evaluation ------------------------------------------------------------------
-    def _run_trial(self, t: FrozenTrial) -> bool:
+    def _run_trial(self, t: FrozenTrial) -> str:
+        """Evaluate ``t`` and tell the result; returns "evaluated", "reused" or "error"."""
         store = self.study._storage
         attrs = t.user_attrs
         key, stage = attrs[T.KEY], attrs[T.STAGE]
+        if self._finish_as_reused(t):
+            return "reused"
         self.on_event({"event": "started", "key": key, "stage": stage, "formula": attrs.get(T.FORMULA)})
         stop = threading.Event()
         beat = threading.Thread(target=self._beat, args=(t._trial_id, stop), daemon=True)
@@ -446,7 +473,7 @@ class Worker:
             self.study.tell(t.number, value, state=state, skip_if_finished=False)
         except optuna.exceptions.UpdateFinishedTrialError:
             self.on_event({"event": "lost", "key": key, "reason": "the trial was reclaimed while it ran"})
-            return ok
+            return "evaluated" if ok else "error"
         self.on_event(
             {
                 "event": "finished",
@@ -458,7 +485,29 @@ class Worker:
                 "formula": attrs.get(T.FORMULA),
             }
         )
-        return ok
+        return "evaluated" if ok else "error"
+
+    def _finish_as_reused(self, t: FrozenTrial) -> bool:
+        """Finish ``t`` with the result of an identical evaluation that finished meanwhile."""
+        sig = T.reuse_signature(t.user_attrs)
+        for other in T.live_trials(self.study.get_trials(deepcopy=False, states=T.FINISHED)).values():
+            if other.number == t.number or other.user_attrs.get(T.REUSED_FROM) is not None:
+                continue
+            if T.reuse_signature(other.user_attrs) != sig or T.STATUS not in other.user_attrs:
+                continue
+            store = self.study._storage
+            for k in T.RESULT_ATTRS:
+                if k in other.user_attrs:
+                    store.set_trial_user_attr(t._trial_id, k, other.user_attrs[k])
+            store.set_trial_user_attr(t._trial_id, "duration", 0.0)
+            store.set_trial_user_attr(t._trial_id, T.REUSED_FROM, other.number)
+            for step, value in other.intermediate_values.items():
+                store.set_trial_intermediate_value(t._trial_id, step, value)
+            value = other.value if other.state == TrialState.COMPLETE else None
+            self.study.tell(t.number, value, state=other.state, skip_if_finished=False)
+            self.on_event({"event": "reused", "key": t.user_attrs[T.KEY], "from": other.number})
+            return True
+        return False
 
     def _beat(self, trial_id: int, stop: threading.Event) -> None:
         store = self.study._storage

@@ -1,0 +1,1 @@
+"""Evaluation: integrity check, datasets, surrogates, training and early stopping."""
