@@ -42,11 +42,14 @@ def evaluate(genomes, dataset, surrogate, base, preset, seed, limit, data_root, 
 
     Example: nosplug evaluate adam opt6 a1 --dataset mnist5k
     """
+    import optuna
+
     from nosplug import zoo
     from nosplug.evaluation.datasets import load_dataset
     from nosplug.evaluation.presets import get_preset
     from nosplug.evaluation.training import evaluate_genome
 
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # the table says what happened
     p = get_preset(preset)
     overrides: dict = {}
     if surrogate:

@@ -24,6 +24,9 @@ STORAGE_HELP = (
 @click.group()
 def study() -> None:
     """Searches as durable Optuna studies: any number of workers share one study."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)  # nosplug prints its own progress
 
 
 @study.command()

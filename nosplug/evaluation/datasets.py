@@ -171,7 +171,9 @@ def _cifar(root: Path, hundred: bool) -> Raw:
         train = cls(str(root), train=True, download=False)
         test = cls(str(root), train=False, download=False)
     except RuntimeError as exc:  # torchvision's integrity (md5) check failed
-        raise DatasetNotFoundError(f"{root / folder}: {exc}") from None
+        raise DatasetNotFoundError(
+            f"{root / folder}: torchvision rejected the files (missing or not the official ones): {exc}"
+        ) from None
 
     def tensors(ds) -> tuple[Tensor, Tensor]:
         x = torch.from_numpy(ds.data).permute(0, 3, 1, 2).float().div_(255.0).contiguous()

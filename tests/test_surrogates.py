@@ -1,0 +1,54 @@
+"""Surrogates: the paper's ConvNet parameter counts, any input shape, MLP, sphere, option errors."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+from nosplug.errors import UserError
+from nosplug.evaluation.surrogates import build_surrogate, parameter_count
+
+PAPER_COUNTS = {32: 95_434, 48: 212_266, 64: 375_178, 96: 839_242, 128: 1_487_626}  # spec §7 table
+
+
+@pytest.mark.parametrize(("base", "count"), sorted(PAPER_COUNTS.items()))
+def test_convnet_parameter_counts_match_the_paper(base: int, count: int) -> None:
+    model = build_surrogate("convnet", (3, 32, 32), 10, base=base)
+    assert parameter_count(model) == count
+
+
+def test_convnet_architecture_follows_spec_section_7() -> None:
+    model = build_surrogate("convnet", (3, 32, 32), 10, base=32)
+    convs = [m for m in model.modules() if isinstance(m, nn.Conv2d)]
+    assert [c.out_channels for c in convs] == [32, 64, 128]
+    assert [c.stride for c in convs] == [(1, 1), (2, 2), (2, 2)]
+    assert all(c.kernel_size == (3, 3) and c.bias is not None for c in convs)
+    assert sum(isinstance(m, nn.BatchNorm2d) for m in model.modules()) == 3
+    assert sum(isinstance(m, nn.SiLU) for m in model.modules()) == 3
+    assert next(m for m in model.modules() if isinstance(m, nn.Dropout)).p == 0.2
+
+
+@pytest.mark.parametrize("shape", [(1, 28, 28), (1, 8, 8), (3, 32, 32), (3, 17, 23)])
+def test_convnet_adapts_to_any_input_shape(shape) -> None:
+    model = build_surrogate("convnet", shape, 7, base=4).eval()
+    assert model(torch.rand(2, *shape)).shape == (2, 7)
+
+
+def test_mlp_and_sphere() -> None:
+    mlp = build_surrogate("mlp", (1, 8, 8), 10, hidden=[32, 16], activation="tanh")
+    assert mlp(torch.rand(5, 1, 8, 8)).shape == (5, 10)
+    assert parameter_count(mlp) == 64 * 32 + 32 + 32 * 16 + 16 + 16 * 10 + 10
+    sphere = build_surrogate("sphere", (), 0, dim=3, start=[1, 2, 3], shift=[1, 2, 3])
+    assert sphere().item() == 0.0
+    sphere = build_surrogate("sphere", (), 0)
+    assert sphere().item() == pytest.approx(5 * 0.25)
+
+
+def test_unknown_surrogate_and_option_are_clear_errors() -> None:
+    with pytest.raises(UserError, match=r"unknown option\(s\) width .*allowed: base, dropout, bn_momentum"):
+        build_surrogate("convnet", (1, 8, 8), 10, width=3)
+    with pytest.raises(UserError, match="unknown surrogate 'resnet'"):
+        build_surrogate("resnet", (1, 8, 8), 10)
+    with pytest.raises(UserError, match="base must be positive"):
+        build_surrogate("convnet", (1, 8, 8), 10, base=0)
