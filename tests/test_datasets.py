@@ -62,11 +62,15 @@ def test_limit_and_bad_arguments() -> None:
         load_dataset("mnist")
 
 
-def test_missing_cifar_folder_says_where_to_put_the_files(tmp_path: Path) -> None:
+def test_missing_cifar_folder_says_where_to_put_the_files(tmp_path: Path, monkeypatch) -> None:
     with pytest.raises(DatasetNotFoundError, match=r"cifar-10-batches-py/ .*" + str(tmp_path)):
         load_dataset("cifar10", root=tmp_path)
-    with pytest.raises(DatasetNotFoundError, match="cifar-100-python"):
-        load_dataset("cifar100", root=tmp_path)
+    env_root = tmp_path / "env"
+    monkeypatch.setenv("NOSPLUG_DATA", str(env_root))
+    with pytest.raises(DatasetNotFoundError, match=r"cifar-100-python/ .*" + str(env_root)) as info:
+        load_dataset("cifar100")
+    assert "--data-root" in str(info.value) and "NOSPLUG_DATA" in str(info.value)
+    assert isinstance(info.value, FileNotFoundError) and isinstance(info.value, UserError)
 
 
 def _write_pickle(path: Path, obj: dict) -> None:
@@ -154,12 +158,19 @@ def test_batches_are_reproducible_and_cover_each_epoch() -> None:
     x = torch.arange(50, dtype=torch.float32).view(50, 1, 1, 1)
     y = torch.arange(50)
     a, b = Batches(x, y, 10, seed=4), Batches(x, y, 10, seed=4)
-    first = [a.next()[1] for _ in range(5)]
+    first = [a.next_batch()[1] for _ in range(5)]
     assert sorted(torch.cat(first).tolist()) == list(range(50))
-    assert all(torch.equal(f, b.next()[1]) for f in first)
-    second = torch.cat([a.next()[1] for _ in range(5)])
+    assert all(torch.equal(f, b.next_batch()[1]) for f in first)
+    second = torch.cat([a.next_batch()[1] for _ in range(5)])
     assert sorted(second.tolist()) == list(range(50)) and not torch.equal(second, torch.cat(first))
-    assert not torch.equal(Batches(x, y, 10, seed=5).next()[1], first[0])
+    assert not torch.equal(Batches(x, y, 10, seed=5).next_batch()[1], first[0])
+    # the iterator is the same stream; drop_last holds leftovers over instead of a short batch
+    it = iter(Batches(x, y, 10, seed=4))
+    assert all(torch.equal(f, next(it)[1]) for f in first)
+    short = Batches(x, y, 15, seed=0, drop_last=False)
+    assert [len(short.next_batch()[1]) for _ in range(4)] == [15, 15, 15, 5]
+    dropped = Batches(x, y, 15, seed=0)
+    assert [len(dropped.next_batch()[1]) for _ in range(4)] == [15, 15, 15, 15]
 
 
 def test_augmentation_is_batched_seeded_and_shape_preserving() -> None:
@@ -173,6 +184,16 @@ def test_augmentation_is_batched_seeded_and_shape_preserving() -> None:
     assert all(torch.equal(f, o) or torch.equal(f, o.flip(2)) for f, o in zip(flipped, x))
     cut = Augment(cutout=8)(x, torch.Generator().manual_seed(2))
     zeros = (cut == 0).all(dim=1).sum(dim=(1, 2))
-    assert (zeros > 0).all() and (zeros <= 81).all()
-    crop = Augment(pad_crop=4)(torch.arange(64.0).view(1, 1, 8, 8).repeat(4, 1, 1, 1), torch.Generator())
-    assert crop.shape == (4, 1, 8, 8)  # pad shrinks to H/8 = 1 on 8x8 images
+    assert (zeros > 0).all() and (zeros <= 64).all() and (zeros == 64).any()  # clipped at borders
+    assert torch.equal(cut[cut != 0], x[cut != 0])
+    # crops are shifted windows of the reflect-padded image: pad shrinks to H/8 = 1 on 8x8 images
+    img = torch.arange(64.0).view(1, 1, 8, 8).repeat(32, 1, 1, 1)
+    crop = Augment(pad_crop=4)(img, torch.Generator().manual_seed(3))
+    padded = torch.nn.functional.pad(img[:1], (1, 1, 1, 1), mode="reflect")[0, 0]
+    windows = [padded[i : i + 8, j : j + 8] for i in range(3) for j in range(3)]
+    assert crop.shape == (32, 1, 8, 8)
+    assert all(any(torch.equal(c[0], w) for w in windows) for c in crop)
+    assert any(not torch.equal(c, img[0]) for c in crop)
+    # on 8x8 digits the paper's 8x8 cutout shrinks to 4x4
+    small = Augment(cutout=8)(torch.ones(8, 1, 8, 8), torch.Generator().manual_seed(0))
+    assert int((small == 0).sum(dim=(1, 2, 3)).max()) == 16

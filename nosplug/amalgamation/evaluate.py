@@ -1,0 +1,179 @@
+"""Evaluation protocol (spec §6.1): problems x runs, best log validation loss and stability, oracle.
+
+Every optimizer (the trained student and each teacher) trains a fresh model per problem and run
+(the run index seeds the initialisation and the batch order, identically for every optimizer),
+for ``epochs`` epochs, recording the validation loss after each epoch. Metrics per run:
+
+* ``best_log_val``: log of the lowest validation loss (the headline metric);
+* ``last_log_val``: log of the final validation loss;
+* ``stability``: std over epochs of log(G_2 * val) − log(val), G_2 a Gaussian filter with σ = 2
+  epochs and nearest-edge padding: the epoch-to-epoch jitter around the smoothed curve.
+
+The *oracle* of a problem is the teacher with the best mean ``best_log_val`` on it.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from nosplug.amalgamation.problems import Problem, get_problem, new_instance, problem_data
+from nosplug.amalgamation.teachers import Teacher
+
+
+def gaussian_smooth(x: np.ndarray, sigma: float = 2.0) -> np.ndarray:
+    radius = int(4 * sigma + 0.5)
+    k = np.exp(-0.5 * (np.arange(-radius, radius + 1) / sigma) ** 2)
+    k /= k.sum()
+    padded = np.pad(x, radius, mode="edge")
+    return np.convolve(padded, k, mode="valid")
+
+
+def stability(val: list[float]) -> float:
+    v = np.asarray(val, dtype=np.float64)
+    if len(v) < 2 or not np.isfinite(v).all():
+        return math.nan
+    return float(np.std(np.log(gaussian_smooth(v)) - np.log(v)))
+
+
+@dataclass
+class RunResult:
+    optimizer: str
+    problem: str
+    run: int
+    val_losses: list[float]
+    best_log_val: float
+    last_log_val: float
+    stability: float
+    seconds: float
+
+
+Stepper = Callable[[Tensor, Tensor], Tensor]  # (grad, theta) -> new theta
+
+
+def train_problem(
+    problem: Problem, make_step: Callable[[Tensor], Stepper], run: int, epochs: int
+) -> list[float]:
+    """Train a fresh instance; returns the validation loss after every epoch."""
+    data = problem_data(problem.dataset, 0)
+    model = new_instance(problem, 1000 + run)
+    theta = model.vector()
+    step = make_step(theta)
+    gen = torch.Generator().manual_seed(2000 + run)
+    n = len(data.train_y)
+    per_epoch = max(1, n // problem.batch_size)
+    vals = []
+    for _ in range(epochs):
+        order = torch.randperm(n, generator=gen)
+        for b in range(per_epoch):
+            idx = order[b * problem.batch_size : (b + 1) * problem.batch_size]
+            t = theta.detach().requires_grad_(True)
+            g = torch.autograd.grad(model.loss(t, data.train_x[idx], data.train_y[idx]), t)[0]
+            theta = step(g, theta.detach())
+        with torch.no_grad():
+            logits = torch.func.functional_call(model.module, model.params(theta), (data.val_x,))
+            vals.append(float(nn.functional.cross_entropy(logits, data.val_y)))
+        if not math.isfinite(vals[-1]):
+            break
+    return vals
+
+
+def teacher_stepper(teacher: Teacher) -> Callable[[Tensor], Stepper]:
+    def make(theta0: Tensor) -> Stepper:
+        state = {"s": teacher.init(theta0)}
+
+        def step(g: Tensor, theta: Tensor) -> Tensor:
+            with torch.no_grad():
+                d, state["s"] = teacher.step(g, state["s"], theta)
+            return theta - d
+
+        return step
+
+    return make
+
+
+def learned_stepper(
+    learned: nn.Module, warmup: int = 100, warmup_lr: float = 0.05
+) -> Callable[[Tensor], Stepper]:
+    """The student as at evaluation time in the reference: ``warmup`` SGD steps, then its own."""
+
+    def make(theta0: Tensor) -> Stepper:
+        state = {"s": learned.init_state(theta0.numel(), theta0), "t": 0}
+
+        def step(g: Tensor, theta: Tensor) -> Tensor:
+            with torch.no_grad():
+                frozen = state["t"] < warmup
+                d, state["s"] = learned(g, state["s"], frozen=frozen)
+                state["t"] += 1
+                return theta - (warmup_lr * g if frozen else d)
+
+        return step
+
+    return make
+
+
+def evaluate(
+    optimizers: dict[str, Callable[[Tensor], Stepper]],
+    problems: list[str],
+    runs: int,
+    epochs: int,
+    on_result: Callable[[RunResult], None] | None = None,
+) -> list[RunResult]:
+    import time
+
+    out = []
+    for pname in problems:
+        problem = get_problem(pname)
+        for run in range(runs):
+            for oname, make in optimizers.items():
+                t0 = time.perf_counter()
+                vals = train_problem(problem, make, run, epochs)
+                finite = [v for v in vals if math.isfinite(v)]
+                res = RunResult(
+                    oname,
+                    pname,
+                    run,
+                    vals,
+                    math.log(min(finite)) if finite else math.inf,
+                    math.log(vals[-1]) if vals and math.isfinite(vals[-1]) else math.inf,
+                    stability(vals),
+                    time.perf_counter() - t0,
+                )
+                out.append(res)
+                if on_result:
+                    on_result(res)
+    return out
+
+
+def summarise(results: list[RunResult], student: str, teachers: list[str]) -> list[dict]:
+    """Mean ± std per optimizer and problem, plus the per-problem oracle (best teacher)."""
+    rows = []
+    problems = sorted({r.problem for r in results}, key=[r.problem for r in results].index)
+    for p in problems:
+        by_opt: dict[str, list[RunResult]] = {}
+        for r in results:
+            if r.problem == p:
+                by_opt.setdefault(r.optimizer, []).append(r)
+        means = {o: float(np.mean([r.best_log_val for r in rs])) for o, rs in by_opt.items()}
+        oracle = min((t for t in teachers if t in means), key=lambda t: means[t], default=None)
+        for o, rs in by_opt.items():
+            vals = [r.best_log_val for r in rs]
+            rows.append(
+                {
+                    "problem": p,
+                    "optimizer": o,
+                    "best_log_val_mean": float(np.mean(vals)),
+                    "best_log_val_std": float(np.std(vals)),
+                    "stability_mean": float(np.nanmean([r.stability for r in rs])),
+                    "is_oracle": o == oracle,
+                    "is_student": o == student,
+                    "oracle": oracle,
+                    "vs_oracle": float(np.mean(vals)) - means[oracle] if oracle else math.nan,
+                }
+            )
+    return rows

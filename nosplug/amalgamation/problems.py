@@ -1,0 +1,132 @@
+"""Optimizees for amalgamation (spec §3), adapted to the embedded datasets.
+
+A problem is a small classifier plus a dataset. Its parameters live in one flat vector so that
+student and teachers step flat tensors and the model runs functionally on any vector
+(:func:`torch.func.functional_call`), which is what makes whole unrolls differentiable.
+
+Training problems: ``mlp`` (784-20 sigmoid-10 on MNIST-5k, 15,910 parameters, the reference's
+default problem) and ``conv_train`` (the paper's "Train" CNN, 18,122 parameters, on MNIST-5k).
+Transfer problems: deeper, wider, other-activation MLPs, the wider CNN, a small-batch variant and
+scikit-learn's digits. Images are scaled to [0, 1] without normalisation, as in the reference.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import lru_cache
+
+import torch
+from torch import Tensor, nn
+
+from nosplug.errors import UserError
+
+
+def mlp(sizes: tuple[int, ...], act: type[nn.Module] = nn.Sigmoid) -> Callable[[], nn.Module]:
+    def build() -> nn.Module:
+        layers: list[nn.Module] = [nn.Flatten()]
+        for i, (a, b) in enumerate(itertools.pairwise(sizes)):
+            lin = nn.Linear(a, b)
+            nn.init.xavier_uniform_(lin.weight)
+            nn.init.zeros_(lin.bias)
+            layers.append(lin)
+            if i < len(sizes) - 2:
+                layers.append(act())
+        return nn.Sequential(*layers)
+
+    return build
+
+
+def conv(c1: int, k1: int, c2: int, k2: int, in_hw: int = 28) -> Callable[[], nn.Module]:
+    """Conv(c1, k1) -> MaxPool 2 -> Conv(c2, k2) -> MaxPool 2 -> Dense(10), ReLU, VALID padding."""
+
+    def build() -> nn.Module:
+        hw = ((in_hw - k1 + 1) // 2 - k2 + 1) // 2
+        model = nn.Sequential(
+            nn.Conv2d(1, c1, k1), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Conv2d(c1, c2, k2), nn.ReLU(), nn.MaxPool2d(2),
+            nn.Flatten(), nn.Linear(c2 * hw * hw, 10),
+        )  # fmt: skip
+        for m in model.modules():
+            if isinstance(m, nn.Conv2d | nn.Linear):
+                nn.init.xavier_uniform_(m.weight)
+                nn.init.zeros_(m.bias)
+        return model
+
+    return build
+
+
+@dataclass(frozen=True)
+class Problem:
+    name: str
+    build: Callable[[], nn.Module]
+    dataset: str = "mnist5k"
+    batch_size: int = 128
+    description: str = ""
+
+
+PROBLEMS: dict[str, Problem] = {
+    p.name: p
+    for p in (
+        Problem(
+            "mlp", mlp((784, 20, 10)), description="MLP 784-20 (sigmoid)-10, MNIST-5k (training problem)"
+        ),
+        Problem(
+            "conv_train", conv(16, 3, 32, 5), description="the paper's Train CNN, MNIST-5k (18,122 params)"
+        ),
+        Problem("mlp_deeper", mlp((784, 20, 20, 10)), description="deeper MLP 784-20-20-10"),
+        Problem("mlp_wider", mlp((784, 64, 10)), description="wider MLP 784-64-10"),
+        Problem("mlp_relu", mlp((784, 20, 10), nn.ReLU), description="MLP with ReLU instead of sigmoid"),
+        Problem("mlp_smallbatch", mlp((784, 20, 10)), batch_size=32, description="MLP, batch 32"),
+        Problem("conv_wider", conv(32, 3, 64, 5), description="the paper's Wider CNN, MNIST-5k"),
+        Problem("digits_mlp", mlp((64, 32, 10)), dataset="digits", description="MLP 64-32-10 on 8x8 digits"),
+    )
+}
+
+
+def get_problem(name: str) -> Problem:
+    try:
+        return PROBLEMS[name]
+    except KeyError:
+        raise UserError(f"unknown amalgamation problem {name!r} (known: {', '.join(PROBLEMS)})") from None
+
+
+@lru_cache(maxsize=4)
+def problem_data(dataset: str, seed: int = 0):
+    from nosplug.evaluation.datasets import load_dataset
+
+    return load_dataset(dataset, seed=seed, normalize=False)
+
+
+class FlatModel:
+    """A module evaluated on flat parameter vectors."""
+
+    def __init__(self, module: nn.Module) -> None:
+        self.module = module
+        self.names = [n for n, _ in module.named_parameters()]
+        self.shapes = [p.shape for _, p in module.named_parameters()]
+        self.sizes = [p.numel() for _, p in module.named_parameters()]
+        self.n = sum(self.sizes)
+
+    def vector(self) -> Tensor:
+        return torch.cat([p.detach().reshape(-1) for p in self.module.parameters()])
+
+    def ranks(self) -> Tensor:
+        return torch.cat([torch.full((n,), float(len(s))) for n, s in zip(self.sizes, self.shapes)])
+
+    def params(self, theta: Tensor) -> dict[str, Tensor]:
+        out, offset = {}, 0
+        for name, shape, n in zip(self.names, self.shapes, self.sizes):
+            out[name] = theta[offset : offset + n].view(shape)
+            offset += n
+        return out
+
+    def loss(self, theta: Tensor, x: Tensor, y: Tensor) -> Tensor:
+        logits = torch.func.functional_call(self.module, self.params(theta), (x,))
+        return nn.functional.cross_entropy(logits, y)
+
+
+def new_instance(problem: Problem, seed: int) -> FlatModel:
+    torch.manual_seed(seed)
+    return FlatModel(problem.build())

@@ -1,0 +1,306 @@
+"""Teacher optimizers for amalgamation, as functions on flat parameter vectors.
+
+A teacher maps a gradient to an update ``delta`` (parameters move by ``-delta``) and carries its
+own state; it is never differentiated through (spec §4.2), so any optimizer can teach:
+
+* the analytical rules of spec §2.2 with the learning rates of §2.3 (``adam``, ``rmsprop``,
+  ``sgd``, ``momentum``, ``addsign``, ``powersign``), their sign forms (``addsign_sign``,
+  ``powersign_sign``, Bello et al.'s published definitions) and standard bias-corrected Adam
+  (``adam_std``);
+* any ``torch.optim`` optimizer: ``torch:Adagrad(lr=0.01)``;
+* any genome: ``genome:opt6`` (zoo name or JSON file), ``study:NAME`` or ``study:NAME#3`` (the
+  best, or third best, genome of a nosplug search study), run by :class:`~nosplug.GraphOptimizer`.
+
+A reference ``name(key=value, ...)`` overrides hyperparameters: ``adam(lr=0.01)``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from nosplug.errors import UserError
+
+State = dict[str, Any]
+EPS = 1e-10
+
+
+class TeacherError(ValueError, UserError):
+    """A teacher reference cannot be resolved."""
+
+
+class Teacher:
+    """One optimizer on one flat parameter vector: ``delta, state = step(g, state)``."""
+
+    name: str = "teacher"
+    lr: float = 0.0
+
+    def init(self, theta: Tensor) -> State:
+        return {}
+
+    def step(self, g: Tensor, state: State, theta: Tensor) -> tuple[Tensor, State]:
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.name}, lr={self.lr:g})"
+
+
+@dataclass(repr=False)
+class SGD(Teacher):
+    lr: float = 0.2
+    name: str = "sgd"
+
+    def step(self, g, state, theta):
+        return self.lr * g, state
+
+
+@dataclass(repr=False)
+class MomentumEMA(Teacher):
+    """EMA-form momentum: m <- b m + (1-b) g, delta = lr m (lr 0.5 is heavy-ball SGD at 0.05)."""
+
+    lr: float = 0.5
+    beta: float = 0.9
+    name: str = "momentum"
+
+    def init(self, theta):
+        return {"m": torch.zeros_like(theta)}
+
+    def step(self, g, state, theta):
+        m = self.beta * state["m"] + (1 - self.beta) * g
+        return self.lr * m, {"m": m}
+
+
+@dataclass(repr=False)
+class RMSProp(Teacher):
+    lr: float = 5e-3
+    rho: float = 0.9
+    eps: float = EPS
+    name: str = "rmsprop"
+
+    def init(self, theta):
+        return {"s": torch.zeros_like(theta)}
+
+    def step(self, g, state, theta):
+        s = self.rho * state["s"] + (1 - self.rho) * g * g
+        return self.lr * g / torch.sqrt(s + self.eps), {"s": s}
+
+
+class _Moments(Teacher):
+    beta1: float
+    beta2: float
+
+    def init(self, theta):
+        return {"m": torch.zeros_like(theta), "v": torch.zeros_like(theta), "t": 0}
+
+    def _moments(self, g: Tensor, state: State) -> tuple[Tensor, Tensor, int]:
+        m = self.beta1 * state["m"] + (1 - self.beta1) * g
+        v = self.beta2 * state["v"] + (1 - self.beta2) * g * g
+        return m, v, state["t"] + 1
+
+
+@dataclass(repr=False)
+class AdamConst(_Moments):
+    """The reference's Adam: constant de-biasing m/(1-b1), v/(1-b2), eps inside the root (spec §2.2)."""
+
+    lr: float = 5e-3
+    beta1: float = 0.9
+    beta2: float = 0.999
+    eps: float = EPS
+    name: str = "adam"
+
+    def step(self, g, state, theta):
+        m, v, t = self._moments(g, state)
+        d = self.lr * (m / (1 - self.beta1)) / torch.sqrt(v / (1 - self.beta2) + self.eps)
+        return d, {"m": m, "v": v, "t": t}
+
+
+@dataclass(repr=False)
+class AdamStd(_Moments):
+    """Standard bias-corrected Adam (torch.optim.Adam's update)."""
+
+    lr: float = 1e-3
+    beta1: float = 0.9
+    beta2: float = 0.999
+    eps: float = 1e-8
+    name: str = "adam_std"
+
+    def step(self, g, state, theta):
+        m, v, t = self._moments(g, state)
+        m_hat = m / (1 - self.beta1**t)
+        v_hat = v / (1 - self.beta2**t)
+        return self.lr * m_hat / (torch.sqrt(v_hat) + self.eps), {"m": m, "v": v, "t": t}
+
+
+@dataclass(repr=False)
+class SignRule(_Moments):
+    """AddSign / PowerSign. ``smooth`` is the reference's differentiable form (tanh(g/r)·tanh(m/r)
+    with r = sqrt(v + eps)); otherwise Bello et al.'s sign(g)·sign(m) with m an EMA of g."""
+
+    kind: str = "addsign"
+    smooth: bool = True
+    lr: float = 0.1
+    beta1: float = 0.9
+    beta2: float = 0.999
+    eps: float = EPS
+    alpha: float = 1.0
+    name: str = "addsign"
+
+    def step(self, g, state, theta):
+        m, v, t = self._moments(g, state)
+        if self.smooth:
+            r = torch.sqrt(v + self.eps)
+            agree = torch.tanh(g / r) * torch.tanh(m / r)
+        else:
+            agree = torch.sign(g) * torch.sign(m)
+        scale = (self.alpha + agree) if self.kind == "addsign" else torch.exp(agree)
+        return self.lr * scale * g, {"m": m, "v": v, "t": t}
+
+
+class TorchTeacher(Teacher):
+    """Any ``torch.optim.Optimizer`` (GraphOptimizer included) on its own copy of the parameters."""
+
+    def __init__(
+        self, name: str, factory: Callable[[list[Tensor]], torch.optim.Optimizer], lr: float
+    ) -> None:
+        self.name, self.factory, self.lr = name, factory, lr
+
+    def init(self, theta):
+        p = theta.detach().clone().requires_grad_(True)
+        return {"p": p, "opt": self.factory([p])}
+
+    def step(self, g, state, theta):
+        p: Tensor = state["p"]
+        with torch.no_grad():
+            p.copy_(theta)
+        p.grad = g.detach().clone()
+        state["opt"].step()
+        with torch.no_grad():
+            return theta.detach() - p.detach(), state
+
+
+# ----------------------------------------------------------------------------- registry records
+@dataclass(frozen=True)
+class TeacherSpec:
+    """A teacher plugin record: ``make(**overrides) -> Teacher``."""
+
+    name: str
+    make: Callable[..., Teacher]
+    description: str
+    pools: tuple[str, ...] = ()
+    tags: frozenset[str] = field(default_factory=frozenset)
+
+
+#: Learning rates of the choice-optimizer pools (spec §2.5, the reference's final values).
+CHOICE_LRS = {"sgd": 2.0, "momentum": 2.0, "rmsprop": 5e-3, "adam": 2e-2, "powersign": 1.0, "addsign": 1.0}
+POOLS = {
+    "small": ("adam", "rmsprop"),
+    "large": ("adam", "rmsprop", "sgd", "momentum", "addsign", "powersign"),
+}
+
+
+def builtin_teachers() -> list[TeacherSpec]:
+    def sign(kind: str, smooth: bool, name: str) -> Callable[..., Teacher]:
+        return lambda **kw: SignRule(kind=kind, smooth=smooth, name=name, **kw)
+
+    return [
+        TeacherSpec(
+            "adam",
+            lambda **kw: AdamConst(**kw),
+            "reference Adam (constant de-biasing), lr 5e-3",
+            ("small", "large"),
+        ),
+        TeacherSpec("rmsprop", lambda **kw: RMSProp(**kw), "RMSProp rho 0.9, lr 5e-3", ("small", "large")),
+        TeacherSpec("sgd", lambda **kw: SGD(**kw), "SGD, lr 0.2", ("large",)),
+        TeacherSpec("momentum", lambda **kw: MomentumEMA(**kw), "EMA momentum beta 0.9, lr 0.5", ("large",)),
+        TeacherSpec("addsign", sign("addsign", True, "addsign"), "(1 + tanh·tanh) g, lr 0.1", ("large",)),
+        TeacherSpec(
+            "powersign", sign("powersign", True, "powersign"), "exp(tanh·tanh) g, lr 0.1", ("large",)
+        ),
+        TeacherSpec(
+            "addsign_sign", sign("addsign", False, "addsign_sign"), "Bello et al.: (1 + sign(g)sign(m)) g"
+        ),
+        TeacherSpec(
+            "powersign_sign", sign("powersign", False, "powersign_sign"), "Bello et al.: e^(sign(g)sign(m)) g"
+        ),
+        TeacherSpec("adam_std", lambda **kw: AdamStd(**kw), "standard bias-corrected Adam, lr 1e-3"),
+    ]
+
+
+def parse_ref(ref: str) -> tuple[str, dict[str, Any]]:
+    """``adam(lr=0.01, beta1=0.8)`` -> ("adam", {"lr": 0.01, "beta1": 0.8})."""
+    ref = ref.strip()
+    if "(" not in ref:
+        return ref, {}
+    if not ref.endswith(")"):
+        raise TeacherError(f"teacher {ref!r}: expected NAME(key=value, ...)")
+    name, args = ref[:-1].split("(", 1)
+    kw: dict[str, Any] = {}
+    for part in filter(None, (p.strip() for p in args.split(","))):
+        key, sep, value = part.partition("=")
+        if not sep:
+            raise TeacherError(f"teacher {ref!r}: argument {part!r} is not key=value")
+        try:
+            kw[key.strip()] = (
+                float(value) if value.strip().lower() not in ("true", "false") else value.strip() == "true"
+            )
+        except ValueError:
+            raise TeacherError(f"teacher {ref!r}: {key.strip()} must be a number") from None
+    return name.strip(), kw
+
+
+def resolve_teacher(ref: str, *, total_steps: int | None = None) -> Teacher:
+    """A teacher from a reference string (see the module docstring)."""
+    if ref.startswith("torch:"):
+        name, kw = parse_ref(ref[len("torch:") :])
+        cls = getattr(torch.optim, name, None)
+        if not (isinstance(cls, type) and issubclass(cls, torch.optim.Optimizer)):
+            raise TeacherError(f"teacher {ref!r}: torch.optim has no optimizer {name!r}")
+        try:
+            cls([torch.zeros(1, requires_grad=True)], **kw)
+        except TypeError as exc:
+            raise TeacherError(f"teacher {ref!r}: {exc}") from None
+        return TorchTeacher(ref, lambda ps: cls(ps, **kw), float(kw.get("lr", math.nan)))
+    if ref.startswith(("genome:", "study:")):
+        return _genome_teacher(ref, total_steps)
+    from nosplug.primitives.registry import UnknownPrimitiveError, registry
+
+    name, kw = parse_ref(ref)
+    try:
+        spec: TeacherSpec = registry().get("teachers", name)
+    except UnknownPrimitiveError as exc:
+        raise TeacherError(f"{exc}; or use torch:NAME(...), genome:NAME, study:NAME") from None
+    try:
+        return spec.make(**kw)
+    except TypeError as exc:
+        raise TeacherError(f"teacher {ref!r}: {exc}") from None
+
+
+def _genome_teacher(ref: str, total_steps: int | None) -> Teacher:
+    from nosplug import zoo
+    from nosplug.optim import GraphOptimizer
+
+    kind, _, rest = ref.partition(":")
+    target, kw = parse_ref(rest)
+    if kind == "study":
+        from nosplug.study.runner import best_genomes
+
+        name, _, rank = target.partition("#")
+        top = best_genomes(name, n=int(rank or 1))
+        if len(top) < int(rank or 1):
+            raise TeacherError(f"teacher {ref!r}: study {name!r} has only {len(top)} finished genomes")
+        genome, _fit = top[int(rank or 1) - 1]
+        lr = kw.pop("lr", None)
+    else:
+        genome = zoo.load(target)
+        lr = kw.pop("lr", None)
+    lr = float(lr if lr is not None else genome.meta.get("defaults", {}).get("lr", 1e-3))
+    decays = any(e.decay is not None for _n, _i, e in genome.edges())
+    steps = total_steps if decays else None
+    if decays and steps is None:
+        raise TeacherError(f"teacher {ref!r}: the genome has decay functions; give the run length")
+    return TorchTeacher(ref, lambda ps: GraphOptimizer(ps, genome, lr=lr, total_steps=steps), lr)

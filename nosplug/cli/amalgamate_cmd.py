@@ -1,0 +1,202 @@
+"""``nosplug amalgamate``: create, run, evaluate and export optimizer-amalgamation runs."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.markup import escape
+from rich.table import Table
+
+from nosplug.cli.console import console, emit_json
+
+STORAGE_HELP = "Optuna storage URL (default: $NOSPLUG_STORAGE, else ./nosplug-studies/journal.log)."
+
+
+@click.group()
+def amalgamate() -> None:
+    """Distil a pool of teacher optimizers into one learned optimizer (see docs/amalgamation.md)."""
+    import optuna
+
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+
+
+@amalgamate.command()
+@click.argument("config", type=click.Path(dir_okay=False))
+@click.option("--name", help="Run name (default: the config's run.name).")
+@click.option("--storage", help=STORAGE_HELP)
+@click.option("--checkpoint-dir", help="Where checkpoints go (default ./nosplug-amalgamation/NAME).")
+def create(config: str, name: str | None, storage: str | None, checkpoint_dir: str | None) -> None:
+    """Create an amalgamation run from a TOML CONFIG; refuses to overwrite one."""
+    from nosplug.amalgamation.run import DIR_ATTR, create_run
+
+    study = create_run(config, name=name, storage=storage, checkpoint_dir=checkpoint_dir)
+    console.print(f"created amalgamation run [bold]{escape(study.study_name)}[/bold]")
+    console.print(f"  checkpoints in {escape(study.user_attrs[DIR_ATTR])}")
+    console.print(f"  next: nosplug amalgamate run {escape(study.study_name)}")
+
+
+@amalgamate.command()
+@click.argument("name")
+@click.option("--storage", help=STORAGE_HELP)
+@click.option("--max-periods", type=click.IntRange(1), help="Stop after N curriculum periods (resume later).")
+@click.option("--threads", type=click.IntRange(1), help="Torch threads (default: all cores).")
+@click.option("--quiet", is_flag=True)
+@click.option("--jsonl", is_flag=True, help="One JSON object per event.")
+def run(
+    name: str, storage: str | None, max_periods: int | None, threads: int | None, quiet: bool, jsonl: bool
+) -> None:
+    """Meta-train run NAME; resumes from its last finished period after an interruption."""
+    import torch
+
+    from nosplug.amalgamation.run import run as run_amalgamation
+
+    if threads:
+        torch.set_num_threads(threads)
+    if jsonl:
+        summary = run_amalgamation(name, storage, max_periods=max_periods, on_event=emit_json)
+        emit_json({"event": "summary", **summary})
+        return
+    if quiet:
+        run_amalgamation(name, storage, max_periods=max_periods)
+        return
+    from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+    with Progress(
+        SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), console=console
+    ) as bar:
+        task = bar.add_task("meta-training", total=None)
+
+        def on_event(e: dict[str, Any]) -> None:
+            if e["event"] == "meta_step":
+                bar.update(task, description=f"meta-step {e['step']}: loss {e['loss']:.4f}")
+            elif e["event"] == "period":
+                console.print(
+                    f"{e['phase']} stage {e['stage']} period {e['period']}: "
+                    f"train {e['train_loss']:.4f}, validation {e['val_loss']:.4f}"
+                )
+            elif e["event"] in ("resumed", "repeat", "phase_done", "abandoned"):
+                console.print(f"[dim]{escape(str(e))}[/dim]")
+
+        summary = run_amalgamation(name, storage, max_periods=max_periods, on_event=on_event)
+    if summary["done"]:
+        console.print(f"finished; student saved as {escape(summary['student'])}.pt/.json")
+    else:
+        console.print(f"stopped after {summary['periods']} periods; run again to continue")
+
+
+@amalgamate.command()
+@click.argument("name")
+@click.option("--storage", help=STORAGE_HELP)
+@click.option("--runs", type=click.IntRange(1), help="Runs per problem (default: config).")
+@click.option("--epochs", type=click.IntRange(1), help="Epochs per run (default: config).")
+@click.option("--problems", help="Comma-separated problems (default: config).")
+@click.option(
+    "--out",
+    type=click.Path(dir_okay=False),
+    help="Parquet file (default: CHECKPOINT_DIR/evaluation.parquet).",
+)
+@click.option("--json", "as_json", is_flag=True)
+def evaluate(name, storage, runs, epochs, problems, out, as_json) -> None:
+    """Evaluate the trained student against its teachers and the per-problem oracle."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from nosplug.amalgamation.evaluate import evaluate as run_eval
+    from nosplug.amalgamation.evaluate import learned_stepper, summarise, teacher_stepper
+    from nosplug.amalgamation.run import CONFIG_ATTR, DIR_ATTR, load_run, teacher_refs
+    from nosplug.amalgamation.student import load
+    from nosplug.amalgamation.teachers import resolve_teacher
+    from nosplug.errors import UserError
+
+    study = load_run(name, storage)
+    raw = study.user_attrs[CONFIG_ATTR]
+    ckdir = Path(study.user_attrs[DIR_ATTR])
+    if not (ckdir / "student.json").exists():
+        raise UserError(f"run {name!r} has no trained student yet; run `nosplug amalgamate run {name}` first")
+    ev = raw["evaluation"]
+    refs = list(ev["teachers"]) or teacher_refs(raw["teachers"])
+    meta = raw["meta"]
+    warmup = int(meta.get("warmup_steps", 100))  # the warm-up the student was trained after
+    student = learned_stepper(load(ckdir / "student"), warmup, float(meta.get("warmup_lr", 0.05)))
+    optimizers = {"student": student}
+    for ref in refs:
+        optimizers[ref] = teacher_stepper(resolve_teacher(ref))
+    plist = problems.split(",") if problems else ev["problems"]
+
+    def show(r) -> None:
+        if as_json:
+            keys = ("optimizer", "problem", "run", "best_log_val", "stability")
+            emit_json({k: getattr(r, k) for k in keys})
+
+    results = run_eval(optimizers, plist, runs or ev["runs"], epochs or ev["epochs"], on_result=show)
+    rows = summarise(results, "student", refs)
+    target = Path(out) if out else ckdir / "evaluation.parquet"
+    table_rows = [
+        {"run_name": name, "optimizer": r.optimizer, "problem": r.problem, "run": r.run,
+         "best_log_val": r.best_log_val, "last_log_val": r.last_log_val, "stability": r.stability,
+         "seconds": r.seconds, "val_losses": r.val_losses}
+        for r in results
+    ]  # fmt: skip
+    pq.write_table(pa.Table.from_pylist(table_rows), target)
+    if as_json:
+        for row in rows:
+            emit_json({"summary": True, **row})
+        return
+    t = Table(title=f"amalgamation run {name}: best log validation loss (mean ± std), lower is better")
+    for col in ("problem", "optimizer", "best log val", "stability", "vs oracle"):
+        t.add_column(col)
+    for row in rows:
+        mark = " (oracle)" if row["is_oracle"] else ""
+        vs = row["vs_oracle"]
+        t.add_row(
+            row["problem"],
+            escape(row["optimizer"]) + mark,
+            f"{row['best_log_val_mean']:.4f} ± {row['best_log_val_std']:.4f}",
+            f"{row['stability_mean']:.4f}",
+            "" if math.isnan(vs) else f"{vs:+.4f}",
+        )
+    console.print(t)
+    console.print(f"wrote {len(table_rows)} runs to {escape(str(target))}")
+
+
+@amalgamate.command()
+@click.argument("name")
+@click.option("--out", required=True, type=click.Path(dir_okay=False), help="Path for OUT.pt and OUT.json.")
+@click.option("--storage", help=STORAGE_HELP)
+def export(name: str, out: str, storage: str | None) -> None:
+    """Copy the trained student to OUT.pt + OUT.json (load it with nosplug.amalgamation.load)."""
+    from nosplug.amalgamation.run import DIR_ATTR, load_run
+    from nosplug.amalgamation.student import load, save
+    from nosplug.errors import UserError
+
+    study = load_run(name, storage)
+    src = Path(study.user_attrs[DIR_ATTR]) / "student"
+    if not src.with_suffix(".json").exists():
+        raise UserError(f"run {name!r} has no trained student yet")
+    path = save(load(src), out, extra={"run": name})
+    console.print(f"wrote {escape(str(path))}.pt and .json")
+
+
+@amalgamate.command()
+@click.argument("name")
+@click.option("--storage", help=STORAGE_HELP)
+def status(name: str, storage: str | None) -> None:
+    """Periods done per phase and stage, best validation loss, whether a student exists."""
+    from nosplug.amalgamation.run import DIR_ATTR, load_run
+
+    study = load_run(name, storage)
+    done = [t for t in study.trials if t.state.name == "COMPLETE" and not t.user_attrs.get("repeated")]
+    t = Table(title=f"amalgamation run {name}")
+    for col in ("phase", "stage", "period", "train loss", "validation loss"):
+        t.add_column(col)
+    for tr in done:
+        a = tr.user_attrs
+        t.add_row(
+            a["phase"], str(a["stage"]), str(a["period"]), f"{a['train_loss']:.4f}", f"{a['val_loss']:.4f}"
+        )
+    console.print(t)
+    student = Path(study.user_attrs[DIR_ATTR]) / "student.json"
+    console.print(f"student: {escape(str(student)) if student.exists() else 'not trained yet'}")
