@@ -44,7 +44,10 @@ def open_storage(url: str | None = None, *, create: bool = True) -> optuna.stora
     url = storage_url(url)
     try:
         if url.startswith("journal:") or url.endswith((".log", ".journal")):
-            path = Path(url.removeprefix("journal:"))
+            # Absolute, because Optuna's journal lock is a symlink to this path: a relative target
+            # resolves against the link's own folder, so a lock left by a killed worker would
+            # dangle, Optuna could never see its age, and every later writer would wait forever.
+            path = Path(url.removeprefix("journal:")).resolve()
             if not path.exists():
                 if not create:
                     raise StorageError(f"storage {url!r} does not exist (no file {path})")
