@@ -212,3 +212,23 @@ def test_save_load_round_trip_and_student_optimizer_trains(tmp_path) -> None:
     assert float(loss) < first
     with pytest.raises(UserError, match="no learned optimizer here"):
         load(tmp_path / "missing")
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("[run]\nname = 'x'\n[meta]\nunrol = 3\n", "meta.unrol: unknown key"),
+        ("[run]\nname = 'x'\n[meta]\nunroll = 'long'\n", "meta.unroll: expected int"),
+        ("[run]\nname = 'x'\n[teachers]\nrefs = ['adamw']\n", "teachers.refs: unknown teacher 'adamw'"),
+        ("[run]\nname = 'x'\n[loss]\nname = 'maxmin'\n", "unknown amalgamation loss 'maxmin'"),
+        ("[run]\nname = 'x'\nproblem = 'imagenet'\n", "run.problem: unknown problem 'imagenet'"),
+        ("[runn]\nname = 'x'\n", "runn: unknown section"),
+    ],
+)
+def test_bad_amalgamation_configs_name_the_key(tmp_path, text: str, message: str) -> None:
+    from nosplug.amalgamation.run import create_run
+
+    path = tmp_path / "bad.toml"
+    path.write_text(text)
+    with pytest.raises(UserError, match=message.replace("[", r"\[").replace("(", r"\(")):
+        create_run(path, storage=f"journal:{tmp_path / 'j.log'}")

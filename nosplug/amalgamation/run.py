@@ -9,8 +9,6 @@ moment resumes from its last finished period with the same random stream.
 
 from __future__ import annotations
 
-import json
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import asdict, fields
@@ -27,11 +25,7 @@ from nosplug.amalgamation.student import build_learned, save
 from nosplug.amalgamation.teachers import POOLS, Teacher, resolve_teacher
 from nosplug.amalgamation.train import MetaConfig, MetaTrainer
 from nosplug.errors import UserError
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
+from nosplug.tomlconfig import check_sections, read_toml
 
 KIND = "amalgamation"
 CONFIG_ATTR = "nosplug.config"
@@ -65,29 +59,8 @@ _SECTIONS: dict[str, dict[str, tuple[tuple[type, ...], Any]]] = {
 
 def normalise(data: dict[str, Any]) -> dict[str, Any]:
     """Validate an amalgamation config (errors name the key path) and fill defaults."""
-    allowed = {*_SECTIONS, "meta", "version"}
-    for section in data:
-        if section not in allowed:
-            raise AmalgamationConfigError(f"{section}: unknown section (known: {', '.join(sorted(allowed))})")
     out: dict[str, Any] = {"version": 1}
-    for section, schema in _SECTIONS.items():
-        given = data.get(section, {})
-        if not isinstance(given, dict):
-            raise AmalgamationConfigError(f"{section}: expected a table")
-        sec = {}
-        for key, value in given.items():
-            if key not in schema:
-                raise AmalgamationConfigError(f"{section}.{key}: unknown key (known: {', '.join(schema)})")
-            types = schema[key][0]
-            if isinstance(value, bool) or not isinstance(value, types):
-                raise AmalgamationConfigError(f"{section}.{key}: expected {types[0].__name__}, got {value!r}")
-            sec[key] = value
-        for key, (_t, default) in schema.items():
-            if key not in sec:
-                if default is None:
-                    raise AmalgamationConfigError(f"{section}.{key}: required")
-                sec[key] = json.loads(json.dumps(default))
-        out[section] = sec
+    out.update(check_sections(data, _SECTIONS, AmalgamationConfigError, free_sections=("meta",)))
     meta = data.get("meta", {})
     known = {f.name: f for f in fields(MetaConfig)}
     for key, value in meta.items():
@@ -168,14 +141,7 @@ def create_run(path: str | Path, *, name: str | None = None, storage: str | None
     from nosplug.study.runner import StudyExistsError, study_names
     from nosplug.study.storage import open_storage, storage_url
 
-    p = Path(path)
-    if not p.is_file():
-        raise AmalgamationConfigError(f"{p}: no such config file")
-    try:
-        data = tomllib.loads(p.read_text())
-    except tomllib.TOMLDecodeError as exc:
-        raise AmalgamationConfigError(f"{p}: not valid TOML ({exc})") from None
-    raw = normalise(data)
+    raw = normalise(read_toml(path, AmalgamationConfigError))
     if name:
         raw["run"]["name"] = name
     url = storage_url(storage)

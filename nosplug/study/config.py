@@ -8,8 +8,6 @@ attributes, so workers on other machines need only the storage URL and the study
 
 from __future__ import annotations
 
-import copy
-import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,11 +18,7 @@ from nosplug.evaluation.presets import EvalPreset, get_preset
 from nosplug.genome.model import Genome
 from nosplug.genome.space import SearchSpace
 from nosplug.search.particle_ga import EVOLUTION, INIT, GAConfig
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover
-    import tomli as tomllib
+from nosplug.tomlconfig import check_sections, read_toml
 
 CONFIG_VERSION = 1
 
@@ -109,14 +103,7 @@ class StudyConfig:
 
     @classmethod
     def from_file(cls, path: str | Path) -> StudyConfig:
-        p = Path(path)
-        if not p.is_file():
-            raise ConfigError(f"{p}: no such config file")
-        try:
-            data = tomllib.loads(p.read_text())
-        except tomllib.TOMLDecodeError as exc:
-            raise ConfigError(f"{p}: not valid TOML ({exc})") from None
-        return cls(data, str(p))
+        return cls(read_toml(path, ConfigError), str(path))
 
 
 def stage_preset(stage: Mapping[str, Any], where: str) -> EvalPreset:
@@ -133,33 +120,11 @@ def normalise(data: Mapping[str, Any], source: str = "<dict>") -> dict[str, Any]
     """Check sections, keys, types and ranges; fill defaults; resolve initial genomes to JSON."""
     if not isinstance(data, Mapping):
         raise ConfigError(f"{source}: a config must be a table")
-    allowed = {*_SCHEMA, "space", "evaluation", "version"}
-    for section in data:
-        if section not in allowed:
-            raise ConfigError(f"{section}: unknown section (known: {', '.join(sorted(allowed))})")
     version = data.get("version", CONFIG_VERSION)
     if version != CONFIG_VERSION:
         raise ConfigError(f"version: this nosplug reads config version {CONFIG_VERSION}, got {version!r}")
     out: dict[str, Any] = {"version": CONFIG_VERSION}
-    for section, schema in _SCHEMA.items():
-        given = data.get(section, {})
-        if not isinstance(given, Mapping):
-            raise ConfigError(f"{section}: expected a table, got {type(given).__name__}")
-        sec: dict[str, Any] = {}
-        for key, value in given.items():
-            if key not in schema:
-                raise ConfigError(f"{section}.{key}: unknown key (known: {', '.join(schema)})")
-            types, _ = schema[key]
-            if isinstance(value, bool) or not isinstance(value, types):
-                expected = " or ".join(t.__name__ for t in types)
-                raise ConfigError(f"{section}.{key}: expected {expected}, got {value!r}")
-            sec[key] = copy.deepcopy(value)
-        for key, (_, default) in schema.items():
-            if key not in sec:
-                if default is None:
-                    raise ConfigError(f"{section}.{key}: required")
-                sec[key] = copy.deepcopy(default)
-        out[section] = sec
+    out.update(check_sections(data, _SCHEMA, ConfigError, free_sections=("space", "evaluation")))
     _check_ranges(out)
     space = data.get("space", {})
     if not isinstance(space, Mapping):
