@@ -48,12 +48,15 @@ class GroupedConvNet(nn.Module):
         self.convs = nn.ModuleList(convs)
         self.bns = nn.ModuleList(bns)
         self.dropout = nn.Dropout(dropout)
+        self.convs.to(memory_format=torch.channels_last)
         self.head_weight = nn.Parameter(torch.empty(k, prev, num_classes))
         self.head_bias = nn.Parameter(torch.zeros(k, num_classes))
         nn.init.xavier_uniform_(self.head_weight)
 
     def forward(self, x: Tensor) -> Tensor:
-        x = x.repeat(1, self.k, 1, 1)  # the same minibatch for every copy
+        # the same minibatch for every copy; channels-last makes grouped convolutions several
+        # times faster on CPU (oneDNN's NHWC grouped kernels), see docs/performance.md
+        x = x.repeat(1, self.k, 1, 1).contiguous(memory_format=torch.channels_last)
         for conv, bn in zip(self.convs, self.bns):
             x = nn.functional.silu(bn(conv(x)))
         x = x.mean(dim=(2, 3)).view(x.shape[0], self.k, -1)

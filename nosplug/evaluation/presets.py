@@ -39,6 +39,10 @@ class EvalPreset:
     hold_steps: int = 0
     cycle_momentum: bool = True
     integrity: bool = True
+    #: How the sweep trains its rates: one grouped model ("batched"), one model per rate
+    #: ("sequential"), or "auto": batched for ConvNets up to base 8, where grouping pays on CPU
+    #: (measured in benchmarks/bench_evaluation.py; wider grouped convolutions are slower on CPU).
+    sweep_mode: str = "auto"
 
     def __post_init__(self) -> None:
         for f in (
@@ -51,6 +55,8 @@ class EvalPreset:
         ):
             if int(getattr(self, f)) <= 0:
                 raise UserError(f"preset {self.name!r}: {f} must be positive, got {getattr(self, f)!r}")
+        if self.sweep_mode not in ("auto", "batched", "sequential"):
+            raise UserError(f"preset {self.name!r}: sweep_mode must be auto, batched or sequential")
         if not self.prescreen_lrs:
             raise UserError(f"preset {self.name!r}: prescreen_lrs must not be empty")
         if any(lr <= 0 for lr in (*self.prescreen_lrs, *self.sweep_lrs)):

@@ -104,6 +104,28 @@ def validation_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, chun
 
 
 # ----------------------------------------------------------------------------------- sweep
+#: Widest ConvNet for which the grouped sweep beats separate runs on CPU (benchmarks/).
+BATCHED_MAX_BASE = 8
+
+
+def sweep(
+    genome: Genome,
+    lrs: Sequence[float],
+    data,
+    preset: EvalPreset,
+    seed: int = 0,
+    progress: Progress | None = None,
+) -> list[float]:
+    """The sweep in the preset's mode; both modes give the same result per rate (tested)."""
+    mode = preset.sweep_mode
+    if mode == "auto":
+        base = int(preset.surrogate_options.get("base", 32))
+        mode = "batched" if preset.surrogate != "convnet" or base <= BATCHED_MAX_BASE else "sequential"
+    if mode == "batched":
+        return sweep_batched(genome, lrs, data, preset, seed, progress)
+    return [sweep_single(genome, lr, data, preset, seed) for lr in lrs]
+
+
 def sweep_batched(
     genome: Genome,
     lrs: Sequence[float],
@@ -322,7 +344,7 @@ def _evaluate(
         flip = check.flip
         genome = apply_flip(genome, check)
     accs: dict[str, float] = {}
-    pre = sweep_batched(genome, preset.prescreen_lrs, data, preset, seed, progress)
+    pre = sweep(genome, preset.prescreen_lrs, data, preset, seed, progress)
     accs.update({repr(lr): a for lr, a in zip(preset.prescreen_lrs, pre)})
     trial.report(max(pre), STEP_PRESCREEN)
     if trial.should_prune():
@@ -335,7 +357,7 @@ def _evaluate(
             accs,
             flip=flip,
         )
-    rest = sweep_batched(genome, preset.sweep_lrs, data, preset, seed, progress) if preset.sweep_lrs else []
+    rest = sweep(genome, preset.sweep_lrs, data, preset, seed, progress) if preset.sweep_lrs else []
     accs.update({repr(lr): a for lr, a in zip(preset.sweep_lrs, rest)})
     all_lrs, all_accs = list(preset.all_lrs), [*pre, *rest]
     best_i = max(range(len(all_accs)), key=lambda i: all_accs[i])
