@@ -8,12 +8,13 @@ adds primitives by exposing a module with ``@hookimpl`` functions under the entr
     [project.entry-points.nosplug]
     myops = "my_package.nosplug_plugin"
 
-Every hook returns a list of records; names must be unique per kind across all plugins, and a
-clash is an error that names both plugins.
+Every hook returns a list of records (``nosplug_zoo_genomes`` a mapping name -> genome); names
+must be unique per kind across all plugins, and a clash is an error that names both plugins.
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Mapping
 from typing import Any
 
 import pluggy
@@ -86,3 +87,14 @@ def nosplug_students() -> list[Any]:
 @hookspec
 def nosplug_amalgamation_losses() -> list[Any]:
     """Return amalgamation loss records (mean, min-max, choice, ...)."""
+
+
+@hookspec
+def nosplug_zoo_genomes() -> Mapping[str, str | Mapping[str, Any]] | Iterable[Any]:
+    """Return named genomes for :mod:`nosplug.zoo`, so ``zoo.load(name)`` finds them.
+
+    A mapping name -> genome (JSON text or its dict form), or an iterable of
+    :class:`~nosplug.primitives.registry.ZooGenome` records or ``(name, genome)`` pairs. Names are
+    case-insensitive and may not repeat a built-in zoo name or another plugin's. Genomes are parsed
+    when loaded, so they may use primitives from any plugin, including the one shipping them.
+    """

@@ -3,13 +3,18 @@
 Each kind (operands, unary ops, schedules, datasets, ...) is one namespace, except that scalar
 unary and state-holding unary ops share one (a node's unary slot can hold either). A name
 registered twice is a :class:`PluginClashError` naming both plugins.
+
+Zoo genomes shipped by plugins (hook ``nosplug_zoo_genomes``) are collected here too, so they get
+the same clash check, the same provenance for ``nosplug plugins list`` and the same cache reset.
+Their names also may not shadow the built-in zoo (``nosplug/zoo/data``), which is reported as a
+clash with the pseudo-plugin :data:`BUILTIN_ZOO`.
 """
 
 from __future__ import annotations
 
 import ast
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,6 +35,10 @@ from nosplug.primitives.base import (
 
 class PluginClashError(RuntimeError, UserError):
     """Two plugins registered the same name for the same kind."""
+
+
+class InvalidPluginRecordError(TypeError, UserError):
+    """A plugin's hook returned something nosplug cannot register (the message names the plugin)."""
 
 
 class UnknownPrimitiveError(KeyError, UserError):
@@ -61,12 +70,73 @@ KINDS: tuple[Kind, ...] = (
     Kind("teachers", "nosplug_teachers", "teacher", "teacher"),
     Kind("students", "nosplug_students", "student", "student"),
     Kind("amalgamation_losses", "nosplug_amalgamation_losses", "amalgamation loss", "amalgamation_loss"),
+    Kind("zoo_genomes", "nosplug_zoo_genomes", "zoo genome", "zoo_genome"),
 )
 KIND_BY_KEY = {k.key: k for k in KINDS}
 
 #: Node ids of update graphs; operands may not use these names.
 RESERVED_NAME = re.compile(r"^(h\d+|out|hidden)$")
 _FAMILY_REF = re.compile(r"^\s*([A-Za-z_][\w.\-]*)\s*\((.*)\)\s*$")
+#: Zoo names are looked up lower-cased and must not look like file paths.
+_ZOO_NAME = re.compile(r"^[a-z0-9][a-z0-9_.+\-]*$")
+#: The name clashes with built-in zoo genomes report as the other party.
+BUILTIN_ZOO = "nosplug.zoo"
+
+
+@dataclass(frozen=True)
+class ZooGenome:
+    """A named genome a plugin ships for :mod:`nosplug.zoo`.
+
+    ``genome`` is genome JSON text or its dict form. It is parsed only when loaded (parsing needs
+    the finished registry, since the genome may use primitives of any plugin).
+    """
+
+    name: str
+    genome: str | Mapping[str, Any]
+
+
+def _zoo_records(returned: Any, plugin_name: str) -> list[ZooGenome]:
+    """Normalise what ``nosplug_zoo_genomes`` returned: a mapping name -> genome, or an iterable
+    of :class:`ZooGenome` records or ``(name, genome)`` pairs. Names are lower-cased because
+    :func:`nosplug.zoo.load` looks names up case-insensitively."""
+    if isinstance(returned, Mapping):
+        pairs: Iterable[Any] = returned.items()
+    elif isinstance(returned, Iterable) and not isinstance(returned, (str, bytes)):
+        pairs = returned
+    else:
+        raise InvalidPluginRecordError(
+            f"plugin {plugin_name!r}: nosplug_zoo_genomes must return a mapping name -> genome, "
+            f"got {type(returned).__name__}"
+        )
+    records = []
+    for item in pairs:
+        if isinstance(item, ZooGenome):
+            name, genome = item.name, item.genome
+        elif isinstance(item, (tuple, list)) and len(item) == 2:
+            name, genome = item
+        else:
+            raise InvalidPluginRecordError(
+                f"plugin {plugin_name!r}: nosplug_zoo_genomes entries must be (name, genome) pairs "
+                f"or ZooGenome records, got {item!r:.80}"
+            )
+        if not isinstance(name, str) or not _ZOO_NAME.match(name.lower()) or name.lower().endswith(".json"):
+            raise InvalidPluginRecordError(
+                f"plugin {plugin_name!r}: zoo genome name {name!r} must be letters, digits, '_', '-', '.' "
+                "or '+', start with a letter or digit, and not end in .json (it would read as a file)"
+            )
+        if not isinstance(genome, (str, Mapping)):
+            raise InvalidPluginRecordError(
+                f"plugin {plugin_name!r}: zoo genome {name!r} must be genome JSON text or a dict, "
+                f"got {type(genome).__name__}"
+            )
+        records.append(ZooGenome(name.lower(), genome))
+    return records
+
+
+def _builtin_zoo_names() -> tuple[str, ...]:
+    from nosplug.zoo import builtin_names  # lazy: nosplug.zoo imports this module
+
+    return builtin_names()
 
 
 @dataclass
@@ -84,9 +154,16 @@ class Registry:
         owner_by_namespace: dict[tuple[str, str], str] = {}
         for kind in KINDS:
             caller = getattr(pm.hook, kind.hook)
-            for impl in caller.get_hookimpls():
+            impls = caller.get_hookimpls()
+            if kind.key == "zoo_genomes" and impls:
+                for name in _builtin_zoo_names():
+                    owner_by_namespace[(kind.namespace, name)] = BUILTIN_ZOO
+            for impl in impls:
                 plugin_name = pm.get_name(impl.plugin) or repr(impl.plugin)
-                for record in impl.function() or []:
+                records = impl.function() or []
+                if kind.key == "zoo_genomes":
+                    records = _zoo_records(records, plugin_name)
+                for record in records:
                     name = record.name
                     if kind.namespace == "operand" and RESERVED_NAME.match(name):
                         raise PluginClashError(
@@ -95,9 +172,15 @@ class Registry:
                         )
                     key = (kind.namespace, name)
                     if key in owner_by_namespace:
+                        owner = owner_by_namespace[key]
+                        builtin = (
+                            " (the built-in zoo, which plugins cannot override)"
+                            if owner == BUILTIN_ZOO
+                            else ""
+                        )
                         raise PluginClashError(
                             f"{kind.label} {name!r} is registered by both plugin "
-                            f"{owner_by_namespace[key]!r} and plugin {plugin_name!r}"
+                            f"{owner!r}{builtin} and plugin {plugin_name!r}"
                         )
                     owner_by_namespace[key] = plugin_name
                     reg.items[kind.key][name] = record

@@ -3,18 +3,24 @@
 ``load(name)`` also accepts a path to a genome JSON file. Every zoo genome carries metadata:
 a description, its source, default hyperparameters and (for the paper's genomes) the base
 schedule the paper trains it with; see :func:`scheduler_for`.
+
+Plugins add named genomes through the hook ``nosplug_zoo_genomes``; they are collected by the
+plugin registry (which checks name clashes, also against the built-in names here) and appear in
+:func:`names` and :func:`load` next to the built-in ones.
 """
 
 from __future__ import annotations
 
-from functools import cache, lru_cache
+import copy
+from functools import cache
 from importlib import resources
 from pathlib import Path
 
 from torch.optim import Optimizer
 
 from nosplug.errors import UserError
-from nosplug.genome.model import Genome
+from nosplug.genome.model import Genome, GenomeError
+from nosplug.primitives.registry import BUILTIN_ZOO, Registry, ZooGenome, registry
 
 
 class UnknownGenomeError(UserError):
@@ -25,10 +31,39 @@ def _data_dir():
     return resources.files("nosplug.zoo") / "data"
 
 
-@lru_cache(maxsize=1)
+@cache
+def builtin_names() -> tuple[str, ...]:
+    """The genome names shipped in ``nosplug/zoo/data``, sorted (fixed for the process)."""
+    return tuple(sorted(p.name[:-5] for p in _data_dir().iterdir() if p.name.endswith(".json")))
+
+
+#: (registry, names) of the last :func:`names` call. Keyed on the registry object itself, which
+#: ``nosplug.plugins.reset()`` replaces, so a plugin reset can never leave stale plugin names.
+_names_memo: tuple[Registry, tuple[str, ...]] | None = None
+
+
+def _plugin_genomes() -> dict[str, ZooGenome]:
+    return registry().items["zoo_genomes"]
+
+
 def names() -> list[str]:
-    """Every shipped genome name, sorted."""
-    return sorted(p.name[:-5] for p in _data_dir().iterdir() if p.name.endswith(".json"))
+    """Every zoo genome name, built-in and from plugins, sorted."""
+    global _names_memo
+    reg = registry()
+    if _names_memo is None or _names_memo[0] is not reg:
+        _names_memo = (reg, tuple(sorted({*builtin_names(), *reg.items["zoo_genomes"]})))
+    return list(_names_memo[1])
+
+
+def origin(name: str) -> str:
+    """Who ships the zoo genome ``name``: :data:`BUILTIN_ZOO` or the name of a plugin."""
+    key = name.lower()
+    if key in builtin_names():
+        return BUILTIN_ZOO
+    reg = registry()
+    if key in reg.items["zoo_genomes"]:
+        return reg.provenance[("zoo_genomes", key)]
+    raise UnknownGenomeError(f"{name!r} is not a zoo genome (zoo: {', '.join(names())})")
 
 
 @cache
@@ -39,8 +74,11 @@ def _load_text(name: str) -> str:
 def load(name_or_path: str) -> Genome:
     """The zoo genome ``name`` (case-insensitive), or the genome JSON file at a path."""
     key = name_or_path.lower()
-    if key in names():
+    if key in builtin_names():
         return Genome.from_json(_load_text(key))
+    shipped = _plugin_genomes().get(key)
+    if shipped is not None:
+        return _load_plugin_genome(shipped)
     path = Path(name_or_path)
     if path.suffix == ".json" or path.exists():
         if not path.is_file():
@@ -49,6 +87,18 @@ def load(name_or_path: str) -> Genome:
     raise UnknownGenomeError(
         f"{name_or_path!r} is neither a zoo genome nor a genome file (zoo: {', '.join(names())})"
     )
+
+
+def _load_plugin_genome(shipped: ZooGenome) -> Genome:
+    """Parse a plugin's genome; a broken one is reported with the plugin that shipped it."""
+    plugin = registry().provenance.get(("zoo_genomes", shipped.name), "?")
+    try:
+        if isinstance(shipped.genome, str):
+            return Genome.from_json(shipped.genome)
+        # a deep copy, so that changing a loaded genome's meta cannot change the plugin's data
+        return Genome.from_dict(copy.deepcopy(dict(shipped.genome)))
+    except GenomeError as exc:
+        raise GenomeError(f"zoo genome {shipped.name!r} from plugin {plugin!r}: {exc}") from None
 
 
 def scheduler_for(genome: Genome, optimizer: Optimizer, total_steps: int):
