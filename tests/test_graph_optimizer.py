@@ -230,3 +230,52 @@ def test_params_without_grad_and_added_groups_follow_torch() -> None:
             opt.step()
     assert _max_rel_diff(our_model, ref_model) < 1e-5
     assert our_opt.state[our_model[0].weight]["step"] == 13
+
+
+COMPILED = ["adam", "nesterov", "opt6", "a5", "opt10"]  # plain, momentum, decays, per-tensor norm
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", COMPILED)
+def test_compiled_execution_matches_eager_step_for_step(name: str) -> None:
+    """compile=True runs the same arithmetic fused: same weights, state and schedules."""
+    genome = nosplug.zoo.load(name)
+    runs = {}
+    for compiled in (False, True):
+        model = _model()
+        opt = GraphOptimizer(model.parameters(), genome, lr=1e-2, total_steps=40, compile=compiled)
+        sched = nosplug.zoo.scheduler_for(genome, opt, 40) or WarmupHoldCosine(opt, 40, 4)
+        _train(model, opt, 25, sched)
+        assert opt.compiled is compiled
+        runs[compiled] = (model, opt)
+    (eager, e_opt), (fused, f_opt) = runs[False], runs[True]
+    assert _max_rel_diff(fused, eager) < 1e-5
+    for pe, pf in zip(eager.parameters(), fused.parameters()):
+        for key, value in e_opt.state[pe].items():
+            assert torch.allclose(torch.as_tensor(f_opt.state[pf][key]), torch.as_tensor(value), atol=1e-6)
+
+
+@pytest.mark.slow
+def test_compiled_execution_still_guards_against_nonfinite_updates() -> None:
+    model = _model()
+    before = copy.deepcopy(model)
+    opt = GraphOptimizer(model.parameters(), "adam", compile=True, nonfinite="skip")
+    for p in model.parameters():
+        p.grad = torch.full_like(p, float("inf"))
+    opt.step()
+    assert opt.last_step_nonfinite and _max_rel_diff(model, before) == 0.0
+
+
+def test_stochastic_genomes_run_eagerly_even_when_compile_is_asked() -> None:
+    genome = nosplug.Genome.from_dict(
+        {
+            "format": "nosplug-genome",
+            "version": 1,
+            "nodes": [
+                {"id": "h0", "arity": 1, "unary": "drop0.5", "binary": "add", "inputs": ["g"]},
+                {"id": "out", "arity": 1, "unary": "identity", "binary": "add", "inputs": ["h0"]},
+            ],
+        }
+    )
+    opt = GraphOptimizer(_model().parameters(), genome, compile=True, seed=0)
+    assert opt.compiled is False

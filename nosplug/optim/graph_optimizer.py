@@ -8,6 +8,7 @@ state (what ``state_dict()`` saves) consists of views into the chunk's flat buff
 
 from __future__ import annotations
 
+import types
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -54,6 +55,13 @@ class GraphOptimizer(Optimizer):
             update of that chunk and counts it in :attr:`nonfinite_steps`. Either way a NaN/inf
             is never written into the weights. (EMA state has already seen the gradient.)
         seed: seeds the generator of stochastic ops (dropout nodes).
+        compile: run each step's arithmetic as one ``torch.compile``d function, which fuses the
+            genome's element-wise ops into a few loops (several times faster per step on large
+            models, see docs/performance.md). The first step pays the compilation (tens of
+            seconds on CPU), so it pays for long training runs, not for short search
+            evaluations. Step-dependent values (step, decays, lr, momentum) enter as tensors,
+            so schedulers never trigger a recompilation. Genomes with stochastic ops (dropout)
+            always run eagerly; :attr:`compiled` tells which path is in use.
     """
 
     def __init__(
@@ -67,6 +75,7 @@ class GraphOptimizer(Optimizer):
         nonfinite: str = "raise",
         seed: int | None = None,
         registry: Registry | None = None,
+        compile: bool = False,
     ) -> None:
         if isinstance(genome, str):
             from nosplug import zoo
@@ -97,6 +106,8 @@ class GraphOptimizer(Optimizer):
         self._generator: torch.Generator | None = None
         if seed is not None:
             self._generator = torch.Generator().manual_seed(seed)
+        self.compiled = bool(compile) and not self.program.stochastic
+        self._fused = _compile_program(self.program) if self.compiled else None
         super().__init__(params, {"lr": lr, "momentum": momentum})
 
     # -- torch.optim contract -------------------------------------------------------------
@@ -195,18 +206,37 @@ class GraphOptimizer(Optimizer):
             g = torch.cat([p.grad.reshape(-1) for p in params])
             w = torch.cat([p.reshape(-1) for p in params]) if prog.needs_weight else g
         step = int(self.state[params[0]]["step"])
-        delta = prog.delta(
-            chunk.state,
-            w,
-            g,
-            step=step,
-            total_steps=self.total_steps,
-            lr=group["lr"],
-            momentum=group["momentum"],
-            ctx=chunk.ctx,
-            commit_momentum=False,
-        )
-        if not _all_finite(delta):
+        if self._fused is not None:
+            f64 = torch.float64
+            decays = prog.decay_column(step, self.total_steps) if prog.decays else torch.empty(0, dtype=f64)
+            delta, nxt, total = self._fused(
+                chunk.state,
+                w if prog.needs_weight else None,  # no alias of g: it would cost a recompilation
+                g,
+                torch.tensor(step, dtype=f64),
+                decays,
+                torch.as_tensor(group["lr"], dtype=f64),
+                torch.as_tensor(group["momentum"], dtype=f64),
+                chunk.ctx.segment_ids,
+                chunk.ctx.num_segments,
+            )
+            finite = bool(torch.isfinite(total)) or bool(torch.isfinite(delta).all())
+            if nxt is not None:
+                chunk.state["_momentum_next"] = nxt
+        else:
+            delta = prog.delta(
+                chunk.state,
+                w,
+                g,
+                step=step,
+                total_steps=self.total_steps,
+                lr=group["lr"],
+                momentum=group["momentum"],
+                ctx=chunk.ctx,
+                commit_momentum=False,
+            )
+            finite = _all_finite(delta)
+        if not finite:
             self.last_step_nonfinite = True
             self.nonfinite_steps += 1
             if self.nonfinite == "raise":
@@ -229,6 +259,33 @@ class GraphOptimizer(Optimizer):
             torch._foreach_add_(params, [d.view_as(p) for d, p in zip(delta.split(chunk.sizes), params)])
         for p in params:
             self.state[p]["step"] = step + 1
+
+
+def _compile_program(program: Program) -> Callable[..., tuple[Tensor, Tensor | None, Tensor]]:
+    """``torch.compile`` of one step of ``program`` on a chunk: (delta, next momentum, sum).
+
+    Everything that changes from step to step is a tensor argument, and the sum (for the
+    finiteness check) is computed in the same fused loops as the delta.
+    """
+
+    def step_fn(state, w, g, step, decays, lr, momentum, segment_ids, num_segments):
+        ctx = ExecContext(numel=g.numel(), segment_ids=segment_ids, num_segments=num_segments)
+        delta, nxt = program.delta_and_momentum(
+            state, w, g, step=step, lr=lr, momentum=momentum, ctx=ctx, decays=decays
+        )
+        if delta.dim() == 0 or delta.numel() != g.numel():
+            delta = delta.expand(g.numel())
+        return delta, nxt, delta.sum()
+
+    # torch.compile caches compiled graphs per code object, so every optimizer of the process
+    # would share (and keep re-guarding) one cache; a code object of its own per program keeps
+    # each genome's graph separate and the recompilation limit out of reach.
+    own = types.FunctionType(
+        step_fn.__code__.replace(co_name=f"graph_step_{program.genome.canonical_hash()[:12]}"),
+        step_fn.__globals__,
+        closure=step_fn.__closure__,
+    )
+    return torch.compile(own, dynamic=None)
 
 
 def _all_finite(x: Tensor) -> bool:

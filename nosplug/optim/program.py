@@ -11,6 +11,7 @@ the state of its state-holding nodes, and a momentum buffer if the genome has mo
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import torch
@@ -116,6 +117,10 @@ class Program:
         """d(t) of every decayed edge at 0-based ``step`` of a run of ``total_steps``."""
         if not self.decays:
             return []
+        return self.decay_column(step, total_steps).tolist()
+
+    def decay_column(self, step: int, total_steps: int | None) -> Tensor:
+        """The same values as a float64 tensor (what a compiled step takes as an input)."""
         if total_steps is None:
             raise ValueError(
                 "this genome has decay functions, which depend on the run length: pass total_steps"
@@ -129,7 +134,7 @@ class Program:
             if len(self._decay_tables) > 8:
                 self._decay_tables.clear()
             self._decay_tables[total_steps] = table
-        return table[:, min(step, total_steps - 1)].tolist()
+        return table[:, min(step, total_steps - 1)]
 
     # -- execution ------------------------------------------------------------------------
     def update_value(
@@ -138,11 +143,17 @@ class Program:
         w: Tensor,
         g: Tensor,
         *,
-        step: int,
+        step: int | Tensor,
         total_steps: int | None = None,
         ctx: ExecContext | None = None,
+        decays: Sequence[float] | Tensor | None = None,
     ) -> Tensor:
-        """Advance EMA and node state with gradient ``g`` and return the root value U."""
+        """Advance EMA and node state with gradient ``g`` and return the root value U.
+
+        ``step`` may be a 0-d tensor and ``decays`` (the edges' d(t), else computed from
+        ``step`` and ``total_steps``) a tensor: a compiled step passes them as inputs, so that
+        changing values never force a recompilation.
+        """
         k1 = step + 1
         for spec in self.ema_specs:
             buf = state[spec.key]
@@ -155,7 +166,8 @@ class Program:
         octx = OperandContext(g=g, w=w, step=k1, emas=state)
         ref = g
         values: list[Tensor] = [_tensor(op.compute(octx), ref) for op in self.operands]
-        decays = self.decay_values(step, total_steps)
+        if decays is None:
+            decays = self.decay_values(int(step), total_steps)
         if ctx is None:
             ctx = ExecContext(numel=g.numel())
         ctx._cache["step"] = k1
@@ -196,23 +208,41 @@ class Program:
         With ``commit_momentum=False`` the momentum buffer is returned updated in
         ``state['_momentum_next']`` instead of in place, so a caller can drop the step.
         """
-        u = self.update_value(state, w, g, step=step, total_steps=total_steps, ctx=ctx)
+        delta, new_buf = self.delta_and_momentum(
+            state, w, g, step=step, total_steps=total_steps, lr=lr, momentum=momentum, ctx=ctx
+        )
+        if new_buf is not None:
+            if commit_momentum:
+                state[MOMENTUM_KEY].copy_(new_buf)
+            else:
+                state["_momentum_next"] = new_buf
+        return delta
+
+    def delta_and_momentum(
+        self,
+        state: dict[str, Tensor],
+        w: Tensor,
+        g: Tensor,
+        *,
+        step: int | Tensor,
+        total_steps: int | None = None,
+        lr: float | Tensor,
+        momentum: float | Tensor = 0.9,
+        ctx: ExecContext | None = None,
+        decays: Sequence[float] | Tensor | None = None,
+    ) -> tuple[Tensor, Tensor | None]:
+        """The step's change and the next momentum buffer (None without momentum), without
+        writing the buffer: the pure core of :meth:`delta`, which a compiled step wraps."""
+        u = self.update_value(state, w, g, step=step, total_steps=total_steps, ctx=ctx, decays=decays)
         scaled = u * (self.sign * lr) if not isinstance(lr, Tensor) else u * lr * self.sign
         if self.momentum == "none":
-            return scaled
-        buf = state[MOMENTUM_KEY]
-        new_buf = buf * momentum + scaled
+            return scaled, None
+        new_buf = state[MOMENTUM_KEY] * momentum + scaled
         if self.momentum == "momentum":
-            delta = new_buf
-        elif self.nesterov == "standard":
-            delta = new_buf * momentum + scaled
-        else:  # the search code's form: w <- w + m - lr*U
-            delta = new_buf + scaled
-        if commit_momentum:
-            buf.copy_(new_buf)
-        else:
-            state["_momentum_next"] = new_buf
-        return delta
+            return new_buf, new_buf
+        if self.nesterov == "standard":
+            return new_buf * momentum + scaled, new_buf
+        return new_buf + scaled, new_buf  # the search code's form: w <- w + m - lr*U
 
 
 def _tensor(v: Tensor | float, ref: Tensor) -> Tensor:
