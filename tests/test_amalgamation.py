@@ -232,3 +232,33 @@ def test_bad_amalgamation_configs_name_the_key(tmp_path, text: str, message: str
     path.write_text(text)
     with pytest.raises(UserError, match=message.replace("[", r"\[").replace("(", r"\(")):
         create_run(path, storage=f"journal:{tmp_path / 'j.log'}")
+
+
+def test_a_genome_teacher_with_decays_schedules_them_over_the_given_run_length() -> None:
+    """opt6's decays depend on t / T: T comes from the caller (or total_steps=N), never a guess."""
+    from nosplug.amalgamation.run import teacher_horizon
+
+    with pytest.raises(TeacherError, match=r"give the run length \(genome:opt6\(total_steps=N\)\)"):
+        resolve_teacher("genome:opt6")
+    grads = [g.float() for g in _grads(steps=12)]
+    theta0 = torch.randn(50)
+    explicit = resolve_teacher("genome:opt6(lr=0.01, total_steps=12)")
+    from_caller = resolve_teacher("genome:opt6(lr=0.01)", total_steps=12)
+    other_length = resolve_teacher("genome:opt6(lr=0.01)", total_steps=1000)
+
+    def run(t):
+        state, theta = t.init(theta0), theta0.clone()
+        for g in grads:
+            d, state = t.step(g, state, theta)
+            theta = theta - d
+        return theta
+
+    assert torch.equal(run(explicit), run(from_caller))
+    assert not torch.equal(run(explicit), run(other_length)), "T changes the decays"
+    raw = {"meta": {"unroll": 20, "warmup_steps": 20, "depths": [1, 2, 4]}}
+    assert teacher_horizon(raw) == 20 + 4 * 20
+
+
+def test_a_genome_teacher_rejects_options_it_does_not_have() -> None:
+    with pytest.raises(TeacherError, match="unknown option"):
+        resolve_teacher("genome:adam(lr0=0.1)")

@@ -72,3 +72,15 @@ def _open_in(cwd: Path) -> optuna.storages.BaseStorage:
         return open_storage("journal:rel/journal.log")
     finally:
         os.chdir(old)
+
+
+def test_passwords_never_appear_in_messages() -> None:
+    from nosplug.study.storage import shown_url
+
+    url = "postgresql+psycopg2://alice:s3cr3t@db.example:5432/nos"
+    assert shown_url(url) == "postgresql+psycopg2://alice:***@db.example:5432/nos"
+    assert shown_url("journal:/tmp/x.log") == "journal:/tmp/x.log"
+    assert shown_url("redis://localhost:6379") == "redis://localhost:6379"
+    with pytest.raises(StorageError) as err:
+        open_storage("postgresql+psycopg2://alice:s3cr3t@127.0.0.1:1/nos")  # nothing listens on port 1
+    assert "s3cr3t" not in str(err.value) and "alice:***@" in str(err.value)

@@ -66,7 +66,7 @@ def train_problem(
     step = make_step(theta)
     gen = torch.Generator().manual_seed(2000 + run)
     n = len(data.train_y)
-    per_epoch = max(1, n // problem.batch_size)
+    per_epoch = steps_per_epoch(problem)
     vals = []
     for _ in range(epochs):
         order = torch.randperm(n, generator=gen)
@@ -81,6 +81,11 @@ def train_problem(
         if not math.isfinite(vals[-1]):
             break
     return vals
+
+
+def steps_per_epoch(problem: Problem) -> int:
+    """Minibatch steps of one training epoch of ``problem`` (whole batches only)."""
+    return max(1, len(problem_data(problem.dataset, 0).train_y) // problem.batch_size)
 
 
 def teacher_stepper(teacher: Teacher) -> Callable[[Tensor], Stepper]:

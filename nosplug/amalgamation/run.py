@@ -139,7 +139,7 @@ class LearnedTeacher(Teacher):
 def create_run(path: str | Path, *, name: str | None = None, storage: str | None = None,
                checkpoint_dir: str | None = None) -> optuna.Study:  # fmt: skip
     from nosplug.study.runner import StudyExistsError, study_names
-    from nosplug.study.storage import open_storage, storage_url
+    from nosplug.study.storage import open_storage, shown_url, storage_url
 
     raw = normalise(read_toml(path, AmalgamationConfigError))
     if name:
@@ -149,7 +149,7 @@ def create_run(path: str | Path, *, name: str | None = None, storage: str | None
     run_name = raw["run"]["name"]
     if run_name in study_names(store):
         raise StudyExistsError(
-            f"a study named {run_name!r} already exists in {url}; choose another with --name"
+            f"a study named {run_name!r} already exists in {shown_url(url)}; choose another with --name"
         )
     ckdir = Path(checkpoint_dir or Path("nosplug-amalgamation") / run_name).resolve()
     study = optuna.create_study(study_name=run_name, storage=store, direction="minimize")
@@ -178,7 +178,14 @@ def _teachers_for(raw: dict[str, Any], ckdir: Path, phase: str) -> list[Teacher]
         return [LearnedTeacher(load(ckdir / "choice"))]
     if not loss.needs_teachers:
         return []
-    return [resolve_teacher(r) for r in teacher_refs(raw["teachers"])]
+    return [resolve_teacher(r, total_steps=teacher_horizon(raw)) for r in teacher_refs(raw["teachers"])]
+
+
+def teacher_horizon(raw: dict[str, Any]) -> int:
+    """Steps a teacher runs on one problem instance in meta-training (warm-up + longest depth):
+    the run length a genome teacher's decay functions are scheduled over."""
+    meta = meta_config(raw)
+    return meta.warmup_steps + max(meta.depths) * meta.unroll
 
 
 def _loss(raw: dict[str, Any]) -> AmalgamationLoss:

@@ -294,13 +294,21 @@ def _genome_teacher(ref: str, total_steps: int | None) -> Teacher:
         if len(top) < int(rank or 1):
             raise TeacherError(f"teacher {ref!r}: study {name!r} has only {len(top)} finished genomes")
         genome, _fit = top[int(rank or 1) - 1]
-        lr = kw.pop("lr", None)
     else:
         genome = zoo.load(target)
-        lr = kw.pop("lr", None)
+    lr = kw.pop("lr", None)
+    given_steps = kw.pop("total_steps", None)
+    if kw:
+        raise TeacherError(
+            f"teacher {ref!r}: unknown option(s) {', '.join(kw)} (a genome takes lr, total_steps)"
+        )
     lr = float(lr if lr is not None else genome.meta.get("defaults", {}).get("lr", 1e-3))
     decays = any(e.decay is not None for _n, _i, e in genome.edges())
-    steps = total_steps if decays else None
-    if decays and steps is None:
-        raise TeacherError(f"teacher {ref!r}: the genome has decay functions; give the run length")
+    # decay functions depend on t / T: an explicit total_steps wins, else the caller's run length
+    steps = int(given_steps if given_steps is not None else total_steps or 0) if decays else None
+    if decays and not steps:
+        raise TeacherError(
+            f"teacher {ref!r}: the genome has decay functions; give the run length "
+            f"(genome:{target}(total_steps=N))"
+        )
     return TorchTeacher(ref, lambda ps: GraphOptimizer(ps, genome, lr=lr, total_steps=steps), lr)

@@ -105,7 +105,8 @@ def evaluate(name, storage, runs, epochs, problems, out, as_json) -> None:
     import pyarrow.parquet as pq
 
     from nosplug.amalgamation.evaluate import evaluate as run_eval
-    from nosplug.amalgamation.evaluate import learned_stepper, summarise, teacher_stepper
+    from nosplug.amalgamation.evaluate import learned_stepper, steps_per_epoch, summarise, teacher_stepper
+    from nosplug.amalgamation.problems import get_problem
     from nosplug.amalgamation.run import CONFIG_ATTR, DIR_ATTR, load_run, teacher_refs
     from nosplug.amalgamation.student import load
     from nosplug.amalgamation.teachers import resolve_teacher
@@ -121,17 +122,22 @@ def evaluate(name, storage, runs, epochs, problems, out, as_json) -> None:
     meta = raw["meta"]
     warmup = int(meta.get("warmup_steps", 100))  # the warm-up the student was trained after
     student = learned_stepper(load(ckdir / "student"), warmup, float(meta.get("warmup_lr", 0.05)))
-    optimizers = {"student": student}
-    for ref in refs:
-        optimizers[ref] = teacher_stepper(resolve_teacher(ref))
     plist = problems.split(",") if problems else ev["problems"]
+    n_runs, n_epochs = runs or ev["runs"], epochs or ev["epochs"]
 
     def show(r) -> None:
         if as_json:
             keys = ("optimizer", "problem", "run", "best_log_val", "stability")
             emit_json({k: getattr(r, k) for k in keys})
 
-    results = run_eval(optimizers, plist, runs or ev["runs"], epochs or ev["epochs"], on_result=show)
+    results = []
+    for pname in plist:
+        # genome teachers with decay functions schedule them over this problem's whole run
+        horizon = n_epochs * steps_per_epoch(get_problem(pname))
+        optimizers = {"student": student}
+        for ref in refs:
+            optimizers[ref] = teacher_stepper(resolve_teacher(ref, total_steps=horizon))
+        results += run_eval(optimizers, [pname], n_runs, n_epochs, on_result=show)
     rows = summarise(results, "student", refs)
     target = Path(out) if out else ckdir / "evaluation.parquet"
     table_rows = [

@@ -37,12 +37,12 @@ def study() -> None:
 def create(config: str, name: str | None, storage: str | None, exist_ok: bool) -> None:
     """Create a study from a TOML CONFIG (see docs/studies.md); refuses to overwrite one."""
     from nosplug.study.runner import context, create_study
-    from nosplug.study.storage import storage_url
+    from nosplug.study.storage import shown_url, storage_url
 
     s = create_study(config, name=name, storage=storage, exist_ok=exist_ok)
     ctx = context(s)
     ga = ctx.config.ga if ctx.config else None
-    where = escape(storage_url(storage))
+    where = escape(shown_url(storage_url(storage)))
     console.print(f"study [bold]{escape(s.study_name)}[/bold] in {where} ({len(s.trials)} trials so far)")
     if ga is not None:
         console.print(
@@ -118,6 +118,8 @@ def run(
 
         summary = Worker(name, url, max_trials=max_trials, threads=threads, on_event=on_event).run()
         live.update(monitor.render())
+    if not console.is_terminal:  # rich leaves the last frame of a non-terminal Live unterminated
+        console.print()
     _summary(s, summary.done, summary.evaluated, summary.reused, summary.seconds)
 
 

@@ -18,7 +18,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from nosplug.study.storage import StorageError, storage_url
+from nosplug.study.storage import StorageError, shown_url, storage_url
 
 _local_locks: dict[str, threading.Lock] = {}
 _engines: dict[str, object] = {}
@@ -80,7 +80,7 @@ def _advisory_lock(url: str, study: str, timeout: float) -> Iterator[None]:
     try:
         conn = engine.connect()  # type: ignore[attr-defined]
     except Exception as exc:
-        raise StorageError(f"cannot reach storage {url!r} for the planning lock: {exc}") from exc
+        raise StorageError(f"cannot reach storage {shown_url(url)!r} for the planning lock: {exc}") from exc
     try:
         if url.startswith("postgresql"):
             conn.execute(sqlalchemy.text("SELECT pg_advisory_lock(:k)"), {"k": key})

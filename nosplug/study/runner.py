@@ -39,7 +39,7 @@ from nosplug.search.plan import COMPLETE, FAILED, PlanResult, Record
 from nosplug.study import trials as T
 from nosplug.study.config import ConfigError, StudyConfig, stage_preset
 from nosplug.study.locks import planning_lock
-from nosplug.study.storage import StorageError, open_storage, storage_url
+from nosplug.study.storage import StorageError, open_storage, shown_url, storage_url
 
 GA, ELIMINATION = "particle-ga", "elimination"
 Event = dict[str, Any]
@@ -75,8 +75,8 @@ def create_study(
         existing = load(cfg.name, storage)
         if existing.user_attrs.get(T.CONFIG_ATTR) != _jsonable(cfg.raw):
             raise StudyExistsError(
-                f"a study named {cfg.name!r} already exists in {storage_url(storage)} with a different "
-                "config; choose another name with --name"
+                f"a study named {cfg.name!r} already exists in {shown_url(storage_url(storage))} with a "
+                "different config; choose another name with --name"
             )
         return existing
     return _create(cfg.name, storage, GA, cfg.raw)
@@ -94,7 +94,7 @@ def _create(name: str, storage: str | None, kind: str, raw: dict[str, Any]) -> o
     store = open_storage(url)
     if name in study_names(store):
         raise StudyExistsError(
-            f"a study named {name!r} already exists in {url}; continue it with "
+            f"a study named {name!r} already exists in {shown_url(url)}; continue it with "
             f"`nosplug study run {name}` or choose another name with --name"
         )
     study = optuna.create_study(study_name=name, storage=store, direction="maximize")
@@ -120,10 +120,12 @@ def load(name: str, storage: str | None = None) -> optuna.Study:
     names = study_names(store)
     if name not in names:
         known = ", ".join(sorted(names)) or "none"
-        raise StudyNotFoundError(f"no study named {name!r} in {url} (studies there: {known})")
+        raise StudyNotFoundError(f"no study named {name!r} in {shown_url(url)} (studies there: {known})")
     study = optuna.load_study(study_name=name, storage=store)
     if T.CONFIG_ATTR not in study.user_attrs:
-        raise UserError(f"study {name!r} in {url} was not created by nosplug (no {T.CONFIG_ATTR} attribute)")
+        raise UserError(
+            f"study {name!r} in {shown_url(url)} was not created by nosplug (no {T.CONFIG_ATTR} attribute)"
+        )
     return study
 
 

@@ -15,6 +15,7 @@ Accepted forms:
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 import optuna
@@ -39,6 +40,11 @@ def storage_url(explicit: str | None = None) -> str:
     return f"journal:{DEFAULT_JOURNAL}"
 
 
+def shown_url(url: str) -> str:
+    """``url`` fit for messages and logs: a password in it (``scheme://user:secret@host``) is masked."""
+    return re.sub(r"^([a-z0-9+.\-]+://[^:/@]*):[^@/]*@", r"\1:***@", url, flags=re.I)
+
+
 def open_storage(url: str | None = None, *, create: bool = True) -> optuna.storages.BaseStorage:
     """Open the Optuna storage behind ``url`` (see the module docstring), with clear errors."""
     url = storage_url(url)
@@ -50,7 +56,7 @@ def open_storage(url: str | None = None, *, create: bool = True) -> optuna.stora
             path = Path(url.removeprefix("journal:")).resolve()
             if not path.exists():
                 if not create:
-                    raise StorageError(f"storage {url!r} does not exist (no file {path})")
+                    raise StorageError(f"storage {shown_url(url)!r} does not exist (no file {path})")
                 path.parent.mkdir(parents=True, exist_ok=True)
             return optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(str(path)))
         if url.startswith("redis://"):
@@ -61,9 +67,10 @@ def open_storage(url: str | None = None, *, create: bool = True) -> optuna.stora
         raise
     except Exception as exc:  # sqlalchemy/redis/OS errors: one readable line
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise StorageError(f"cannot open storage {url!r}: {first}") from exc
+        first = first.replace(url, shown_url(url))
+        raise StorageError(f"cannot open storage {shown_url(url)!r}: {first}") from exc
     raise StorageError(
-        f"storage {url!r} is not a URL nosplug understands "
+        f"storage {shown_url(url)!r} is not a URL nosplug understands "
         "(use postgresql://..., sqlite:///..., redis://..., or journal:PATH)"
     )
 
