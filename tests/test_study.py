@@ -220,7 +220,8 @@ def test_sigkill_mid_trial_then_resume_equals_uninterrupted_run(tmp_path: Path) 
             break
         time.sleep(0.05)
     proc.wait()
-    assert victim is not None, "the worker finished before it could be killed"
+    assert proc.stderr is not None
+    assert victim is not None, "the worker finished before it could be killed: " + proc.stderr.read().decode()
     assert proc.returncode == -signal.SIGKILL
     summary = runner.Worker("k", killed, threads=1).run()
     assert summary.done and summary.reclaimed == 1
