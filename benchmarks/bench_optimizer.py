@@ -7,7 +7,7 @@ model and the same gradients.
     python benchmarks/bench_optimizer.py --fast     # smaller budgets, for a smoke run
 
 The model has about 1M parameters in many tensors (a stack of small linear layers with biases
-and LayerNorms, 96 tensors), which is the case where per-tensor Python loops hurt and
+and LayerNorms, 192 tensors), which is the case where per-tensor Python loops hurt and
 multi-tensor (foreach) or flat-buffer execution pays. Rows:
 
 * GraphOptimizer("adam") vs ``torch.optim.Adam(foreach=True)`` (target <= 1.3x) and
@@ -36,7 +36,7 @@ import nosplug
 
 
 def many_tensor_model(width: int = 96, blocks: int = 32) -> nn.Module:
-    """About 1M parameters in 3 tensors per block (weight, bias, LayerNorm) -> many tensors."""
+    """About 1.2M parameters in 6 tensors per block (two Linear layers and a LayerNorm)."""
     layers: list[nn.Module] = []
     for _ in range(blocks):
         layers += [nn.Linear(width, width * 2), nn.LayerNorm(width * 2), nn.Linear(width * 2, width)]
