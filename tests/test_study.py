@@ -231,6 +231,33 @@ def test_sigkill_mid_trial_then_resume_equals_uninterrupted_run(tmp_path: Path) 
     assert signature(study) == signature(runner.load("k", ref))
 
 
+def test_a_trial_finishing_between_planning_and_popping_is_not_a_stall(tmp_path: Path) -> None:
+    """Regression (seen with two workers on PostgreSQL): the plan is taken under the lock, another
+    worker finishes the last running trial just after, and this worker then sees no trial to run
+    and none running. That is a stale plan, not a stuck study: it must plan again, not give up."""
+    cfg = write_config(tmp_path / "race.toml", name="race", init=4, particles=2, timesteps=1, mutations=2)
+    url = journal(tmp_path)
+    runner.create_study(cfg, storage=url)
+    other = runner.Worker("race", url, threads=1)
+    with runner.planning_lock(url, "race"):
+        trials = other.study.get_trials(deepcopy=False)
+        other._enqueue(other.ctx.planner.plan(other._records(trials)), trials)
+    taken = list(iter(other._pop, None))  # the other worker holds every queued trial
+    assert taken
+    me = runner.Worker("race", url, threads=1, max_trials=1)
+    real_pop = me._pop
+
+    def pop_after_the_other_worker_finished():
+        picked = real_pop()
+        while taken:  # ... and finishes them right after this worker planned
+            other._run_trial(taken.pop())
+        return picked
+
+    me._pop = pop_after_the_other_worker_finished
+    summary = me.run()
+    assert summary.evaluated == 1, "planned again and evaluated the next trial"
+
+
 @pytest.mark.postgres
 @pytest.mark.skipif(pg_bin() is None, reason="PostgreSQL is not installed (.ci/run installs it)")
 def test_two_workers_on_postgresql_run_every_evaluation_exactly_once(tmp_path: Path) -> None:

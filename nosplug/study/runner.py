@@ -341,6 +341,9 @@ class Worker:
                 trials = self.study.get_trials(deepcopy=False)
                 plan = self.ctx.planner.plan(self._records(trials))
                 summary.reused += self._enqueue(plan, trials)
+                # judged on the same snapshot as the plan: another worker may finish a trial
+                # right after the lock is released, which makes the plan stale, not the study stuck
+                busy = any(t.state in (TrialState.WAITING, TrialState.RUNNING) for t in trials)
             picked = self._pop()
             if picked is None:
                 active = self.study.get_trials(
@@ -349,7 +352,7 @@ class Worker:
                 if plan.done and not active:
                     summary.done = True
                     break
-                if not active and not plan.new:
+                if not active and not plan.new and not busy:
                     raise RuntimeError(
                         f"study {self.name!r} stalled: nothing to run and the plan is not done"
                     )
