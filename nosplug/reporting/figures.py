@@ -59,6 +59,37 @@ def _particle_colours(n: int) -> list:
     return [cmap(i / max(1, n - 1)) for i in range(n)]
 
 
+def _evaluation_dots(
+    ax,
+    xs: Sequence[float],
+    evals: Sequence[Evaluation],
+    band: float,
+    *,
+    size: float,
+    colour: str | tuple[float, ...],
+    cross_alpha: float,
+) -> None:
+    """Faint dots at the fitness of scored evaluations, crosses on the band for rejected ones."""
+    ax.scatter(
+        [x for x, e in zip(xs, evals) if e.scored],
+        [e.fitness for e in evals if e.scored],
+        s=size,
+        color=colour,
+        alpha=0.45,
+        linewidths=0,
+        zorder=2,
+    )
+    ax.scatter(
+        [x for x, e in zip(xs, evals) if e.rejected],
+        [band] * sum(e.rejected for e in evals),
+        s=size,
+        marker="x",
+        color=colour,
+        alpha=cross_alpha,
+        zorder=2,
+    )
+
+
 def fitness_figure(
     trajectories: Sequence[Trajectory],
     init_population: Sequence[Evaluation],
@@ -88,25 +119,7 @@ def fitness_figure(
     if init_population:
         n = len(init_population)
         xs = [-0.32 + 0.24 * i / max(1, n - 1) for i in range(n)]
-        ys = [e.fitness if e.scored else band for e in init_population]
-        ax.scatter(
-            [x for x, e in zip(xs, init_population) if e.scored],
-            [y for y, e in zip(ys, init_population) if e.scored],
-            s=14,
-            color="0.45",
-            alpha=0.45,
-            linewidths=0,
-            zorder=2,
-        )
-        ax.scatter(
-            [x for x, e in zip(xs, init_population) if e.rejected],
-            [band] * sum(e.rejected for e in init_population),
-            s=14,
-            marker="x",
-            color="0.45",
-            alpha=0.45,
-            zorder=2,
-        )
+        _evaluation_dots(ax, xs, init_population, band, size=14, colour="0.45", cross_alpha=0.45)
     # children spread evenly around their timestep (by particle, slot, round) so none hides another
     by_step: dict[int, list[Evaluation]] = {}
     for t in trajectories:
@@ -121,24 +134,7 @@ def fitness_figure(
         chosen = {e.key for e in traj.positions}  # drawn as the line's markers, not again as dots
         kids = [c for c in traj.children if c.finished and c.key not in chosen]
         xs = [offset[c.key] for c in kids]
-        ax.scatter(
-            [x for x, c in zip(xs, kids) if c.scored],
-            [c.fitness for c in kids if c.scored],
-            s=22,
-            color=colour,
-            alpha=0.45,
-            linewidths=0,
-            zorder=2,
-        )
-        ax.scatter(
-            [x for x, c in zip(xs, kids) if c.rejected],
-            [band] * sum(c.rejected for c in kids),
-            s=22,
-            marker="x",
-            color=colour,
-            alpha=0.6,
-            zorder=2,
-        )
+        _evaluation_dots(ax, xs, kids, band, size=22, colour=colour, cross_alpha=0.6)
         # a start still waiting for its evaluation is not drawn (only a start can be unfinished)
         done = [(k, e) for k, e in enumerate(traj.positions) if e.finished]
         if done:
