@@ -85,3 +85,32 @@ def test_mkdocs_builds_the_site_strictly(tmp_path: Path) -> None:
     )
     assert out.returncode == 0, out.stdout + out.stderr
     assert (tmp_path / "site" / "paper-amalgamation" / "index.html").exists()
+
+
+def test_the_plugin_guides_example_module_registers_and_works() -> None:
+    """docs/plugins.md section 3 is a complete plugin: every kind it registers is usable."""
+    import types
+
+    import torch
+
+    import nosplug
+    from nosplug.amalgamation.teachers import resolve_teacher
+    from nosplug.evaluation.datasets import load_dataset
+    from nosplug.evaluation.surrogates import build_surrogate
+    from nosplug.primitives.registry import registry
+
+    text = (ROOT / "docs" / "plugins.md").read_text().split("## 3.", 1)[1]
+    code = re.search(r"```python\n(.*?)```", text, re.S).group(1)
+    module = types.ModuleType("my_package_nosplug_more")
+    exec(compile(code, "docs/plugins.md", "exec"), module.__dict__)
+    nosplug.plugin_manager().register(module, name="docs-example")
+
+    data = load_dataset("cancer", seed=0)
+    assert data.input_shape == (1, 5, 6) and data.num_classes == 2 and len(data.val_y) == 57
+    model = build_surrogate("linear", data.input_shape, data.num_classes, bias=False)
+    assert model(data.val_x).shape == (57, 2)
+    teacher = resolve_teacher("signsgd(lr=0.05)")
+    delta, _ = teacher.step(torch.tensor([-2.0, 0.0, 3.0]), {}, torch.zeros(3))
+    assert torch.allclose(delta, torch.tensor([-0.05, 0.0, 0.05]))
+    loss = registry().get("amalgamation_losses", "minmin")
+    assert float(loss.reduce(torch.tensor([[1.0, 5.0], [3.0, 2.0]]))) == 1.5

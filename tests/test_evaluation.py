@@ -51,6 +51,15 @@ def test_gate_thresholds_are_preset_settings() -> None:
     assert trial.should_prune()
 
 
+def test_changing_the_surrogate_drops_the_old_surrogates_options() -> None:
+    quick = get_preset("quick")
+    assert quick.surrogate == "convnet" and "base" in quick.surrogate_options
+    assert quick.with_overrides({"surrogate": "mlp"}).surrogate_options == {}
+    mlp = quick.with_overrides({"surrogate": "mlp", "surrogate_options": {"hidden": [32]}})
+    assert mlp.surrogate_options == {"hidden": [32]}
+    assert quick.with_overrides({"surrogate": "convnet"}).surrogate_options == quick.surrogate_options
+
+
 def test_preset_overrides_are_validated() -> None:
     with pytest.raises(nosplug.errors.UserError, match=r"evaluation\.sweep_stepz: unknown"):
         get_preset("quick").with_overrides({"sweep_stepz": 3})

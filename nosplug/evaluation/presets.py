@@ -94,6 +94,8 @@ class EvalPreset:
             elif isinstance(current, dict) and not isinstance(value, dict):
                 raise UserError(f"{where}.{key}: expected a table, got {value!r}")
             kw[key] = value
+        if kw.get("surrogate", self.surrogate) != self.surrogate and "surrogate_options" not in kw:
+            kw["surrogate_options"] = {}  # the old options belong to the old surrogate
         return replace(self, **kw)
 
 
