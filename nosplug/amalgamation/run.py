@@ -178,7 +178,8 @@ def _teachers_for(raw: dict[str, Any], ckdir: Path, phase: str) -> list[Teacher]
         return [LearnedTeacher(load(ckdir / "choice"))]
     if not loss.needs_teachers:
         return []
-    return [resolve_teacher(r, total_steps=teacher_horizon(raw)) for r in teacher_refs(raw["teachers"])]
+    horizon = teacher_horizon(raw)
+    return [resolve_teacher(r, total_steps=horizon) for r in teacher_refs(raw["teachers"])]
 
 
 def teacher_horizon(raw: dict[str, Any]) -> int:

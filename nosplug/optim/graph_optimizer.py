@@ -220,7 +220,7 @@ class GraphOptimizer(Optimizer):
                 chunk.ctx.segment_ids,
                 chunk.ctx.num_segments,
             )
-            finite = bool(torch.isfinite(total)) or bool(torch.isfinite(delta).all())
+            finite = _all_finite(delta, total)
             if nxt is not None:
                 chunk.state["_momentum_next"] = nxt
         else:
@@ -273,9 +273,7 @@ def _compile_program(program: Program) -> Callable[..., tuple[Tensor, Tensor | N
         delta, nxt = program.delta_and_momentum(
             state, w, g, step=step, lr=lr, momentum=momentum, ctx=ctx, decays=decays
         )
-        if delta.dim() == 0 or delta.numel() != g.numel():
-            delta = delta.expand(g.numel())
-        return delta, nxt, delta.sum()
+        return delta, nxt, delta.sum()  # a constant (0-d) delta is expanded by the caller
 
     # torch.compile caches compiled graphs per code object, so every optimizer of the process
     # would share (and keep re-guarding) one cache; a code object of its own per program keeps
@@ -288,10 +286,11 @@ def _compile_program(program: Program) -> Callable[..., tuple[Tensor, Tensor | N
     return torch.compile(own, dynamic=None)
 
 
-def _all_finite(x: Tensor) -> bool:
+def _all_finite(x: Tensor, total: Tensor | None = None) -> bool:
     """True if no element is NaN/inf. A sum is ~10x cheaper than ``isfinite().all()`` and is
     finite whenever all elements are (barring float overflow of the sum itself, which the
-    exact check below then rules in or out)."""
-    if bool(torch.isfinite(x.sum())):
+    exact check below then rules in or out). ``total`` is ``x.sum()`` if the caller has it
+    (the compiled step computes it in the same loops as ``x``)."""
+    if bool(torch.isfinite(x.sum() if total is None else total)):
         return True
     return bool(torch.isfinite(x).all())
