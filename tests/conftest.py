@@ -5,8 +5,9 @@ import os
 import pytest
 import torch
 
-# Keep CI deterministic and lean on 2 cores.
-torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+# Keep CI deterministic and lean on 2 cores. NOSPLUG_TEST_THREADS=1 lets two test runs share the
+# machine without oversubscribing it.
+torch.set_num_threads(int(os.environ.get("NOSPLUG_TEST_THREADS") or max(1, min(2, os.cpu_count() or 1))))
 
 
 @pytest.fixture(autouse=True)

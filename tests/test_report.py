@@ -23,7 +23,7 @@ from nosplug.genome.model import Genome
 from nosplug.optim.effective_lr import effective_lr_multiplier
 from nosplug.reporting import build_report
 from nosplug.reporting.data import initial_population, live_evaluations, particle_trajectories
-from nosplug.study import runner
+from nosplug.study import runner, trials
 from nosplug.study.export import trial_rows
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -81,9 +81,10 @@ def test_report_command_writes_md_html_and_pngs(studies, tmp_path: Path, capsys)
     study = runner.load("tiny", studies["url"])
     top = runner.best(study, 5, stage="evolution")
     assert top
-    for t in top:
-        assert html.escape(t.user_attrs["formula"]) in page
-        assert t.user_attrs["formula"].replace("|", "\\|") in md
+    for t in top:  # the genome as evaluated: with the integrity check's sign flip
+        formula = trials.evaluated_genome(t.user_attrs).formula()
+        assert html.escape(formula) in page
+        assert formula.replace("|", "\\|") in md
     cache = json.loads((out / "baselines.json").read_text())
     (entry,) = cache["entries"].values()
     assert entry["genome"] == "sgd" and entry["hash"] == zoo.load("sgd").canonical_hash()

@@ -25,6 +25,7 @@ from nosplug.amalgamation.student import build_learned, save
 from nosplug.amalgamation.teachers import POOLS, Teacher, resolve_teacher
 from nosplug.amalgamation.train import MetaConfig, MetaTrainer
 from nosplug.errors import UserError
+from nosplug.study import optuna_adapter
 from nosplug.tomlconfig import check_sections, read_toml
 
 KIND = "amalgamation"
@@ -232,8 +233,8 @@ def run(
     # arithmetic a hundredfold; they carry no information here, so flush them to zero.
     torch.set_flush_denormal(True)
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        study._storage.set_trial_user_attr(t._trial_id, "abandoned", True)
-        study._storage.set_trial_state_values(t._trial_id, TrialState.FAIL)  # killed mid-period
+        optuna_adapter.set_attr(study, t, "abandoned", True)
+        optuna_adapter.fail(study, t)  # killed mid-period
         emit({"event": "abandoned", "trial": t.number})
     done_periods = 0
     for phase in phases(raw):

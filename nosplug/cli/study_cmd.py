@@ -213,18 +213,15 @@ def best_table(trials, title: str = "best genomes", latex: bool = False) -> Tabl
         table.add_column(col, overflow="fold")
     for i, t in enumerate(trials, 1):
         a = t.user_attrs
-        formula = a.get(T.FORMULA, "")
-        if latex:
-            from nosplug.genome.model import Genome
-
-            formula = Genome.from_json(a[T.GENOME]).latex()
+        genome = T.evaluated_genome(a)  # with the integrity check's sign flip
+        formula = genome.latex() if latex else genome.formula()
         lr = a.get("chosen_lr")
         table.add_row(
             str(i),
             f"{a.get(T.FITNESS, float('nan')):.4f}",
             "-" if lr is None else f"{lr:g}",
             escape(a.get(T.KEY, "")),
-            a.get(T.HASH, ""),
+            genome.canonical_hash(),
             escape(formula),
         )
     return table
@@ -285,8 +282,6 @@ def status(name: str, storage: str | None, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per genome (with the genome JSON).")
 def best_cmd(name: str, storage: str | None, count: int, latex: bool, as_json: bool) -> None:
     """The best distinct genomes of study NAME with their fitness and formulas."""
-    import json
-
     from nosplug.study import trials as T
     from nosplug.study.runner import best, load
 
@@ -294,15 +289,17 @@ def best_cmd(name: str, storage: str | None, count: int, latex: bool, as_json: b
     if as_json:
         for t in top:
             a = t.user_attrs
+            genome = T.evaluated_genome(a)  # what was trained: the integrity check's flip applied
             emit_json(
                 {
                     "trial": t.number,
                     "key": a[T.KEY],
                     "fitness": a[T.FITNESS],
                     "chosen_lr": a.get("chosen_lr"),
-                    "hash": a[T.HASH],
-                    "formula": a[T.FORMULA],
-                    "genome": json.loads(a[T.GENOME]),
+                    "hash": genome.canonical_hash(),
+                    "flipped_by_integrity_check": bool(a.get("flip")),
+                    "formula": genome.formula(),
+                    "genome": genome.to_dict(),
                 }
             )
         return

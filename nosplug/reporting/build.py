@@ -233,7 +233,7 @@ def _best_genome(rank: int, t: Any) -> BestGenome:
     from nosplug.study import trials as T
 
     a = t.user_attrs
-    genome = Genome.from_json(a[T.GENOME])
+    genome = T.evaluated_genome(a)
     mom = genome.momentum + (f" ({genome.nesterov})" if genome.momentum == "nesterov" else "")
     return BestGenome(
         rank=rank,
@@ -242,8 +242,8 @@ def _best_genome(rank: int, t: Any) -> BestGenome:
         stage=a[T.STAGE],
         fitness=float(a[T.FITNESS]),
         chosen_lr=a.get("chosen_lr"),
-        hash=a[T.HASH],
-        formula=a.get(T.FORMULA) or genome.formula(),
+        hash=genome.canonical_hash(),
+        formula=genome.formula(),
         latex=genome.latex(),
         momentum=mom,
         flip=bool(a.get("flip", False)),

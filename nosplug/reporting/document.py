@@ -83,7 +83,7 @@ def markdown(report: Report) -> str:
         "|---|---|---|---|---|---|---|",
     ]
     for b in report.best:
-        formula = b.formula + (" (sign flipped)" if b.flip else "")
+        formula = b.formula + (" (sign flipped by the integrity check)" if b.flip else "")
         out.append(
             f"| {b.rank} | {b.fitness:.4f} | {_lr(b.chosen_lr)} | {b.momentum} | `{b.key}` | `{b.hash}` "
             f"| `{_cell(formula)}` |"
@@ -159,7 +159,7 @@ def html(report: Report) -> str:
         "<th>hash</th><th>formula</th></tr>",
     ]
     for b in report.best:
-        flip = " <em>(sign flipped)</em>" if b.flip else ""
+        flip = " <em>(sign flipped by the integrity check)</em>" if b.flip else ""
         parts.append(
             f'<tr><td class="num">{b.rank}</td><td class="num">{b.fitness:.4f}</td>'
             f'<td class="num">{e(_lr(b.chosen_lr))}</td><td>{e(b.momentum)}</td>'

@@ -214,11 +214,8 @@ def best(study: optuna.Study, n: int = 10, stage: str | None = None) -> list[Fro
 
 
 def best_genomes(name: str, storage: str | None = None, n: int = 10) -> list[tuple[Genome, float]]:
-    """The best ``n`` distinct genomes of a study with their fitness (for amalgamation teachers)."""
-    return [
-        (Genome.from_json(t.user_attrs[T.GENOME]), t.user_attrs[T.FITNESS])
-        for t in best(load(name, storage), n)
-    ]
+    """The best ``n`` distinct genomes of a study with their fitness, as evaluated (sign flip applied)."""
+    return [(T.evaluated_genome(t.user_attrs), t.user_attrs[T.FITNESS]) for t in best(load(name, storage), n)]
 
 
 # ----------------------------------------------------------------------------- elimination
@@ -244,9 +241,7 @@ def create_elimination(
     repeats = repeats or el["repeats"]
     cands = []
     for t in best(source, top):
-        g = Genome.from_json(t.user_attrs[T.GENOME])
-        if t.user_attrs.get("flip"):  # the integrity check found the genome works sign-flipped
-            g.flip = not g.flip
+        g = T.evaluated_genome(t.user_attrs)
         cands.append(
             {
                 "source": t.user_attrs[T.KEY],

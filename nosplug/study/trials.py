@@ -96,10 +96,24 @@ class GenomeCache:
         self._by_trial: dict[int, Genome] = {}
 
     def genome(self, t: FrozenTrial) -> Genome:
-        g = self._by_trial.get(t._trial_id)
+        g = self._by_trial.get(t.number)
         if g is None:
-            g = self._by_trial[t._trial_id] = Genome.from_json(t.user_attrs[GENOME])
+            g = self._by_trial[t.number] = Genome.from_json(t.user_attrs[GENOME])
         return g
+
+
+def evaluated_genome(attrs: dict[str, Any]) -> Genome:
+    """The genome an evaluation actually trained: the planned genome with the sign flip that the
+    integrity check applied (a genome that passes only flipped is gradient ascent without it).
+
+    Every path that hands a genome out of a study goes through here: ``study best``,
+    :func:`~nosplug.study.runner.best_genomes` (``study:NAME`` teachers, exports), reports and
+    elimination candidates.
+    """
+    g = Genome.from_json(attrs[GENOME])
+    if attrs.get("flip"):
+        g.flip = not g.flip
+    return g
 
 
 def to_record(t: FrozenTrial, cache: GenomeCache) -> Record:
