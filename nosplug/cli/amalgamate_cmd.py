@@ -73,18 +73,49 @@ def run(
             if e["event"] == "meta_step":
                 bar.update(task, description=f"meta-step {e['step']}: loss {e['loss']:.4f}")
             elif e["event"] == "period":
-                console.print(
-                    f"{e['phase']} stage {e['stage']} period {e['period']}: "
-                    f"train {e['train_loss']:.4f}, validation {e['val_loss']:.4f}"
-                )
-            elif e["event"] in ("resumed", "repeat", "phase_done", "abandoned"):
-                console.print(f"[dim]{escape(str(e))}[/dim]")
+                console.print(escape(describe_event(e)))
+            else:
+                console.print(f"[dim]{escape(describe_event(e))}[/dim]")
 
         summary = run_amalgamation(name, storage, max_periods=max_periods, on_event=on_event)
     if summary["done"]:
         console.print(f"finished; student saved as {escape(summary['student'])}.pt/.json")
     else:
         console.print(f"stopped after {summary['periods']} periods; run again to continue")
+
+
+_PHASES = {"choice": "choice optimizer", "student": "student"}
+
+
+def _num(value: Any) -> str:
+    return "none" if value is None else f"{value:.4f}"
+
+
+def describe_event(e: dict[str, Any]) -> str:
+    """One readable line for an event of ``nosplug.amalgamation.run.run`` (``--jsonl`` prints the
+    events themselves)."""
+    kind = e.get("event")
+    phase = _PHASES.get(e.get("phase", ""), e.get("phase", ""))
+    where = f"{phase} stage {e.get('stage')} period {e.get('period')}"
+    if kind == "period":
+        note = " (blew up; repeats used up, kept)" if e.get("blowup") else ""
+        return f"{where}: train {_num(e['train_loss'])}, validation {_num(e['val_loss'])}{note}"
+    if kind == "repeat":
+        left = f"repeat {e['attempt'] + 1} of at most {e['max_repeats']}"
+        if not math.isfinite(e["value"]):
+            return f"{where}: {e['compared']} loss is {e['value']} (not finite), redoing it ({left})"
+        return (
+            f"{where}: {e['compared']} loss {_num(e['value'])} above the limit {_num(e['limit'])} "
+            f"(reference {_num(e['ref'])}), redoing it with new batches ({left})"
+        )
+    if kind == "resumed":
+        best = f", best validation so far {_num(e['best'])}" if e.get("best") is not None else ""
+        return f"resumed {where} from {e['checkpoint']}{best}"
+    if kind == "phase_done":
+        return f"{phase} trained"
+    if kind == "abandoned":
+        return f"trial {e['trial']} was left running by a stopped process; marked failed"
+    return f"{kind}: " + ", ".join(f"{k} {v}" for k, v in e.items() if k != "event")
 
 
 @amalgamate.command()
