@@ -1,17 +1,33 @@
 """Amalgamation runs on Optuna storage: config, curriculum periods as trials, resumable checkpoints.
 
-One run is one Optuna study (kind ``amalgamation``); every curriculum period is one trial whose
-value is the period's meta-validation loss, with the training loss, stage and checkpoint file in
-its user attributes. Checkpoints (student weights, meta-optimizer, random state and curriculum
-position, all tensors or plain data) are written before the trial is told, so a run killed at any
-moment resumes from its last finished period with the same random stream.
+One run is one Optuna study (kind ``amalgamation``); every attempt at a curriculum period is one
+trial whose value is the period's meta-validation loss (+inf when it is not finite: Optuna stores
+no NaN), with the exact validation loss, the training loss, stage and checkpoint file in its user
+attributes. Checkpoints (student weights, meta-optimizer and curriculum position, all tensors or
+plain data) are written before the trial is told; every attempt at a period derives its random
+stream from (run seed, stage, period, attempt), so a run killed at any moment resumes from its
+last finished period and ends as an uninterrupted run would.
+
+Divergence handling (spec §4.4, §4.6): a period that blew up is redone from the weights before it
+(at most ``meta.max_repeats`` times, with a new random stream):
+
+* the very first period of a phase has no reference and is judged only by the next rule;
+* a non-finite validation loss is always a blow-up;
+* curriculum (the student): the first period of a stage blew up if its *training* meta loss
+  exceeds best + blowup·|best|, best = the previous stage's best validation loss; any other period
+  if its validation loss exceeds prev + blowup·|prev|, prev = the previous period's (blowup 0.5);
+* the choice optimizer's ``repeat`` strategy: every period by validation against the previous
+  period's (blowup 0.9).
+
+When the repeats are used up the last try is kept (and marked as a blow-up).
 """
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
-from dataclasses import asdict, fields
+from dataclasses import dataclass, fields, replace
 from pathlib import Path
 from typing import Any
 
@@ -21,9 +37,9 @@ from optuna.trial import TrialState
 
 from nosplug.amalgamation.losses import AmalgamationLoss
 from nosplug.amalgamation.problems import PROBLEMS, get_problem
-from nosplug.amalgamation.student import build_learned, save
-from nosplug.amalgamation.teachers import POOLS, Teacher, resolve_teacher
-from nosplug.amalgamation.train import MetaConfig, MetaTrainer
+from nosplug.amalgamation.student import LearnedTeacher, build_learned, save
+from nosplug.amalgamation.teachers import Teacher, TeacherError, pool_members, resolve_teacher
+from nosplug.amalgamation.train import MetaConfig, MetaTrainer, PeriodResult
 from nosplug.errors import UserError
 from nosplug.study import optuna_adapter
 from nosplug.tomlconfig import check_sections, read_toml
@@ -48,7 +64,18 @@ _SECTIONS: dict[str, dict[str, tuple[tuple[type, ...], Any]]] = {
     "student": {"kind": ((str,), "rnnprop"), "options": ((dict,), {})},
     "teachers": {"pool": ((str,), "small"), "refs": ((list,), [])},
     "loss": {"name": ((str,), "minmax")},
-    "choice": {"pool": ((str,), "small"), "refs": ((list,), []), "depths": ((list,), [1, 2, 5, 5, 5])},
+    # the choice optimizer's own training, spec §4.6 (truncation and later warm-ups: meta.unroll,
+    # meta.warmup_steps; validation seed and repeats: meta.val_seed, meta.max_repeats)
+    "choice": {
+        "pool": ((str,), "small"),
+        "refs": ((list,), []),
+        "depths": ((list,), [1, 2, 5, 5, 5]),
+        "instances": ((int,), 10),
+        "val_depth": ((int,), 10),
+        "val_instances": ((int,), 1),
+        "blowup": ((int, float), 0.9),
+        "first_warmup": ((int,), 0),
+    },
     "evaluation": {
         "problems": ((list,), ["mlp", "mlp_deeper", "mlp_wider", "mlp_relu", "digits_mlp"]),
         "runs": ((int,), 3),
@@ -89,10 +116,13 @@ def normalise(data: dict[str, Any]) -> dict[str, Any]:
         registry().get("students", out["student"]["kind"])
     except UnknownPrimitiveError as exc:
         raise AmalgamationConfigError(f"loss/student: {exc}") from None
+    _check_schedules(cfg, out["choice"])
     for section in ("teachers", "choice"):
-        if out[section]["pool"] not in POOLS:
-            raise AmalgamationConfigError(f"{section}.pool: choose {', '.join(POOLS)}")
-        for ref in teacher_refs(out[section]):
+        try:
+            refs = teacher_refs(out[section])
+        except TeacherError as exc:
+            raise AmalgamationConfigError(f"{section}.pool: {exc}") from None
+        for ref in refs:
             try:
                 resolve_teacher(ref, total_steps=1000)
             except UserError as exc:
@@ -100,6 +130,16 @@ def normalise(data: dict[str, Any]) -> dict[str, Any]:
     if loss.needs_teachers and not loss.single_teacher and not teacher_refs(out["teachers"]):
         raise AmalgamationConfigError("teachers: the loss needs teachers")
     return out
+
+
+def _check_schedules(cfg: MetaConfig, choice: dict[str, Any]) -> None:
+    """Counts and factors that only make sense in a range (checked here, before anything is stored)."""
+    if any(not isinstance(w, int) or isinstance(w, bool) or w < 0 for w in cfg.warmups):
+        raise AmalgamationConfigError("meta.warmups: warm-up steps per stage, integers >= 0")
+    if min(choice["instances"], choice["val_depth"], choice["val_instances"]) < 1:
+        raise AmalgamationConfigError("choice: instances, val_depth and val_instances must be >= 1")
+    if choice["first_warmup"] < 0 or choice["blowup"] < 0:
+        raise AmalgamationConfigError("choice: first_warmup and blowup must be >= 0")
 
 
 def _same_kind(value: Any, default: Any) -> bool:
@@ -113,27 +153,13 @@ def _same_kind(value: Any, default: Any) -> bool:
 
 
 def teacher_refs(section: dict[str, Any]) -> list[str]:
-    return list(section["refs"]) or list(POOLS[section["pool"]])
+    """The explicit ``refs``, else the members of ``pool`` (plugin teachers that list it included)."""
+    return list(section["refs"]) or pool_members(section["pool"])
 
 
 def meta_config(raw: dict[str, Any]) -> MetaConfig:
     kw = {k: tuple(v) if isinstance(v, list) else v for k, v in raw["meta"].items()}
     return MetaConfig(**kw)
-
-
-class LearnedTeacher(Teacher):
-    """A trained learned optimizer (the choice optimizer) used as a teacher; never differentiated."""
-
-    def __init__(self, learned: torch.nn.Module, name: str = "choice") -> None:
-        self.learned, self.name, self.lr = learned.requires_grad_(False), name, 1.0
-
-    def init(self, theta):
-        st = self.learned.init_state(theta.numel(), theta)
-        return st
-
-    def step(self, g, state, theta):
-        with torch.no_grad():
-            return self.learned(g, state)
 
 
 # ----------------------------------------------------------------------------- storage
@@ -187,7 +213,7 @@ def teacher_horizon(raw: dict[str, Any]) -> int:
     """Steps a teacher runs on one problem instance in meta-training (warm-up + longest depth):
     the run length a genome teacher's decay functions are scheduled over."""
     meta = meta_config(raw)
-    return meta.warmup_steps + max(meta.depths) * meta.unroll
+    return max(meta.warmups or (meta.warmup_steps,)) + max(meta.depths) * meta.unroll
 
 
 def _loss(raw: dict[str, Any]) -> AmalgamationLoss:
@@ -208,12 +234,33 @@ def _phase_setup(
     cfg = meta_config(raw)
     if phase == "choice":
         learned = build_learned({"kind": "choice", "pool": teacher_refs(raw["choice"])})
-        depths = tuple(raw["choice"]["depths"])
-        cfg = MetaConfig(**{**asdict(cfg), "depths": depths, "val_depths": (10,), "alphas": (0.0,),
-                            "min_periods": 1, "max_periods": 1, "perturbation": "none"})  # fmt: skip
-        return learned, cfg, registry().get("amalgamation_losses", "none")
+        return learned, choice_config(raw), registry().get("amalgamation_losses", "none")
     learned = build_learned({"kind": raw["student"]["kind"], **raw["student"]["options"]})
     return learned, cfg, _loss(raw)
+
+
+def choice_config(raw: dict[str, Any]) -> MetaConfig:
+    """The choice optimizer's training (spec §4.6, strategy ``repeat``): one period per entry of
+    ``choice.depths`` (each a stage of one period, so the stage's best is that period), meta loss
+    only, no perturbation, ``choice.instances`` instances per period, no warm-up in the first
+    period and then ``meta.warmup_steps`` (the warm-up it later sees as a teacher, so its time
+    feature matches), validation of depth ``choice.val_depth`` on ``choice.val_instances``
+    instance(s), repeated above prev + ``choice.blowup``·|prev|."""
+    choice = raw["choice"]
+    cfg = meta_config(raw)
+    return replace(
+        cfg,
+        depths=tuple(choice["depths"]),
+        warmups=(choice["first_warmup"], cfg.warmup_steps),
+        alphas=(0.0,),
+        instances=choice["instances"],
+        val_depths=(choice["val_depth"],),
+        val_instances=choice["val_instances"],
+        blowup=float(choice["blowup"]),
+        min_periods=1,
+        max_periods=1,
+        perturbation="none",
+    )
 
 
 def run(
@@ -236,88 +283,163 @@ def run(
         optuna_adapter.set_attr(study, t, "abandoned", True)
         optuna_adapter.fail(study, t)  # killed mid-period
         emit({"event": "abandoned", "trial": t.number})
-    done_periods = 0
+    budget = _Budget(max_periods)
     for phase in phases(raw):
         if (ckdir / f"{phase}.json").exists():
             continue
-        torch.manual_seed(raw["run"]["seed"] * 7919 + len(phase))  # the learned optimizer's initial weights
-        learned, cfg, loss = _phase_setup(raw, phase, ckdir)
-        teachers = _teachers_for(raw, ckdir, phase)
-        seed = raw["run"]["seed"] + (1 if phase == "choice" else 0)
-        trainer = MetaTrainer(learned, teachers, loss, cfg, get_problem(raw["run"]["problem"]), seed=seed)
-        cur = {
-            "stage": 0,
-            "period": 0,
-            "best": None,
-            "best_period": -1,
-            "prev_val": None,
-            "repeats": 0,
-            "index": 0,
-        }
-        last = _last_checkpoint(study, phase)
-        if last is not None:
-            sd = torch.load(last, weights_only=True)
-            trainer.load_state_dict(sd["trainer"])
-            cur = sd["curriculum"]
-            emit({"event": "resumed", "phase": phase, "checkpoint": str(last), **cur})
-        while cur["stage"] < len(cfg.depths):
-            if max_periods is not None and done_periods >= max_periods:
-                return {"done": False, "periods": done_periods}
-            before = trainer.state_dict()
-            trial = study.ask()
-            attrs = {"phase": phase, "stage": cur["stage"], "period": cur["period"], "index": cur["index"]}
-            for k, v in attrs.items():
-                trial.set_user_attr(k, v)
-            t0 = time.perf_counter()
-            res = trainer.period(
-                cur["stage"], on_step=lambda i, v: emit({"event": "meta_step", "step": i, "loss": v})
-            )
-            ref = cur["prev_val"]
-            blew = ref is not None and res.val_loss > ref + cfg.blowup * abs(ref)
-            if blew and cur["repeats"] < cfg.max_repeats:
-                trainer.load_state_dict(before)
-                cur["repeats"] += 1
-                trial.set_user_attr("repeated", True)
-                study.tell(trial, res.val_loss, state=TrialState.COMPLETE)
-                emit({"event": "repeat", "phase": phase, "val_loss": res.val_loss, "ref": ref})
-                continue
-            cur["repeats"] = 0
-            path = ckdir / f"{phase}-{cur['index']:04d}.ckpt"
-            if cur["best"] is None or res.val_loss < cur["best"]:
-                cur["best"], cur["best_period"], cur["best_path"] = res.val_loss, cur["period"], str(path)
-            cur["prev_val"] = res.val_loss
-            cur["period"] += 1
-            cur["index"] += 1
-            stage_over = (
-                cur["period"] >= cfg.min_periods and cur["period"] - cur["best_period"] > cfg.patience
-            ) or (cur["period"] >= cfg.max_periods)
-            torch.save({"trainer": trainer.state_dict(), "curriculum": dict(cur)}, path)
-            if stage_over:
-                best = torch.load(cur["best_path"], weights_only=True)
-                trainer.load_state_dict(best["trainer"])
-                cur.update(stage=cur["stage"] + 1, period=0, best=None, best_period=-1, repeats=0)
-                torch.save({"trainer": trainer.state_dict(), "curriculum": dict(cur)}, path)
-            for k, v in {"train_loss": res.train_loss, "val_loss": res.val_loss, "meta_steps": res.meta_steps,
-                         "checkpoint": str(path), "seconds": time.perf_counter() - t0,
-                         "diverged_instances": res.diverged_instances}.items():  # fmt: skip
-                trial.set_user_attr(k, v)
-            for i, v in enumerate(res.history):
-                trial.report(v, i)
-            study.tell(trial, res.val_loss)
-            done_periods += 1
-            emit(
-                {
-                    "event": "period",
-                    "phase": phase,
-                    **attrs,
-                    "val_loss": res.val_loss,
-                    "train_loss": res.train_loss,
-                }
-            )
-        save(trainer.learned, ckdir / phase, extra={"run": name, "phase": phase})
+        if not _run_phase(study, raw, phase, ckdir, budget, emit):
+            return {"done": False, "periods": budget.done}
         emit({"event": "phase_done", "phase": phase})
     study.set_user_attr("nosplug.student", str(ckdir / "student"))
-    return {"done": True, "periods": done_periods, "student": str(ckdir / "student")}
+    return {"done": True, "periods": budget.done, "student": str(ckdir / "student")}
+
+
+@dataclass
+class _Budget:
+    """Periods this call may still finish (``--max-periods``); repeats do not count."""
+
+    limit: int | None
+    done: int = 0
+
+    def exhausted(self) -> bool:
+        return self.limit is not None and self.done >= self.limit
+
+
+@dataclass(frozen=True)
+class BlowUp:
+    """Why a period counts as blown up: which loss was compared, its value, the reference and the
+    limit ref + blowup·|ref| (NaN when there was no comparison: a non-finite validation loss)."""
+
+    compared: str  # "training" | "validation"
+    value: float
+    ref: float
+    limit: float
+
+
+def blow_up(cur: dict[str, Any], res: PeriodResult, blowup: float, curriculum: bool) -> BlowUp | None:
+    """The divergence rules of the module docstring for period ``cur`` with result ``res``."""
+    if not math.isfinite(res.val_loss):
+        prev = cur.get("prev_val")
+        return BlowUp("validation", res.val_loss, math.nan if prev is None else prev, math.nan)
+    if curriculum and cur["period"] == 0:
+        compared, value, ref = "training", res.train_loss, cur.get("stage_ref")
+    else:
+        compared, value, ref = "validation", res.val_loss, cur.get("prev_val")
+    if ref is None or not math.isfinite(ref):  # the very first period, or after a kept blow-up
+        return None
+    limit = ref + blowup * abs(ref)
+    return None if value <= limit else BlowUp(compared, value, ref, limit)
+
+
+def _score(value: float | None) -> float:
+    """Ordering of validation losses: a non-finite one is never better than a finite one."""
+    return math.inf if value is None or not math.isfinite(value) else value
+
+
+def _storable(value: float) -> float:
+    """A trial value Optuna accepts (it fails a trial told NaN); the user attribute keeps the NaN."""
+    return math.inf if math.isnan(value) else value
+
+
+def _new_curriculum() -> dict[str, Any]:
+    return {"stage": 0, "period": 0, "best": None, "best_period": -1, "prev_val": None, "stage_ref": None,
+            "repeats": 0, "index": 0}  # fmt: skip
+
+
+def _run_phase(
+    study: optuna.Study,
+    raw: dict[str, Any],
+    phase: str,
+    ckdir: Path,
+    budget: _Budget,
+    emit: Callable[[dict[str, Any]], None],
+) -> bool:
+    """Train one phase to the end (True) or until the budget is spent (False)."""
+    torch.manual_seed(raw["run"]["seed"] * 7919 + len(phase))  # the learned optimizer's initial weights
+    learned, cfg, loss = _phase_setup(raw, phase, ckdir)
+    teachers = _teachers_for(raw, ckdir, phase)
+    seed = raw["run"]["seed"] + (1 if phase == "choice" else 0)
+    trainer = MetaTrainer(learned, teachers, loss, cfg, get_problem(raw["run"]["problem"]), seed=seed)
+    curriculum = phase == "student"  # the choice optimizer's strategy is ``repeat`` (spec §4.6)
+    cur = _new_curriculum()
+    last = _last_checkpoint(study, phase)
+    if last is not None:
+        sd = torch.load(last, weights_only=True)
+        trainer.load_state_dict(sd["trainer"])
+        cur = {**cur, **sd["curriculum"]}
+        emit({"event": "resumed", "phase": phase, "checkpoint": str(last), **cur})
+    while cur["stage"] < len(cfg.depths):
+        if budget.exhausted():
+            return False
+        before = trainer.state_dict()
+        trial = study.ask()
+        attrs = {"phase": phase, "stage": cur["stage"], "period": cur["period"], "index": cur["index"],
+                 "attempt": cur["repeats"]}  # fmt: skip
+        for k, v in attrs.items():
+            trial.set_user_attr(k, v)
+        t0 = time.perf_counter()
+        res = trainer.period(
+            cur["stage"],
+            period=cur["period"],
+            attempt=cur["repeats"],
+            on_step=lambda i, v: emit({"event": "meta_step", "step": i, "loss": v}),
+        )
+        blew = blow_up(cur, res, cfg.blowup, curriculum)
+        record = {"train_loss": res.train_loss, "val_loss": res.val_loss, "meta_steps": res.meta_steps,
+                  "seconds": time.perf_counter() - t0, "diverged_instances": res.diverged_instances,
+                  "blowup": blew is not None}  # fmt: skip
+        if blew is not None and cur["repeats"] < cfg.max_repeats:
+            trainer.load_state_dict(before)
+            cur["repeats"] += 1
+            _tell(study, trial, {**record, "repeated": True, "compared": blew.compared, "ref": blew.ref}, [])
+            emit({"event": "repeat", **attrs, "compared": blew.compared, "value": blew.value, "ref": blew.ref,
+                  "limit": blew.limit, "val_loss": res.val_loss, "train_loss": res.train_loss,
+                  "max_repeats": cfg.max_repeats})  # fmt: skip
+            continue
+        path = _finish_period(trainer, cur, res, cfg, ckdir / f"{phase}-{cur['index']:04d}.ckpt")
+        _tell(study, trial, {**record, "checkpoint": str(path)}, res.history)
+        budget.done += 1
+        emit({"event": "period", **attrs, "val_loss": res.val_loss, "train_loss": res.train_loss,
+              "blowup": blew is not None})  # fmt: skip
+    save(trainer.learned, ckdir / phase, extra={"run": study.study_name, "phase": phase})
+    return True
+
+
+def _finish_period(
+    trainer: MetaTrainer, cur: dict[str, Any], res: PeriodResult, cfg: MetaConfig, path: Path
+) -> Path:
+    """Advance the curriculum past a kept period, checkpoint it, and end the stage when it is due
+    (reload the stage's best-validation checkpoint; its best becomes the next stage's reference)."""
+    cur["repeats"] = 0
+    if cur["best"] is None or _score(res.val_loss) < _score(cur["best"]):
+        cur["best"], cur["best_period"], cur["best_path"] = res.val_loss, cur["period"], str(path)
+    cur["prev_val"] = res.val_loss
+    cur["period"] += 1
+    cur["index"] += 1
+    torch.save({"trainer": trainer.state_dict(), "curriculum": dict(cur)}, path)
+    if _stage_over(cur, cfg):
+        best = torch.load(cur["best_path"], weights_only=True)
+        trainer.load_state_dict(best["trainer"])
+        cur.update(
+            stage=cur["stage"] + 1, period=0, stage_ref=cur["best"], best=None, best_period=-1, repeats=0
+        )
+        torch.save({"trainer": trainer.state_dict(), "curriculum": dict(cur)}, path)
+    return path
+
+
+def _stage_over(cur: dict[str, Any], cfg: MetaConfig) -> bool:
+    """At least ``min_periods`` done and the stage's best more than ``patience`` periods old, or
+    ``max_periods`` done."""
+    stale = cur["period"] - cur["best_period"] > cfg.patience
+    return (cur["period"] >= cfg.min_periods and stale) or cur["period"] >= cfg.max_periods
+
+
+def _tell(study: optuna.Study, trial: optuna.Trial, record: dict[str, Any], history: list[float]) -> None:
+    for k, v in record.items():
+        trial.set_user_attr(k, v)
+    for i, v in enumerate(history):
+        trial.report(v, i)
+    study.tell(trial, _storable(record["val_loss"]))
 
 
 def _last_checkpoint(study: optuna.Study, phase: str) -> Path | None:

@@ -174,6 +174,40 @@ class ChoiceOptimizer(nn.Module):
         return delta, {"pool": pool_states, "h1": h1, "c1": c1, "h2": h2, "c2": c2, "t": step, "rank": rank}
 
 
+def learned_state(learned: nn.Module, like: Tensor, ranks: Tensor) -> State:
+    """A learned optimizer's fresh state for a flat vector like ``like`` whose coordinate j belongs
+    to a tensor of rank ``ranks[j]``: the one place the choice optimizer's rank features are
+    filled, so training, teaching and :class:`StudentOptimizer` all give it the same ones."""
+    st = learned.init_state(like.numel(), like)
+    if "rank" in st:
+        st["rank"] = ranks.to(like.dtype)
+    return st
+
+
+class LearnedTeacher(Teacher):
+    """A trained learned optimizer (the choice optimizer) used as a teacher; never differentiated.
+
+    It runs as in its own meta-training: rank features from the model's layout, and frozen
+    recurrent state during the shared warm-up (which still advances its time feature)."""
+
+    def __init__(self, learned: nn.Module, name: str = "choice") -> None:
+        self.learned, self.name, self.lr = learned.requires_grad_(False), name, 1.0
+
+    def init(self, theta: Tensor) -> State:
+        return self.learned.init_state(theta.numel(), theta)
+
+    def init_layout(self, theta: Tensor, ranks: Tensor) -> State:
+        return learned_state(self.learned, theta, ranks)
+
+    def step(self, g: Tensor, state: State, theta: Tensor) -> tuple[Tensor, State]:
+        with torch.no_grad():
+            return self.learned(g, state)
+
+    def warmup(self, g: Tensor, state: State, theta: Tensor) -> State:
+        with torch.no_grad():
+            return self.learned(g, state, frozen=True)[1]
+
+
 def build_learned(config: dict[str, Any]) -> nn.Module:
     """A learned optimizer from its JSON config (the ``students`` plugin registry knows the kinds)."""
     from nosplug.primitives.registry import registry
@@ -211,10 +245,8 @@ class StudentOptimizer(torch.optim.Optimizer):
             return loss
         g = torch.cat([p.grad.reshape(-1) for p in params]).to(torch.float32)
         if self._flat is None or self._flat["n"] != g.numel():
-            st = self.learned.init_state(g.numel(), g)
-            if "rank" in st:
-                st["rank"] = torch.cat([g.new_full((p.numel(),), float(p.dim())) for p in params])
-            self._flat = {"n": g.numel(), "state": st}
+            ranks = torch.cat([g.new_full((p.numel(),), float(p.dim())) for p in params])
+            self._flat = {"n": g.numel(), "state": learned_state(self.learned, g, ranks)}
         grp = self.param_groups[0]
         frozen = self._steps < grp["warmup"]
         delta, self._flat["state"] = self.learned(g, self._flat["state"], frozen=frozen)

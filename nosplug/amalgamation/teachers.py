@@ -43,8 +43,19 @@ class Teacher:
     def init(self, theta: Tensor) -> State:
         return {}
 
+    def init_layout(self, theta: Tensor, ranks: Tensor) -> State:
+        """State at a problem reset, knowing the model's layout: ``ranks[j]`` is the number of
+        dimensions of the tensor coordinate j belongs to. Rules that act on single coordinates
+        ignore it (the default calls :meth:`init`); a learned teacher reads its rank features here."""
+        return self.init(theta)
+
     def step(self, g: Tensor, state: State, theta: Tensor) -> tuple[Tensor, State]:
         raise NotImplementedError
+
+    def warmup(self, g: Tensor, state: State, theta: Tensor) -> State:
+        """Feed one gradient of the shared warm-up into the state; the update is not applied
+        (spec §4.2). A learned teacher overrides it to keep its recurrent state frozen."""
+        return self.step(g, state, theta)[1]
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.name}, lr={self.lr:g})"
@@ -197,10 +208,27 @@ class TeacherSpec:
 
 #: Learning rates of the choice-optimizer pools (spec §2.5, the reference's final values).
 CHOICE_LRS = {"sgd": 2.0, "momentum": 2.0, "rmsprop": 5e-3, "adam": 2e-2, "powersign": 1.0, "addsign": 1.0}
-POOLS = {
-    "small": ("adam", "rmsprop"),
-    "large": ("adam", "rmsprop", "sgd", "momentum", "addsign", "powersign"),
-}
+
+
+def _teacher_specs() -> list[TeacherSpec]:
+    from nosplug.primitives.registry import registry
+
+    return list(registry().items["teachers"].values())
+
+
+def pool_names() -> list[str]:
+    """Every pool some registered teacher lists (built-ins: ``small``, ``large``)."""
+    return sorted({pool for spec in _teacher_specs() for pool in spec.pools})
+
+
+def pool_members(pool: str) -> list[str]:
+    """The teachers whose records list ``pool``, in registration order (built-ins first): the
+    paper's small = adam, rmsprop; large = + sgd, momentum, addsign, powersign; and any plugin
+    teacher that names the pool."""
+    members = [spec.name for spec in _teacher_specs() if pool in spec.pools]
+    if not members:
+        raise TeacherError(f"unknown pool {pool!r} (known: {', '.join(pool_names())})")
+    return members
 
 
 def builtin_teachers() -> list[TeacherSpec]:

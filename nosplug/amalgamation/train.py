@@ -16,22 +16,26 @@ The curriculum (spec §4.4) is a list of stages ``depths``; each stage runs peri
 ``instances`` problem instances, validates after each period (α = 0, a fixed seed, the next
 stage's horizon) and checkpoints; a stage ends after ``min_periods`` once its best period is
 ``patience`` periods old (or after ``max_periods``) and the stage's best checkpoint is reloaded.
-A period whose validation loss blows up (> ref + 0.5·|ref|) is redone from the previous
-checkpoint, at most 4 times.
+Whether a period blew up and is redone is decided by :mod:`nosplug.amalgamation.run`; every
+attempt of a period draws its own random stream (see :meth:`MetaTrainer.period`), so a redone
+period sees new problem instances, minibatches and perturbations.
 """
 
 from __future__ import annotations
 
+import copy
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 import torch
 from torch import Tensor, nn
 
 from nosplug.amalgamation.losses import AmalgamationLoss, alpha_schedule, log_distance, meta_term
 from nosplug.amalgamation.problems import FlatModel, Problem, new_instance, problem_data
+from nosplug.amalgamation.student import learned_state
 from nosplug.amalgamation.teachers import Teacher
 
 
@@ -41,6 +45,7 @@ class MetaConfig:
 
     unroll: int = 100
     warmup_steps: int = 100
+    warmups: tuple[int, ...] = ()  # warm-up steps per stage; empty: warmup_steps in every stage
     warmup_lr: float = 0.05
     depths: tuple[int, ...] = (1, 2, 5, 10)
     val_depths: tuple[int, ...] = (2, 5, 10, 20)
@@ -61,6 +66,14 @@ class MetaConfig:
     sigma: float = 5e-4  # relative std of random perturbations
     epsilon: float = 1e-3  # relative size of adversarial steps
 
+    def warmup_at(self, stage: int) -> int:
+        """Warm-up steps of a problem instance in ``stage`` (the last entry of ``warmups`` repeats).
+
+        Per stage because the choice optimizer's training has none in its first period (spec §4.6)."""
+        if not self.warmups:
+            return self.warmup_steps
+        return self.warmups[min(stage, len(self.warmups) - 1)]
+
 
 @dataclass
 class Trajectory:
@@ -76,14 +89,28 @@ class TruncationResult:
     student: Trajectory
     teachers: list[Trajectory]
     diverged: bool = False
+    diverged_loss: float = math.nan  # the non-finite optimizee loss that stopped the unroll
 
 
-def perturbed(params: dict[str, Tensor], sigma: float) -> dict[str, Tensor]:
-    """φ + N(0, σ²·RMS(φ)²) per tensor (eq. 5), fresh noise at every call."""
+@dataclass
+class TeacherPath:
+    """The teachers' trajectories over one truncation: their parameters after every step
+    (``thetas[i]`` stacks the K teachers, scaled coordinates) and where they end."""
+
+    thetas: list[Tensor]
+    final: list[Trajectory]
+
+
+def perturbed(
+    params: dict[str, Tensor], sigma: float, gen: torch.Generator | None = None
+) -> dict[str, Tensor]:
+    """φ + N(0, σ²·RMS(φ)²) per tensor (eq. 5), fresh noise at every call, drawn from ``gen``
+    (the period's noise stream) or the global generator."""
     out = {}
     for k, p in params.items():
         rms = torch.sqrt((p.detach().pow(2) + 1e-8).mean())
-        out[k] = p + sigma * rms * torch.randn_like(p)
+        noise = torch.randn(p.shape, generator=gen, dtype=p.dtype, device=p.device)
+        out[k] = p + sigma * rms * noise
     return out
 
 
@@ -116,9 +143,14 @@ class Unroller:
 
     # -- one problem instance --------------------------------------------------------------
     def start(
-        self, seed: int, gen: torch.Generator
+        self, seed: int, gen: torch.Generator, warmup: int | None = None
     ) -> tuple[FlatModel, Tensor, Trajectory, list[Trajectory]]:
-        """Fresh optimizee, scaling, shared warm-up; returns (model, scale, student, teachers)."""
+        """Fresh optimizee, scaling, shared warm-up of ``warmup`` steps (default
+        ``cfg.warmup_steps``); returns (model, scale, student, teachers).
+
+        Every optimizer learns the model's layout (the rank of each coordinate's tensor) here,
+        the student and a learned teacher alike, so a choice optimizer sees the same rank
+        features as a student and as a teacher."""
         model = new_instance(self.problem, seed)
         theta = model.vector()
         n = theta.numel()
@@ -127,19 +159,19 @@ class Unroller:
         else:
             s = torch.ones(n)
         tp = theta / s
-        st = self.learned.init_state(n, tp)
-        if "rank" in st:
-            st["rank"] = model.ranks()
-        tstates = [t.init(theta) for t in self.teachers]
+        ranks = model.ranks()
+        st = learned_state(self.learned, tp, ranks)
+        tstates = [t.init_layout(theta, ranks) for t in self.teachers]
+        steps = self.cfg.warmup_steps if warmup is None else warmup
         with torch.no_grad():
-            for _ in range(self.cfg.warmup_steps):
+            for _ in range(steps):
                 x, y = self._batch(gen)
                 with torch.enable_grad():
                     tv = tp.detach().requires_grad_(True)
                     g = torch.autograd.grad(model.loss(tv * s, x, y), tv)[0]
                 _, st = self.learned(g, st, frozen=True)
                 for i, t in enumerate(self.teachers):
-                    _, tstates[i] = t.step(g / s, tstates[i], tp * s)
+                    tstates[i] = t.warmup(g / s, tstates[i], tp * s)
                 tp = tp - self.cfg.warmup_lr * g
         student = Trajectory(tp.detach(), st)
         teachers = [Trajectory(tp.detach().clone(), ts) for ts in tstates]
@@ -153,6 +185,35 @@ class Unroller:
         return [self._batch(gen) for _ in range(self.cfg.unroll)]
 
     # -- one truncation ------------------------------------------------------------------
+    def teacher_path(
+        self, model: FlatModel, s: Tensor, teachers: list[Trajectory], batches: list[tuple[Tensor, Tensor]]
+    ) -> TeacherPath:
+        """Step every teacher once per batch: true gradient at its true parameters, its update
+        mapped back to the scaled coordinates (spec §4.2); a non-finite update is skipped.
+
+        A teacher is a constant w.r.t. φ and never looks at the student, so its trajectory over a
+        truncation depends only on its own state and the batches. Computing it once and handing
+        it to every pass over the truncation (the adversarial probe and the real pass) is why a
+        teacher sees each step exactly once, however many passes there are. It is also the cheap
+        choice: a snapshot/restore of teacher state instead would have to deep-copy arbitrary
+        ``torch.optim`` state and would repeat K teacher gradients per step in every pass.
+        """
+        thetas = [t.theta for t in teachers]
+        states = [t.state for t in teachers]
+        path: list[Tensor] = []
+        with torch.no_grad():
+            for x, y in batches:
+                for k, t in enumerate(self.teachers[: len(teachers)]):
+                    with torch.enable_grad():
+                        tt = (thetas[k] * s).requires_grad_(True)
+                        gt = torch.autograd.grad(model.loss(tt, x, y), tt)[0]
+                    d_t, ts_new = t.step(gt, states[k], tt.detach())
+                    if torch.isfinite(d_t).all():
+                        thetas[k], states[k] = thetas[k] - d_t / s, ts_new
+                if thetas:
+                    path.append(torch.stack(thetas))
+        return TeacherPath(path, [Trajectory(a, b) for a, b in zip(thetas, states)])
+
     def truncation(
         self,
         model: FlatModel,
@@ -165,22 +226,26 @@ class Unroller:
         *,
         train: bool,
         noise: float = 0.0,
+        noise_gen: torch.Generator | None = None,
+        path: TeacherPath | None = None,
     ) -> TruncationResult:
+        """One truncation of the student against the teachers' ``path`` (computed here if not
+        given; pass the same path to several passes over one truncation)."""
         cfg = self.cfg
+        if path is None:
+            path = self.teacher_path(model, s, teachers, batches)
         theta0 = student.theta.detach()
         theta = theta0.requires_grad_(True) if train else theta0
         st = student.state
         metas: list[Tensor] = []
         dists: list[Tensor] = []
-        t_thetas = [t.theta for t in teachers]
-        t_states = [t.state for t in teachers]
-        diverged = False
+        diverged, diverged_loss = False, math.nan
         for i, (x, y) in enumerate(batches):
             with torch.enable_grad():
                 tv = theta if train else theta.detach().requires_grad_(True)
                 loss_i = model.loss(tv * s, x, y)
                 if not torch.isfinite(loss_i):
-                    diverged = True
+                    diverged, diverged_loss = True, float(loss_i.detach())
                     break
                 if i > 0:
                     with torch.no_grad():
@@ -189,7 +254,7 @@ class Unroller:
                 g = torch.autograd.grad(
                     loss_i, tv, create_graph=train and cfg.second_order, retain_graph=train
                 )[0]
-            p = perturbed(params, noise) if noise else params
+            p = perturbed(params, noise, noise_gen) if noise else params
             if train:
                 delta, st_new = torch.func.functional_call(self.learned, p, (g, st))
             else:
@@ -197,24 +262,20 @@ class Unroller:
                     delta, st_new = torch.func.functional_call(self.learned, p, (g.detach(), st))
             if torch.isfinite(delta).all():  # NaN guard: skip the step, keep the state
                 theta, st = theta - delta, st_new
-            # teachers: true gradient at true parameters, step mapped back to scaled coordinates
-            with torch.no_grad():
-                for k, t in enumerate(self.teachers[: len(teachers)]):
-                    with torch.enable_grad():
-                        tt = (t_thetas[k] * s).requires_grad_(True)
-                        gt = torch.autograd.grad(model.loss(tt, x, y), tt)[0]
-                    d_t, ts_new = t.step(gt, t_states[k], tt.detach())
-                    if torch.isfinite(d_t).all():
-                        t_thetas[k], t_states[k] = t_thetas[k] - d_t / s, ts_new
-            if teachers and alpha > 0:
-                dists.append(log_distance(theta, torch.stack(t_thetas)))
+            if path.thetas and alpha > 0:
+                dists.append(log_distance(theta, path.thetas[i]))
         meta = torch.stack(metas).mean() if metas else theta.new_zeros(())
         imit = self.loss.reduce(torch.stack(dists, dim=1)) if dists else theta.new_zeros(())
         total = meta + alpha * imit
         new_student = Trajectory(theta.detach(), _detach(st))
-        new_teachers = [Trajectory(a, b) for a, b in zip(t_thetas, t_states)]
         return TruncationResult(
-            total, float(meta.detach()), float(imit.detach()), new_student, new_teachers, diverged
+            total,
+            float(meta.detach()),
+            float(imit.detach()),
+            new_student,
+            path.final,
+            diverged,
+            diverged_loss,
         )
 
 
@@ -252,24 +313,44 @@ class MetaTrainer:
         self.learned, self.cfg = learned, cfg
         self.unroller = Unroller(learned, teachers, loss, cfg, problem)
         self.meta_opt = torch.optim.Adam(learned.parameters(), lr=cfg.meta_lr, eps=1e-7)
-        self.gen = torch.Generator().manual_seed(seed)
-        self.instance_counter = 0
         self.seed = seed
+        self.noise_gen = torch.Generator().manual_seed(seed)
 
     def _params(self) -> dict[str, Tensor]:
         return dict(self.learned.named_parameters())
 
-    def period(self, stage: int, on_step: Callable[[int, float], None] | None = None) -> PeriodResult:
+    def _period_seeds(self, stage: int, period: int, attempt: int) -> list[int]:
+        """Seeds of one attempt at a period: [batches and scaling, noise, instance 1, ...].
+
+        Derived from (run seed, stage, period, attempt) rather than carried over from the
+        previous period, so a period redone after a blow-up (same weights, next attempt) draws new
+        instances, minibatches and perturbations, and a resumed run draws exactly what an
+        uninterrupted one would."""
+        words = np.random.SeedSequence([self.seed, stage, period, attempt]).generate_state(
+            2 + self.cfg.instances
+        )
+        return [int(w) for w in words]
+
+    def period(
+        self,
+        stage: int,
+        *,
+        period: int = 0,
+        attempt: int = 0,
+        on_step: Callable[[int, float], None] | None = None,
+    ) -> PeriodResult:
+        """Train ``cfg.instances`` problem instances of the stage's depth, then validate."""
         cfg = self.cfg
         depth = cfg.depths[min(stage, len(cfg.depths) - 1)]
         alpha = alpha_schedule(stage, cfg.alphas)
+        data_seed, noise_seed, *instance_seeds = self._period_seeds(stage, period, attempt)
+        gen = torch.Generator().manual_seed(data_seed)
+        self.noise_gen.manual_seed(noise_seed)
         losses, steps, diverged = [], 0, 0
-        for _ in range(cfg.instances):
-            self.instance_counter += 1
-            seed = hash((self.seed, self.instance_counter)) % (2**31)
-            model, s, student, teachers = self.unroller.start(seed, self.gen)
+        for seed in instance_seeds:
+            model, s, student, teachers = self.unroller.start(seed, gen, cfg.warmup_at(stage))
             for _ in range(depth):
-                batches = self.unroller.batches(self.gen)
+                batches = self.unroller.batches(gen)
                 res = self._meta_step(model, s, student, teachers, batches, alpha)
                 student, teachers = res.student, res.teachers
                 losses.append(float(res.loss.detach()))
@@ -286,26 +367,13 @@ class MetaTrainer:
         cfg = self.cfg
         params = self._params()
         noise = cfg.sigma if cfg.perturbation == "random" else 0.0
+        path = self.unroller.teacher_path(model, s, teachers, batches)  # shared by probe and real pass
         if cfg.perturbation == "adversarial":
-            psi = {k: torch.zeros_like(p, requires_grad=True) for k, p in params.items()}
-            attacked = {k: p.detach() + psi[k] for k, p in params.items()}
-            probe = self.unroller.truncation(
-                model, s, student, teachers, batches, alpha, attacked, train=True
-            )
-            grads = torch.autograd.grad(probe.loss, list(psi.values()), allow_unused=True)
-            shifted = {}
-            for (k, p), gr in zip(params.items(), grads):
-                step = torch.zeros_like(p) if gr is None else gr
-                limit = cfg.epsilon * float(p.detach().norm())
-                norm = float(step.norm())
-                if norm > limit:  # clip_by_norm(grad, eps * ||phi||): zero-norm tensors do not move
-                    step = step * (limit / norm) if limit > 0 else torch.zeros_like(step)
-                shifted[k] = p + step.detach()
-            params = shifted
-            teachers = [Trajectory(t.theta.clone(), t.state) for t in teachers]
+            params = self._attacked(model, s, student, teachers, batches, alpha, params, path)
         res = self.unroller.truncation(
-            model, s, student, teachers, batches, alpha, params, train=True, noise=noise
-        )
+            model, s, student, teachers, batches, alpha, params, train=True, noise=noise,
+            noise_gen=self.noise_gen, path=path,
+        )  # fmt: skip
         self.meta_opt.zero_grad()
         if res.loss.requires_grad and torch.isfinite(res.loss):
             res.loss.backward()
@@ -313,8 +381,31 @@ class MetaTrainer:
             self.meta_opt.step()
         return res
 
+    def _attacked(self, model, s, student, teachers, batches, alpha, params, path) -> dict[str, Tensor]:
+        """φ + ψ with ψ one clipped ascent step on the truncation's training loss (the reference's
+        ``cgd``): per tensor clip_by_norm(∇ψL, ε‖φ‖), so zero-norm tensors do not move."""
+        cfg = self.cfg
+        psi = {k: torch.zeros_like(p, requires_grad=True) for k, p in params.items()}
+        attacked = {k: p.detach() + psi[k] for k, p in params.items()}
+        probe = self.unroller.truncation(
+            model, s, student, teachers, batches, alpha, attacked, train=True, path=path
+        )
+        grads = torch.autograd.grad(probe.loss, list(psi.values()), allow_unused=True)
+        shifted = {}
+        for (k, p), gr in zip(params.items(), grads):
+            step = torch.zeros_like(p) if gr is None else gr
+            limit = cfg.epsilon * float(p.detach().norm())
+            norm = float(step.norm())
+            if norm > limit:
+                step = step * (limit / norm) if limit > 0 else torch.zeros_like(step)
+            shifted[k] = p + step.detach()
+        return shifted
+
     def validate(self, stage: int) -> float:
-        """Mean meta loss over fixed-seed instances with the next stage's horizon, α = 0."""
+        """Mean meta loss over fixed-seed instances with the next stage's horizon, α = 0.
+
+        Non-finite when the student's optimizee loss becomes non-finite on any instance: that
+        period blew up, and the caller must see it rather than a stand-in number."""
         cfg = self.cfg
         depth = cfg.val_depths[min(stage, len(cfg.val_depths) - 1)]
         gen = torch.Generator().manual_seed(cfg.val_seed)
@@ -325,28 +416,29 @@ class MetaTrainer:
             model, s, student, _teachers = self.unroller.start(cfg.val_seed + k, gen)
             for _ in range(depth):
                 res = self.unroller.truncation(
-                    model, s, student, [], self.unroller.batches(gen), 0.0, params, train=False, noise=noise
-                )
-                student = res.student
-                total += res.meta if math.isfinite(res.meta) else 10.0
-                count += 1
+                    model, s, student, [], self.unroller.batches(gen), 0.0, params, train=False,
+                    noise=noise, noise_gen=self.noise_gen,
+                )  # fmt: skip
                 if res.diverged:
-                    break
+                    return res.diverged_loss  # inf or nan: the meta loss log M(θ) is the same
+                if not math.isfinite(res.meta):
+                    return res.meta
+                student = res.student
+                total += res.meta
+                count += 1
         return total / max(1, count)
 
     # -- checkpoints ------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
+        """Student weights and meta-optimizer; the random streams need no saving (each period
+        derives its own from the run seed and its position, see :meth:`_period_seeds`)."""
         return {
             "learned": {k: v.detach().clone() for k, v in self.learned.state_dict().items()},
-            "meta_opt": self.meta_opt.state_dict(),
-            "gen": self.gen.get_state(),
-            "torch_rng": torch.get_rng_state(),
-            "instance_counter": self.instance_counter,
+            # a copy: optimizer.state_dict() aliases the live moment tensors, which the next
+            # meta-steps update in place (a redone period would restart from the failed try's)
+            "meta_opt": copy.deepcopy(self.meta_opt.state_dict()),
         }
 
     def load_state_dict(self, sd: dict[str, Any]) -> None:
         self.learned.load_state_dict(sd["learned"])
         self.meta_opt.load_state_dict(sd["meta_opt"])
-        self.gen.set_state(sd["gen"])
-        torch.set_rng_state(sd["torch_rng"])
-        self.instance_counter = sd["instance_counter"]
