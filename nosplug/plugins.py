@@ -27,6 +27,7 @@ BUILTIN_PLUGINS: dict[str, str] = {
     "nosplug.teachers": "nosplug.builtin.teachers",
     "nosplug.students": "nosplug.builtin.students",
     "nosplug.losses": "nosplug.builtin.losses",
+    "nosplug.zoo": "nosplug.builtin.zoo",
 }
 
 _manager: pluggy.PluginManager | None = None

@@ -4,10 +4,10 @@ Each kind (operands, unary ops, schedules, datasets, ...) is one namespace, exce
 unary and state-holding unary ops share one (a node's unary slot can hold either). A name
 registered twice is a :class:`PluginClashError` naming both plugins.
 
-Zoo genomes shipped by plugins (hook ``nosplug_zoo_genomes``) are collected here too, so they get
-the same clash check, the same provenance for ``nosplug plugins list`` and the same cache reset.
-Their names also may not shadow the built-in zoo (``nosplug/zoo/data``), which is reported as a
-clash with the pseudo-plugin :data:`BUILTIN_ZOO`.
+Zoo genomes (hook ``nosplug_zoo_genomes``) are collected here too, so they get the same clash
+check, the same provenance for ``nosplug plugins list`` and the same cache reset. The built-in zoo
+(``nosplug/zoo/data``) arrives through the same hook from the built-in plugin :data:`BUILTIN_ZOO`,
+which is registered before any outside plugin, so a plugin cannot shadow a built-in name.
 """
 
 from __future__ import annotations
@@ -79,7 +79,7 @@ RESERVED_NAME = re.compile(r"^(h\d+|out|hidden)$")
 _FAMILY_REF = re.compile(r"^\s*([A-Za-z_][\w.\-]*)\s*\((.*)\)\s*$")
 #: Zoo names are looked up lower-cased and must not look like file paths.
 _ZOO_NAME = re.compile(r"^[a-z0-9][a-z0-9_.+\-]*$")
-#: The name clashes with built-in zoo genomes report as the other party.
+#: The built-in plugin that registers the shipped zoo genomes.
 BUILTIN_ZOO = "nosplug.zoo"
 
 
@@ -133,12 +133,6 @@ def _zoo_records(returned: Any, plugin_name: str) -> list[ZooGenome]:
     return records
 
 
-def _builtin_zoo_names() -> tuple[str, ...]:
-    from nosplug.zoo import builtin_names  # lazy: nosplug.zoo imports this module
-
-    return builtin_names()
-
-
 @dataclass
 class Registry:
     """Name -> record for every kind, plus which plugin registered each name."""
@@ -154,11 +148,8 @@ class Registry:
         owner_by_namespace: dict[tuple[str, str], str] = {}
         for kind in KINDS:
             caller = getattr(pm.hook, kind.hook)
-            impls = caller.get_hookimpls()
-            if kind.key == "zoo_genomes" and impls:
-                for name in _builtin_zoo_names():
-                    owner_by_namespace[(kind.namespace, name)] = BUILTIN_ZOO
-            for impl in impls:
+            # in registration order: built-ins first, so a clash names the built-in as the owner
+            for impl in caller.get_hookimpls():
                 plugin_name = pm.get_name(impl.plugin) or repr(impl.plugin)
                 records = impl.function() or []
                 if kind.key == "zoo_genomes":

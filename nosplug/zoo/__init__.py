@@ -4,9 +4,10 @@
 a description, its source, default hyperparameters and (for the paper's genomes) the base
 schedule the paper trains it with; see :func:`scheduler_for`.
 
-Plugins add named genomes through the hook ``nosplug_zoo_genomes``; they are collected by the
-plugin registry (which checks name clashes, also against the built-in names here) and appear in
-:func:`names` and :func:`load` next to the built-in ones.
+Every zoo genome reaches this module through the hook ``nosplug_zoo_genomes``: the shipped JSON
+files through the built-in plugin ``nosplug.zoo`` (:mod:`nosplug.builtin.zoo`), others through
+outside plugins. The plugin registry collects them (checking name clashes) and they appear in
+:func:`names` and :func:`load` alike.
 """
 
 from __future__ import annotations
@@ -20,7 +21,8 @@ from torch.optim import Optimizer
 
 from nosplug.errors import UserError
 from nosplug.genome.model import Genome, GenomeError
-from nosplug.primitives.registry import BUILTIN_ZOO, Registry, ZooGenome, registry
+from nosplug.primitives.registry import BUILTIN_ZOO as BUILTIN_ZOO  # re-exported: origin() returns it
+from nosplug.primitives.registry import Registry, ZooGenome, registry
 
 
 class UnknownGenomeError(UserError):
@@ -42,7 +44,7 @@ def builtin_names() -> tuple[str, ...]:
 _names_memo: tuple[Registry, tuple[str, ...]] | None = None
 
 
-def _plugin_genomes() -> dict[str, ZooGenome]:
+def _genomes() -> dict[str, ZooGenome]:
     return registry().items["zoo_genomes"]
 
 
@@ -51,46 +53,39 @@ def names() -> list[str]:
     global _names_memo
     reg = registry()
     if _names_memo is None or _names_memo[0] is not reg:
-        _names_memo = (reg, tuple(sorted({*builtin_names(), *reg.items["zoo_genomes"]})))
+        _names_memo = (reg, tuple(sorted(reg.items["zoo_genomes"])))
     return list(_names_memo[1])
 
 
 def origin(name: str) -> str:
     """Who ships the zoo genome ``name``: :data:`BUILTIN_ZOO` or the name of a plugin."""
     key = name.lower()
-    if key in builtin_names():
-        return BUILTIN_ZOO
     reg = registry()
     if key in reg.items["zoo_genomes"]:
         return reg.provenance[("zoo_genomes", key)]
     raise UnknownGenomeError(f"{name!r} is not a zoo genome (zoo: {', '.join(names())})")
 
 
-@cache
-def _load_text(name: str) -> str:
-    return (_data_dir() / f"{name}.json").read_text()
-
-
 def load(name_or_path: str) -> Genome:
     """The zoo genome ``name`` (case-insensitive), or the genome JSON file at a path."""
-    key = name_or_path.lower()
-    if key in builtin_names():
-        return Genome.from_json(_load_text(key))
-    shipped = _plugin_genomes().get(key)
+    shipped = _genomes().get(name_or_path.lower())
     if shipped is not None:
-        return _load_plugin_genome(shipped)
+        return _parse(shipped)
     path = Path(name_or_path)
     if path.suffix == ".json" or path.exists():
         if not path.is_file():
             raise UnknownGenomeError(f"genome file {str(path)!r} does not exist")
-        return Genome.from_json(path.read_text())
+        try:
+            return Genome.from_json(path.read_text())
+        except (GenomeError, UnicodeDecodeError) as exc:
+            raise GenomeError(f"genome file {str(path)!r}: {exc}") from None
     raise UnknownGenomeError(
         f"{name_or_path!r} is neither a zoo genome nor a genome file (zoo: {', '.join(names())})"
     )
 
 
-def _load_plugin_genome(shipped: ZooGenome) -> Genome:
-    """Parse a plugin's genome; a broken one is reported with the plugin that shipped it."""
+def _parse(shipped: ZooGenome) -> Genome:
+    """Parse a zoo genome; a broken one is reported with the plugin that shipped it."""
     plugin = registry().provenance.get(("zoo_genomes", shipped.name), "?")
     try:
         if isinstance(shipped.genome, str):
