@@ -148,9 +148,9 @@ def _train(genome, data, lr: float, steps: int, seed: int, budget: Budget) -> tu
     study = optuna.create_study(
         storage=optuna.storages.InMemoryStorage(), direction="maximize", pruner=optuna.pruners.NopPruner()
     )
-    best, curve, _train_curve, _steps, _why = final_run(genome, lr, data, preset, study.ask(), seed=seed)
-    finite = [v for v in curve if math.isfinite(v)]
-    return best, (finite[-1] if finite else 0.0)
+    run = final_run(genome, lr, data, preset, study.ask(), seed=seed)
+    finite = [v for v in run.val_curve if math.isfinite(v)]
+    return (run.best or 0.0), (finite[-1] if finite else 0.0)
 
 
 def _dataset(ds: str):

@@ -94,7 +94,7 @@ def signature(study: optuna.Study) -> dict[str, tuple]:
     out: dict[str, tuple] = {}
     for t in study.get_trials(deepcopy=False):
         a = t.user_attrs
-        if a.get("abandoned"):
+        if a.get("abandoned") or a.get("status") == "crashed":  # no result: the key was run again
             continue
         assert a["key"] not in out, f"evaluation {a['key']} appears twice"
         out[a["key"]] = (a["hash"], t.state.name, a.get("fitness"))

@@ -13,7 +13,7 @@ from torch import nn
 import nosplug
 from nosplug.evaluation.batched import BatchedProgramOptimizer, GroupedConvNet
 from nosplug.evaluation.presets import PRESETS, get_preset
-from nosplug.evaluation.pruners import STEP_FINAL0, STEP_PRESCREEN, STEP_SWEEP, pruner_for
+from nosplug.evaluation.pruners import FINAL, PRESCREEN, SWEEP, gate, pruner_for
 from nosplug.optim import GraphOptimizer, compile_genome
 from nosplug.optim.schedules import WarmupHoldCosine, cycled_momentum, warmup_hold_cosine_factor
 
@@ -26,29 +26,39 @@ def _trial(preset):
 
 
 @pytest.mark.parametrize(
-    ("step", "value", "pruned"),
+    ("stage", "epoch", "value", "pruned"),
     [
-        (STEP_PRESCREEN, 0.24, True),
-        (STEP_PRESCREEN, 0.26, False),
-        (STEP_SWEEP, 0.39, True),
-        (STEP_SWEEP, 0.41, False),
-        (STEP_FINAL0 + 3, 0.10, False),  # floor not active before epoch index 4
-        (STEP_FINAL0 + 4, 0.39, True),
-        (STEP_FINAL0 + 4, 0.41, False),
-        (STEP_FINAL0 + 9, float("nan"), True),
+        (PRESCREEN, 0, 0.24, True),
+        (PRESCREEN, 0, 0.26, False),
+        (SWEEP, 0, 0.39, True),
+        (SWEEP, 0, 0.41, False),
+        (FINAL, 3, 0.10, False),  # floor not active before epoch index 4
+        (FINAL, 4, 0.39, True),
+        (FINAL, 4, 0.41, False),
+        (FINAL, 9, float("nan"), True),
+        (PRESCREEN, 0, float("inf"), True),
     ],
 )
-def test_each_gate_decides_through_the_pruner(step, value, pruned) -> None:
+def test_each_gate_decides_through_the_pruner(stage, epoch, value, pruned) -> None:
     trial = _trial(PRESETS["paper"])
-    trial.report(value, step)
-    assert trial.should_prune() is pruned
+    assert gate(trial, stage, value, epoch) is pruned
+    # the gate value is published where the pruner (and anyone reading the trial) sees it
+    stored = trial.study.trials[0].user_attrs["gate"]
+    assert stored["stage"] == stage and stored["epoch"] == epoch
 
 
 def test_gate_thresholds_are_preset_settings() -> None:
     strict = PRESETS["paper"].with_overrides({"prescreen_gate": 0.5})
-    trial = _trial(strict)
-    trial.report(0.45, STEP_PRESCREEN)
-    assert trial.should_prune()
+    assert gate(_trial(strict), PRESCREEN, 0.45)
+    assert not gate(_trial(PRESETS["paper"]), PRESCREEN, 0.45)
+
+
+def test_a_minimised_metric_is_gated_from_above() -> None:
+    from nosplug.evaluation.pruners import GatePruner
+
+    p = GatePruner(2.0, 1.5, 1.8, 0, direction="minimize")
+    assert p.passes(PRESCREEN, 1.9) and not p.passes(PRESCREEN, 2.1)
+    assert p.passes(SWEEP, 1.5) and not p.passes(FINAL, 1.9, epoch=3)
 
 
 def test_changing_the_surrogate_drops_the_old_surrogates_options() -> None:
@@ -159,12 +169,22 @@ def test_adam_reaches_a_convnet_accuracy_on_mnist5k(mnist) -> None:
     """Quick preset, ConvNet base 16, 400 final steps on 4 500 MNIST images: >= 90% validation."""
     from nosplug.evaluation.training import evaluate_genome
 
-    res = evaluate_genome(nosplug.zoo.load("adam-paper"), mnist, "quick")
+    study = optuna.create_study(
+        storage=optuna.storages.InMemoryStorage(),
+        direction="maximize",
+        pruner=pruner_for(get_preset("quick")),
+    )
+    trial = study.ask()
+    res = evaluate_genome(nosplug.zoo.load("adam-paper"), mnist, "quick", trial=trial)
     assert res.status == "complete", res.reason
     assert res.fitness >= 0.90
     assert res.chosen_lr in get_preset("quick").all_lrs
     assert len(res.lr_accuracies) == 7
     assert res.val_curve and max(res.val_curve) == res.fitness
+    # the validation curve is the trial's intermediate values, keyed by training step
+    stored = study.trials[0].intermediate_values
+    assert sorted(stored) == res.val_steps and [stored[s] for s in res.val_steps] == res.val_curve
+    assert len(res.train_curve) == len(res.val_curve)
 
 
 def test_degenerate_genome_is_pruned_before_the_final_run(mnist) -> None:
@@ -192,20 +212,63 @@ def test_integrity_failure_stops_evaluation(mnist) -> None:
         '{"id": "out", "arity": 1, "unary": "relu", "binary": "add", "inputs": ["h0"]}]}'
     )
     res = evaluate_genome(genome, mnist, "smoke")
-    assert res.status == "failed" and res.stage == "integrity" and "integrity" in res.reason
+    assert res.status == "pruned" and res.stage == "integrity" and "integrity" in res.reason
 
 
-def test_final_run_nan_terminates_with_best_so_far(mnist) -> None:
-    from nosplug.evaluation.training import final_run
+def test_final_run_nan_terminates_with_best_so_far(mnist, monkeypatch) -> None:
+    """TerminateOnNaN semantics: the run stops at the first non-finite loss, without validating
+    the partial epoch, and the validations before it still count. The inputs turn NaN at step
+    15 (mid second epoch), so the run certainly reaches NaN termination."""
+    from nosplug.evaluation import training
 
-    trial = _trial(get_preset("smoke"))
-    # exp(exp(g)) explodes within a few steps at a large rate
-    genome = nosplug.Genome.from_json(
-        '{"format": "nosplug-genome", "version": 1, "nodes": ['
-        '{"id": "h0", "arity": 1, "unary": "exp", "binary": "add", "inputs": ["g"]},'
-        '{"id": "out", "arity": 1, "unary": "exp", "binary": "add", "inputs": ["h0"]}]}'
+    real = training._batches
+
+    def poisoned(data, preset, seed):
+        stream, count = real(data, preset, seed), [0]
+
+        class Poisoned:
+            def next(self):
+                count[0] += 1
+                x, y = stream.next()
+                return (x * float("nan") if count[0] > 15 else x), y
+
+        return Poisoned()
+
+    monkeypatch.setattr(training, "_batches", poisoned)
+    preset = get_preset("smoke").with_overrides({"final_floor": 0.0})
+    trial = _trial(preset)
+    run = training.final_run(nosplug.zoo.load("adam"), 1e-3, mnist, preset, trial)
+    assert run.diverged and "non-finite" in run.why
+    assert run.steps == 15 and run.val_steps == [10]
+    assert run.best == run.val_curve[0] and math.isfinite(run.best)
+    assert trial.study.trials[0].intermediate_values == {10: run.best}
+
+
+def test_a_run_that_diverges_before_any_validation_has_no_fitness(mnist, monkeypatch) -> None:
+    from nosplug.evaluation import training
+
+    monkeypatch.setattr(
+        training, "validation_accuracy", lambda *a, **k: pytest.fail("a diverged epoch was validated")
     )
-    best, _val, _train, steps, why = final_run(genome, 1e6, mnist, get_preset("smoke"), trial)
-    assert steps < get_preset("smoke").final_steps
-    assert "non-finite" in why or "floor" in why
-    assert math.isfinite(best)
+    preset = get_preset("smoke").with_overrides({"final_floor": 0.0, "integrity": False})
+    monkeypatch.setattr(
+        training,
+        "sweep",
+        lambda genome, lrs, *a, **k: training.SweepResult([0.9] * len(lrs), [False] * len(lrs)),
+    )
+    res = training.evaluate_genome(nosplug.zoo.load("sgd"), _nan_data(mnist), preset)
+    assert res.status == "nonfinite" and res.fitness is None and res.stage == "final"
+
+
+def test_every_prescreen_rate_diverging_is_nonfinite_not_pruned(mnist) -> None:
+    from nosplug.evaluation import training
+
+    preset = get_preset("smoke").with_overrides({"integrity": False})
+    res = training.evaluate_genome(nosplug.zoo.load("sgd"), _nan_data(mnist), preset)
+    assert res.status == "nonfinite" and res.stage == "prescreen", res.reason
+
+
+def _nan_data(data):
+    import dataclasses
+
+    return dataclasses.replace(data, train_x=data.train_x * float("nan"))

@@ -58,6 +58,12 @@ def test_study_cli_end_to_end(tmp_path: Path) -> None:
     study = runner.load("tiny", url)
     assert int(plain.stdout.split()[0]) == len(study.trials)
     assert_all_finished_once(study)
+    # each fitness is what its stored validation curve (the intermediate values) implies
+    complete = [t for t in study.trials if t.state.name == "COMPLETE"]
+    assert complete
+    for t in complete:
+        assert t.intermediate_values and t.value == max(t.intermediate_values.values())
+        assert len(t.user_attrs["train_curve"]) == len(t.intermediate_values)
     # export: one row per trial, the documented columns, readable by pyarrow/pandas/polars/duckdb
     pq_path = tmp_path / "tiny.parquet"
     out = nosplug("study", "export", "tiny", "--storage", url, "--out", str(pq_path))
@@ -80,7 +86,9 @@ def test_study_cli_end_to_end(tmp_path: Path) -> None:
     assert out.returncode == 0, out.stderr
     el = runner.load("tiny.elimination", url)
     assert_all_finished_once(el)
-    assert len(el.trials) == 3 * 2
+    # the candidates are the study's best (top = 3) under the ranking rule, each run twice
+    candidates = runner.best(runner.load("tiny", url), 3)
+    assert 0 < len(candidates) <= 3 and len(el.trials) == len(candidates) * 2
     assert runner.plan_state(el).progress["winners"]
 
 

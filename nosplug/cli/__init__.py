@@ -7,7 +7,7 @@ import sys
 
 import click
 
-from nosplug.errors import UserError
+from nosplug.errors import EvaluationCrashError, UserError
 
 #: command name -> "module:attribute"; each module owns one click command or group.
 COMMANDS: dict[str, str] = {
@@ -75,13 +75,13 @@ def main(argv: list[str] | None = None) -> int:
     except click.ClickException as exc:
         exc.show()
         return exc.exit_code
-    except UserError as exc:
+    except (UserError, EvaluationCrashError) as exc:
         from rich.markup import escape
 
         Console(stderr=True, highlight=False, soft_wrap=True).print(
             f"[bold red]error:[/bold red] {escape(str(exc))}"
         )
-        return 2
+        return exc.exit_code
     except KeyboardInterrupt:
         return 130
     return 0

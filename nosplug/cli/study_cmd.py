@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import subprocess
 import sys
@@ -13,6 +14,7 @@ from rich.live import Live
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 
 from nosplug.cli.console import console, emit_json, err_console
 
@@ -50,7 +52,8 @@ def create(config: str, name: str | None, storage: str | None, exist_ok: bool) -
             + ("" if ga.initial_genomes else f", initial population {ga.initial_population}")
             + f"; at least {ga.expected_evaluations} evaluations"
         )
-    console.print(f"  next: nosplug study run {escape(s.study_name)}")
+    if not exist_ok:  # --exist-ok is how scripts (the README's chained command) create then run
+        console.print(f"  next: nosplug study run {escape(s.study_name)}")
 
 
 @study.command("list")
@@ -90,11 +93,49 @@ def run(
     Start as many of these as you like, on any machines that reach the storage: they share the
     work through Optuna's queue, and the work of a worker that dies is handed out again.
     """
-    from nosplug.study.runner import Worker, load
+    from nosplug.study.runner import load
     from nosplug.study.storage import storage_url
 
     url = storage_url(storage)
     s = load(name, url)  # fail early, with one line, on a missing study or storage
+    try:
+        _run(s, name, url, workers, max_trials, threads, quiet, jsonl)
+    except KeyboardInterrupt:
+        err_console.print(
+            f"interrupted: study {escape(name)} is saved; resume it with: "
+            f"[bold]{escape(resume_command(name, storage))}[/bold]"
+        )
+        raise click.exceptions.Exit(130) from None
+
+
+def _resume_note(s) -> None:
+    """On a resume, say where the study stands and how much interrupted work is redone."""
+    from nosplug.study import trials as T
+
+    trials = s.get_trials(deepcopy=False)
+    live = T.live_trials(trials)
+    done = sum(t.state in T.FINISHED for t in live.values())
+    if not trials:
+        return
+    redo = {t.user_attrs[T.KEY] for t in trials if t.user_attrs.get(T.ABANDONED)} - {
+        k for k, t in live.items() if t.state in T.FINISHED
+    }
+    note = f"resuming study {escape(s.study_name)}: {done} evaluations already finished"
+    if redo:
+        note += f"; {len(redo)} abandoned by interrupted or dead workers will run again"
+    console.print(note)
+
+
+def resume_command(name: str, storage: str | None) -> str:
+    """The command that continues study ``name`` (with --storage only if the user gave one)."""
+    from nosplug.study.storage import shown_url
+
+    return f"nosplug study run {name}" + (f" --storage {shown_url(storage)}" if storage else "")
+
+
+def _run(s, name, url, workers, max_trials, threads, quiet, jsonl) -> None:
+    from nosplug.study.runner import Worker
+
     if workers > 1:
         _run_processes(name, url, workers, max_trials, threads, quiet, jsonl)
         return
@@ -105,16 +146,14 @@ def run(
     if quiet:
         Worker(name, url, max_trials=max_trials, threads=threads).run()
         return
+    _resume_note(s)
     monitor = Monitor(s)
     with Live(monitor.render(), console=console, refresh_per_second=2, transient=False) as live:
 
         def on_event(e: dict[str, Any]) -> None:
-            if e["event"] in ("finished", "reused", "reclaimed", "planned", "stopped"):
+            monitor.note(e)
+            if e["event"] in ("finished", "reused", "reclaimed", "planned", "stopped", "crashed", "retry"):
                 live.update(monitor.render())
-            if e["event"] == "error":
-                err_console.print(
-                    f"[red]evaluation {escape(e['key'])} failed[/red]\n{escape(e['traceback'])}"
-                )
 
         summary = Worker(name, url, max_trials=max_trials, threads=threads, on_event=on_event).run()
         live.update(monitor.render())
@@ -126,6 +165,10 @@ def run(
 def _run_processes(
     name: str, url: str, k: int, max_trials: int | None, threads: int | None, quiet: bool, jsonl: bool
 ) -> None:
+    """K worker processes on one study. Each child's error line (a crash that used up its
+    retries, a failed preflight) is collected and shown once, and the command fails."""
+    import tempfile
+
     from nosplug.study.runner import load
 
     cmd = [sys.executable, "-m", "nosplug", "study", "run", name, "--storage", url, "--workers", "1"]
@@ -135,27 +178,62 @@ def _run_processes(
     if threads:
         cmd += ["--threads", str(threads)]
     env = {**os.environ, "NOSPLUG_WORKERS": str(k)}
-    procs = [subprocess.Popen(cmd, env=env, stdout=None if jsonl else subprocess.DEVNULL) for _ in range(k)]
+    with contextlib.ExitStack() as files:
+        logs = [files.enter_context(tempfile.TemporaryFile(mode="w+")) for _ in range(k)]
+        procs = [
+            subprocess.Popen(cmd, env=env, stdout=None if jsonl else subprocess.DEVNULL, stderr=log)
+            for log in logs
+        ]
+        codes = _wait_for(procs, load(name, url), quiet or jsonl)
+        outputs = []
+        for log in logs:
+            log.seek(0)
+            outputs.append(log.read())
+    errors: list[str] = []
+    for text, code in zip(outputs, codes):
+        if code != 0:
+            line = next((ln for ln in reversed(text.splitlines()) if ln.startswith("error:")), None)
+            line = (line or f"a worker exited with status {code}: {_last_line(text)}").removeprefix("error: ")
+            if line not in errors:
+                errors.append(line)
+        elif text.strip():
+            sys.stderr.write(text)  # warnings of a worker that succeeded
+    if errors:
+        from nosplug.errors import EvaluationCrashError
+
+        failed = sum(c != 0 for c in codes)
+        raise EvaluationCrashError(f"{failed} of {k} workers stopped: " + " | ".join(errors))
+
+
+def _wait_for(procs: list[subprocess.Popen], s, quiet: bool) -> list[int]:
+    """Wait for the worker processes (showing the study's progress unless ``quiet``)."""
     start = time.perf_counter()
-    s = load(name, url)
-    if quiet or jsonl:
-        codes = [p.wait() for p in procs]
-    else:
+    try:
+        if quiet:
+            return [p.wait() for p in procs]
         monitor = Monitor(s)
         with Live(monitor.render(), console=console, refresh_per_second=1) as live:
             while any(p.poll() is None for p in procs):
                 time.sleep(2)
                 live.update(monitor.render())
             live.update(monitor.render())
-        codes = [p.returncode for p in procs]
         _summary(s, None, None, None, time.perf_counter() - start)
-    bad = [c for c in codes if c != 0]
-    if bad:
-        raise click.ClickException(f"{len(bad)} of {k} workers exited with an error (exit codes {bad})")
+        return [p.returncode for p in procs]
+    except KeyboardInterrupt:
+        for p in procs:
+            p.wait()  # they got the same Ctrl-C and mark their trials abandoned
+        raise
+
+
+def _last_line(text: str) -> str:
+    lines = [ln for ln in text.strip().splitlines() if ln.strip()]
+    return lines[-1] if lines else "(no output)"
 
 
 class Monitor:
-    """Progress bars (overall, initial population, active particles) and the best genomes so far."""
+    """Progress bars, the last few outcomes (why candidates were rejected) and the best so far."""
+
+    RECENT = 5
 
     def __init__(self, s) -> None:
         from nosplug.study.runner import context
@@ -171,6 +249,7 @@ class Monitor:
         )
         self.overall = self.progress.add_task("evaluations", total=self._expected())
         self.tasks: dict[str, int] = {}
+        self.recent: list[str] = []
 
     def _expected(self) -> int:
         if self.ctx.config is not None:
@@ -178,16 +257,27 @@ class Monitor:
         raw = self.ctx.raw
         return sum(min(len(raw["candidates"]), s["keep"]) for s in raw["stages"]) * raw["repeats"]
 
+    def note(self, e: dict[str, Any]) -> None:
+        """Keep a line for each outcome, so a screen of rejections says why."""
+        line = outcome_line(e)
+        if line:
+            self.recent = [*self.recent, line][-self.RECENT :]
+
     def render(self):
         from rich.console import Group
 
         from nosplug.study.runner import best, plan_state
         from nosplug.study.trials import FINISHED, live_trials
 
-        live = live_trials(self.study.get_trials(deepcopy=False)).values()
+        trials = self.study.get_trials(deepcopy=False)
+        live = live_trials(trials).values()
         finished = sum(t.state in FINISHED for t in live)
-        self.progress.update(self.overall, completed=finished, total=max(self._expected(), finished))
-        state = plan_state(self.study).progress
+        pending = sum(t.state not in FINISHED for t in live)
+        plan = plan_state(self.study)
+        # never complete-looking while work remains: the plan grows as rejected slots are retried
+        total = max(self._expected(), finished + pending + (0 if plan.done else 1))
+        self.progress.update(self.overall, completed=finished, total=total)
+        state = plan.progress
         if "init_total" in state:
             self._bar("initial population", state["init_done"], state["init_total"])
         if self.ctx.config is not None:
@@ -197,7 +287,12 @@ class Monitor:
                     self._bar(f"particle {p}", info["timestep"] - 1, steps)
                 elif info.get("done") and f"particle {p}" in self.tasks:
                     self._bar(f"particle {p}", steps, steps)
-        return Group(self.progress, best_table(best(self.study, 5), title="best so far"))
+        parts: list[Any] = [self.progress]
+        if self.recent:
+            parts.append(Text("last outcomes:", style="bold"))
+            parts += [Text("  " + line, overflow="ellipsis", no_wrap=True) for line in self.recent]
+        parts.append(best_table(best(self.study, 5), title="best so far"))
+        return Group(*parts)
 
     def _bar(self, label: str, done: int, total: int) -> None:
         if label not in self.tasks:
@@ -205,26 +300,57 @@ class Monitor:
         self.progress.update(self.tasks[label], completed=done, total=total)
 
 
-def best_table(trials, title: str = "best genomes", latex: bool = False) -> Table:
-    from nosplug.study import trials as T
+def outcome_line(e: dict[str, Any]) -> str | None:
+    """One line for a worker event that ends an evaluation (None for other events)."""
+    kind = e.get("event")
+    if kind == "finished":
+        status = e.get("status")
+        if status == "complete":
+            return f"{e['key']}: fitness {e['fitness']:.4f}"
+        return f"{e['key']}: {status} at {e.get('reason') or '?'}"
+    if kind == "crashed":
+        return f"{e['key']}: crashed: {e['error']}"
+    if kind == "retry":
+        return f"{e['key']}: retrying (attempt {e['attempt']})"
+    if kind == "reclaimed":
+        return f"{e['key']}: handed out again ({e['reason']})"
+    if kind == "reused":
+        return f"{e['key']}: same genome as trial {e['from']}, result reused"
+    return None
 
-    table = Table(title=title, title_justify="left")
-    for col in ("rank", "fitness", "lr", "key", "hash", "formula"):
-        table.add_column(col, overflow="fold")
+
+def best_table(trials, title: str = "best genomes", latex: bool = False):
+    """The ranked genomes, two lines each: the figures, then the formula below them, so formulas
+    stay readable in an 80-column terminal instead of folding into a narrow column."""
+    from rich.console import Group
+    from rich.padding import Padding
+
+    from nosplug.study import trials as T
+    from nosplug.study.runner import RANKING_RULE
+
+    head = Table.grid(padding=(0, 2))
+    for col in ("#", "fitness", "lr", "key", "hash"):
+        head.add_column(col, no_wrap=True)
+    rows: list[Any] = [Text(title, style="bold"), Text(f"({RANKING_RULE})", style="dim")]
+    if not trials:
+        rows.append(Text("  nothing has passed the gates yet", style="dim"))
     for i, t in enumerate(trials, 1):
         a = t.user_attrs
         genome = T.evaluated_genome(a)  # with the integrity check's sign flip
         formula = genome.latex() if latex else genome.formula()
         lr = a.get("chosen_lr")
-        table.add_row(
-            str(i),
-            f"{a.get(T.FITNESS, float('nan')):.4f}",
-            "-" if lr is None else f"{lr:g}",
+        line = Table.grid(padding=(0, 2))
+        for _ in range(5):
+            line.add_column(no_wrap=True)
+        line.add_row(
+            f"{i:>2}",
+            f"fitness {a.get(T.FITNESS, float('nan')):.4f}",
+            "lr -" if lr is None else f"lr {lr:g}",
             escape(a.get(T.KEY, "")),
             genome.canonical_hash(),
-            escape(formula),
         )
-    return table
+        rows += [line, Padding(Text(formula, overflow="fold"), (0, 0, 0, 4))]
+    return Group(*rows)
 
 
 def _summary(s, done: bool | None, evaluated: int | None, reused: int | None, seconds: float) -> None:
@@ -245,12 +371,24 @@ def status(name: str, storage: str | None, as_json: bool) -> None:
     """Where study NAME stands: trial states, phase, particles, best fitness."""
     from collections import Counter
 
+    from nosplug.search.plan import CRASHED
+    from nosplug.study import trials as T
     from nosplug.study.runner import best, load, plan_state
     from nosplug.study.trials import ABANDONED, REUSED_FROM
 
     s = load(name, storage)
     trials = s.get_trials(deepcopy=False)
     states = Counter(t.state.name for t in trials if not t.user_attrs.get(ABANDONED))
+    outcomes = Counter(
+        t.user_attrs.get(T.STATUS, t.state.name.lower())
+        for t in trials
+        if t.state in T.FINISHED and not t.user_attrs.get(ABANDONED) and not t.user_attrs.get(REUSED_FROM)
+    )
+    crashes = [
+        {"trial": t.number, "key": t.user_attrs.get(T.KEY), "error": t.user_attrs.get(T.ERROR)}
+        for t in trials
+        if t.user_attrs.get(T.STATUS) == CRASHED
+    ]
     plan = plan_state(s)
     top = best(s, 1)
     info = {
@@ -258,8 +396,10 @@ def status(name: str, storage: str | None, as_json: bool) -> None:
         "done": plan.done,
         "phase": plan.progress.get("phase"),
         "states": dict(states),
+        "outcomes": dict(outcomes),
         "reused": sum(1 for t in trials if t.user_attrs.get(REUSED_FROM) is not None),
         "abandoned": sum(1 for t in trials if t.user_attrs.get(ABANDONED)),
+        "crashes": crashes[-5:],
         "particles_done": plan.progress.get("particles_done"),
         "particles": plan.progress.get("particles"),
         "best_fitness": top[0].user_attrs.get("fitness") if top else None,
@@ -269,7 +409,12 @@ def status(name: str, storage: str | None, as_json: bool) -> None:
         return
     table = Table(title=f"study {name}", show_header=False, title_justify="left")
     for k, v in info.items():
-        if k != "study":
+        if k == "crashes":
+            for c in v:
+                table.add_row("crash", escape(f"trial {c['trial']} ({c['key']}): {c['error']}"))
+        elif k == "outcomes":
+            table.add_row(k, escape(", ".join(f"{n} {o}" for o, n in sorted(v.items())) or "none yet"))
+        elif k != "study":
             table.add_row(k, escape(str(v)))
     console.print(table)
 
@@ -311,13 +456,14 @@ def best_cmd(name: str, storage: str | None, count: int, latex: bool, as_json: b
 
 @study.command()
 @click.argument("name")
-@click.option("--out", required=True, type=click.Path(dir_okay=False), help="Parquet file to write.")
+@click.option("--out", help="Parquet file to write (default: NAME.parquet here).")
 @click.option("--storage", help=STORAGE_HELP)
-def export(name: str, out: str, storage: str | None) -> None:
+def export(name: str, out: str | None, storage: str | None) -> None:
     """Write one row per trial of study NAME to a Parquet file (schema: docs/parquet.md)."""
     from nosplug.study.export import export_parquet
     from nosplug.study.runner import load
 
+    out = out or f"{name}.parquet"
     n = export_parquet(load(name, storage), out)
     console.print(f"wrote {n} rows to {escape(out)}")
 

@@ -1,71 +1,78 @@
-"""The paper's early-stopping gates as Optuna pruners.
+"""The paper's early-stopping gates as an Optuna pruner.
 
-One trial reports, in order: at step 0 the best pre-screen training accuracy, at step 1 the
-best accuracy of the whole sweep, and from step 2 on the final run's epoch-mean training
-accuracy (step ``2 + e`` for epoch ``e``). :class:`StagedPruner` hands each step to the Optuna
-pruner of its stage; the stages are plain :class:`optuna.pruners.ThresholdPruner` instances, so
-the same code decides standalone (an in-memory trial) and inside a study.
+An evaluation publishes each gate's value in the trial's user attribute ``gate`` (the stage, the
+value, and for the final run the epoch) and asks ``trial.should_prune()``; :class:`GatePruner`
+decides. The gates read training accuracies, which the paper's gates are defined on, while the
+trial's *intermediate values* are left to the validation curve that fitness is read from, so
+optuna-dashboard plots the curve behind each fitness. The same pruner decides standalone (an
+in-memory trial) and inside a study.
+
+Gates (spec §8): pre-screen (best training accuracy of the pre-screen rates at least
+``prescreen_gate``), sweep (best of all rates at least ``sweep_gate``), and the final run's
+floor (epoch-mean training accuracy at least ``final_floor`` from epoch index
+``final_floor_from_epoch`` on). A non-finite value never passes.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import math
+from typing import Any
 
 import optuna
-from optuna.pruners import BasePruner, NopPruner, ThresholdPruner
+from optuna.pruners import BasePruner
 
-STEP_PRESCREEN = 0
-STEP_SWEEP = 1
-STEP_FINAL0 = 2
+#: Trial user attribute holding the value of the gate being decided.
+GATE_ATTR = "gate"
+PRESCREEN, SWEEP, FINAL = "prescreen", "sweep", "final"
 
 
-class StagedPruner(BasePruner):
-    """Delegates to the pruner of the stage that the trial's latest step falls in.
+class GatePruner(BasePruner):
+    """Prunes when the published gate value falls short of its threshold.
 
-    ``stages`` is a list of ``(first_step, pruner)``, sorted by first step.
+    ``direction`` is the direction of the gated metric: ``"maximize"`` (accuracy: prune below
+    the threshold) or ``"minimize"`` (a loss: prune above it).
     """
 
-    def __init__(self, stages: Sequence[tuple[int, BasePruner]]) -> None:
-        self.stages = sorted(stages, key=lambda s: s[0])
+    def __init__(
+        self,
+        prescreen_gate: float,
+        sweep_gate: float,
+        final_floor: float,
+        final_floor_from_epoch: int,
+        direction: str = "maximize",
+    ) -> None:
+        if direction not in ("maximize", "minimize"):
+            raise ValueError(f"direction must be maximize or minimize, got {direction!r}")
+        self.thresholds = {PRESCREEN: prescreen_gate, SWEEP: sweep_gate, FINAL: final_floor}
+        self.final_from = final_floor_from_epoch
+        self.direction = direction
 
-    def prune(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> bool:
-        step = trial.last_step
-        if step is None:
+    def passes(self, stage: str, value: float, epoch: int = 0) -> bool:
+        """The gate decision itself (pure; :meth:`prune` applies it to a trial)."""
+        if not math.isfinite(value):
             return False
-        current: BasePruner = NopPruner()
-        for first, pruner in self.stages:
-            if step >= first:
-                current = pruner
-        return current.prune(study, trial)
-
-
-class _AtStep(BasePruner):
-    """Applies ``inner`` only at exactly ``step`` (the two sweep gates are single decisions)."""
-
-    def __init__(self, step: int, inner: BasePruner) -> None:
-        self.step, self.inner = step, inner
+        if stage == FINAL and epoch < self.final_from:
+            return True
+        limit = self.thresholds[stage]
+        return value >= limit if self.direction == "maximize" else value <= limit
 
     def prune(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> bool:
-        return trial.last_step == self.step and self.inner.prune(study, trial)
+        gate: dict[str, Any] | None = trial.user_attrs.get(GATE_ATTR)
+        if not gate:
+            return False
+        value = gate.get("value")
+        value = float("nan") if value is None else float(value)
+        return not self.passes(gate["stage"], value, int(gate.get("epoch", 0)))
 
 
-def gate_pruner(
-    prescreen_gate: float, sweep_gate: float, final_floor: float, final_floor_from_epoch: int
-) -> StagedPruner:
-    """The pruner that implements a preset's three gates."""
-    return StagedPruner(
-        [
-            (STEP_PRESCREEN, _AtStep(STEP_PRESCREEN, ThresholdPruner(lower=prescreen_gate))),
-            (STEP_SWEEP, _AtStep(STEP_SWEEP, ThresholdPruner(lower=sweep_gate))),
-            (
-                STEP_FINAL0,
-                ThresholdPruner(lower=final_floor, n_warmup_steps=STEP_FINAL0 + final_floor_from_epoch),
-            ),
-        ]
-    )
+def gate(trial: optuna.Trial, stage: str, value: float, epoch: int = 0) -> bool:
+    """Publish ``value`` as the trial's current gate and return True when the pruner rejects it."""
+    v = float(value)
+    trial.set_user_attr(GATE_ATTR, {"stage": stage, "value": v if math.isfinite(v) else None, "epoch": epoch})
+    return trial.should_prune()
 
 
-def pruner_for(preset) -> StagedPruner:
-    return gate_pruner(
+def pruner_for(preset) -> GatePruner:
+    return GatePruner(
         preset.prescreen_gate, preset.sweep_gate, preset.final_floor, preset.final_floor_from_epoch
     )

@@ -1,15 +1,24 @@
 """Turn a genome into a fitness (spec §6-8): integrity check, batched LR sweep, final run.
 
-Stages, each decided by the trial's pruner (see :mod:`nosplug.evaluation.pruners`):
+Stages, each gate decided by the trial's pruner (see :mod:`nosplug.evaluation.pruners`):
 
-1. integrity check (shifted sphere + decay check); a failure ends the evaluation;
-2. pre-screen: the preset's pre-screen rates trained side by side in one grouped model;
-   reported at step 0 (best training accuracy), pruned below ``prescreen_gate``;
-3. sweep: the remaining rates likewise; the best of all rates is reported at step 1 and pruned
-   below ``sweep_gate``; the best rate is chosen;
-4. final run at that rate with GraphOptimizer and the paper's schedule; epoch-mean training
-   accuracy reported from step 2 on; when the pruner says stop (the training floor, or NaN),
-   training stops but the trial is *not* rejected: fitness is the best validation accuracy.
+1. integrity check (shifted sphere + decay check); a failure rejects the candidate (``pruned``
+   at stage ``integrity``);
+2. pre-screen: the preset's pre-screen rates trained side by side in one grouped model; pruned
+   when their best training accuracy is below ``prescreen_gate`` (``nonfinite`` instead when
+   every rate diverged);
+3. sweep: the remaining rates likewise; pruned when the best of all rates is below
+   ``sweep_gate``; the best rate is chosen;
+4. final run at that rate with GraphOptimizer and the paper's schedule. The validation accuracy
+   after each epoch is reported as the trial's intermediate value at that training step (the
+   curve optuna-dashboard plots; fitness is its maximum); the epoch-mean training accuracy is
+   kept in ``train_curve``. When the training floor gate says stop, or the loss or an update
+   turns non-finite (Keras' TerminateOnNaN in the paper), training stops but the candidate is
+   *not* rejected: fitness is the best validation accuracy so far. Only a run that diverges
+   before its first validation has no fitness (``nonfinite``).
+
+An exception is not an outcome of the candidate: it propagates to the caller (a study worker
+records it as a crash and retries).
 """
 
 from __future__ import annotations
@@ -26,7 +35,7 @@ from torch import nn
 
 from nosplug.evaluation.batched import BatchedProgramOptimizer, GroupedConvNet, GroupedMLP
 from nosplug.evaluation.presets import EvalPreset, get_preset
-from nosplug.evaluation.pruners import STEP_FINAL0, STEP_PRESCREEN, STEP_SWEEP, pruner_for
+from nosplug.evaluation.pruners import FINAL, PRESCREEN, SWEEP, gate, pruner_for
 from nosplug.genome.model import Genome
 from nosplug.optim.graph_optimizer import GraphOptimizer
 from nosplug.optim.program import compile_genome
@@ -39,7 +48,7 @@ Progress = Callable[[str, dict[str, Any]], None]
 class EvalResult:
     """Everything an evaluation learned; stored as trial user attributes by studies."""
 
-    status: str  # "complete" | "pruned" | "failed"
+    status: str  # "complete" | "pruned" (a gate rejected it) | "nonfinite" (diverged, no fitness)
     fitness: float | None
     stage: str  # last stage reached: integrity | prescreen | sweep | final
     reason: str
@@ -47,6 +56,7 @@ class EvalResult:
     lr_accuracies: dict[str, float] = field(default_factory=dict)
     chosen_lr: float | None = None
     val_curve: list[float] = field(default_factory=list)
+    val_steps: list[int] = field(default_factory=list)  # training steps done at each validation
     train_curve: list[float] = field(default_factory=list)
     final_steps_run: int = 0
     flip: bool = False
@@ -108,6 +118,15 @@ def validation_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, chun
 BATCHED_MAX_BASE = 8
 
 
+@dataclass
+class SweepResult:
+    """Per rate: the best epoch-mean training accuracy, and whether the run diverged (its loss
+    or update turned non-finite) before the sweep's end."""
+
+    accuracies: list[float]
+    diverged: list[bool]
+
+
 def sweep(
     genome: Genome,
     lrs: Sequence[float],
@@ -115,7 +134,7 @@ def sweep(
     preset: EvalPreset,
     seed: int = 0,
     progress: Progress | None = None,
-) -> list[float]:
+) -> SweepResult:
     """The sweep in the preset's mode; both modes give the same result per rate (tested)."""
     mode = preset.sweep_mode
     if mode == "auto":
@@ -123,7 +142,12 @@ def sweep(
         mode = "batched" if preset.surrogate != "convnet" or base <= BATCHED_MAX_BASE else "sequential"
     if mode == "batched":
         return sweep_batched(genome, lrs, data, preset, seed, progress)
-    return [sweep_single(genome, lr, data, preset, seed) for lr in lrs]
+    return _sequential(genome, lrs, data, preset, seed, progress)
+
+
+def _sequential(genome, lrs, data, preset, seed, progress) -> SweepResult:
+    runs = [sweep_single(genome, lr, data, preset, seed, progress) for lr in lrs]
+    return SweepResult([a for a, _ in runs], [d for _, d in runs])
 
 
 def sweep_batched(
@@ -133,19 +157,20 @@ def sweep_batched(
     preset: EvalPreset,
     seed: int = 0,
     progress: Progress | None = None,
-) -> list[float]:
+) -> SweepResult:
     """Best epoch-mean training accuracy of each rate, all rates trained as one grouped model."""
     k = len(lrs)
     single = build_single(preset, data.input_shape, data.num_classes, seed)
     grouped = build_grouped(preset, single, k, data.num_classes)
     if grouped is None:
-        return [sweep_single(genome, lr, data, preset, seed) for lr in lrs]
+        return _sequential(genome, lrs, data, preset, seed, progress)
     program = compile_genome(genome)
     gen = torch.Generator().manual_seed(seed)
     opt = BatchedProgramOptimizer(list(grouped.parameters()), program, lrs, preset.schedule_steps, gen)
     batches = _batches(data, preset, seed)
     best = [0.0] * k
     stopped = [False] * k
+    diverged = [False] * k
     correct = torch.zeros(k)
     seen = 0
     torch.manual_seed(seed + 1)  # dropout masks
@@ -161,14 +186,19 @@ def sweep_batched(
         with torch.no_grad():
             correct += (logits.argmax(-1) == y.unsqueeze(1)).float().sum(0)
             seen += len(y)
+        for i in torch.nonzero(~torch.isfinite(losses) & opt.alive).flatten().tolist():
+            diverged[i] = True
         for i in torch.nonzero(~finite).flatten().tolist():
             opt.freeze(i)
+        alive_before = opt.alive.clone()
         opt.step(
             warmup_hold_cosine_factor(t, preset.schedule_steps, preset.warmup_steps, preset.hold_steps),
             cycled_momentum(t, preset.schedule_steps, preset.warmup_steps, preset.hold_steps)
             if preset.cycle_momentum
             else 0.9,
         )
+        for i in torch.nonzero(alive_before & ~opt.alive).flatten().tolist():
+            diverged[i] = True  # the step froze it: its update turned non-finite
         if (t + 1) % preset.sweep_epoch_steps == 0 or t + 1 == preset.sweep_steps:
             epoch = t // preset.sweep_epoch_steps
             accs = (correct / max(1, seen)).tolist()
@@ -188,11 +218,14 @@ def sweep_batched(
                 progress("sweep_epoch", {"lrs": list(lrs), "accuracies": accs, "epoch": epoch})
             if all(stopped):
                 break
-    return best
+    return SweepResult(best, diverged)
 
 
-def sweep_single(genome: Genome, lr: float, data, preset: EvalPreset, seed: int = 0) -> float:
-    """One sweep run on its own (the reference the batched sweep is tested against)."""
+def sweep_single(
+    genome: Genome, lr: float, data, preset: EvalPreset, seed: int = 0, progress: Progress | None = None
+) -> tuple[float, bool]:
+    """One sweep run on its own (the reference the batched sweep is tested against):
+    (best epoch-mean training accuracy, whether it diverged)."""
     model = build_single(preset, data.input_shape, data.num_classes, seed)
     opt = GraphOptimizer(
         model.parameters(), genome, lr=lr, total_steps=preset.schedule_steps, nonfinite="skip", seed=seed
@@ -212,25 +245,47 @@ def sweep_single(genome: Genome, lr: float, data, preset: EvalPreset, seed: int 
         logits = model(x)
         loss = nn.functional.cross_entropy(logits, y)
         if not math.isfinite(loss.item()):
-            break
+            return best, True
         opt.zero_grad()
         loss.backward()
         opt.step()
         sched.step()
         if opt.last_step_nonfinite:
-            break
+            return best, True
         correct += (logits.argmax(-1) == y).float().sum().item()
         seen += len(y)
         if (t + 1) % preset.sweep_epoch_steps == 0 or t + 1 == preset.sweep_steps:
+            epoch = t // preset.sweep_epoch_steps
             acc = correct / max(1, seen)
             best = max(best, acc)
             correct, seen = 0.0, 0
-            if t // preset.sweep_epoch_steps >= preset.run_gate_from_epoch and acc < preset.run_gate:
+            if progress:
+                progress("sweep_epoch", {"lrs": [lr], "accuracies": [acc], "epoch": epoch})
+            if epoch >= preset.run_gate_from_epoch and acc < preset.run_gate:
                 break
-    return best
+    return best, False
 
 
 # ----------------------------------------------------------------------------------- final run
+@dataclass
+class FinalRun:
+    """A final training run: validation accuracy after each epoch (and the training step it was
+    taken at), epoch-mean training accuracy, steps trained, and why it stopped."""
+
+    val_curve: list[float]
+    val_steps: list[int]
+    train_curve: list[float]
+    steps: int
+    why: str
+    diverged: bool
+
+    @property
+    def best(self) -> float | None:
+        """Fitness: the best validation accuracy, None when the run diverged before any."""
+        finite = [v for v in self.val_curve if math.isfinite(v)]
+        return max(finite) if finite else None
+
+
 def final_run(
     genome: Genome,
     lr: float,
@@ -239,8 +294,9 @@ def final_run(
     trial: optuna.Trial,
     seed: int = 0,
     progress: Progress | None = None,
-) -> tuple[float, list[float], list[float], int, str]:
-    """Train at ``lr``; returns (best val acc, val curve, train curve, steps, why it stopped)."""
+) -> FinalRun:
+    """Train at ``lr``; validation accuracy goes to ``trial`` as the intermediate value at each
+    epoch's training step, and the floor gate is asked after every epoch."""
     model = build_single(preset, data.input_shape, data.num_classes, seed)
     opt = GraphOptimizer(
         model.parameters(), genome, lr=lr, total_steps=preset.schedule_steps, nonfinite="skip", seed=seed
@@ -253,43 +309,43 @@ def final_run(
         cycle_momentum=preset.cycle_momentum,
     )
     batches = _batches(data, preset, seed)
-    val_curve: list[float] = []
-    train_curve: list[float] = []
+    run = FinalRun([], [], [], 0, "completed", False)
     correct, seen = 0.0, 0
-    why = "completed"
     torch.manual_seed(seed + 1)
-    t = 0
     for t in range(preset.final_steps):
         x, y = batches.next()
         logits = model(x)
         loss = nn.functional.cross_entropy(logits, y)
-        nan = not math.isfinite(loss.item())
-        if not nan:
+        if not math.isfinite(loss.item()):
+            run.diverged = True
+        else:
             opt.zero_grad()
             loss.backward()
             opt.step()
             sched.step()
-            nan = opt.last_step_nonfinite
-            correct += (logits.argmax(-1) == y).float().sum().item()
-            seen += len(y)
-        end_of_epoch = (t + 1) % preset.final_epoch_steps == 0 or t + 1 == preset.final_steps
-        if nan or end_of_epoch:
+            run.diverged = opt.last_step_nonfinite
+        if run.diverged:  # as TerminateOnNaN: stop at once, no validation of the partial epoch
+            run.steps = t
+            run.why = "non-finite loss or update (terminated)"
+            break
+        run.steps = t + 1
+        correct += (logits.argmax(-1) == y).float().sum().item()
+        seen += len(y)
+        if (t + 1) % preset.final_epoch_steps == 0 or t + 1 == preset.final_steps:
             epoch = t // preset.final_epoch_steps
-            acc = float("nan") if nan else correct / max(1, seen)
-            train_curve.append(acc)
-            val_curve.append(validation_accuracy(model, data.val_x, data.val_y))
+            acc = correct / max(1, seen)
+            val = validation_accuracy(model, data.val_x, data.val_y)
+            run.train_curve.append(acc)
+            run.val_curve.append(val)
+            run.val_steps.append(t + 1)
             correct, seen = 0.0, 0
-            trial.report(acc, STEP_FINAL0 + epoch)
+            trial.report(val, t + 1)
             if progress:
-                progress("final_epoch", {"epoch": epoch, "train_acc": acc, "val_acc": val_curve[-1]})
-            if nan:
-                why = "non-finite loss or update (terminated)"
+                progress("final_epoch", {"epoch": epoch, "train_acc": acc, "val_acc": val})
+            if gate(trial, FINAL, acc, epoch):
+                run.why = f"training accuracy {acc:.3f} below the floor {preset.final_floor} (stopped early)"
                 break
-            if trial.should_prune():
-                why = f"training accuracy {acc:.3f} below the floor {preset.final_floor} (stopped early)"
-                break
-    best = max((v for v in val_curve if math.isfinite(v)), default=0.0)
-    return best, val_curve, train_curve, t + 1, why
+    return run
 
 
 # ----------------------------------------------------------------------------------- entry point
@@ -320,7 +376,7 @@ def evaluate_genome(
     if own_study is not None:
         state = {"complete": optuna.trial.TrialState.COMPLETE, "pruned": optuna.trial.TrialState.PRUNED}.get(
             result.status, optuna.trial.TrialState.FAIL
-        )
+        )  # the same mapping as nosplug.study.trials.state_for
         own_study.tell(
             trial, result.fitness if state == optuna.trial.TrialState.COMPLETE else None, state=state
         )
@@ -340,29 +396,26 @@ def _evaluate(
         if progress:
             progress("integrity", integrity)
         if not check.passed:
-            return EvalResult("failed", None, "integrity", f"integrity check: {check.reason}", integrity)
+            return EvalResult("pruned", None, "integrity", f"integrity check: {check.reason}", integrity)
         flip = check.flip
         genome = apply_flip(genome, check)
     accs: dict[str, float] = {}
     pre = sweep(genome, preset.prescreen_lrs, data, preset, seed, progress)
-    accs.update({repr(lr): a for lr, a in zip(preset.prescreen_lrs, pre)})
-    trial.report(max(pre), STEP_PRESCREEN)
-    if trial.should_prune():
-        return EvalResult(
-            "pruned",
-            None,
-            "prescreen",
-            f"pre-screen: best training accuracy {max(pre):.3f} < {preset.prescreen_gate}",
-            integrity,
-            accs,
-            flip=flip,
-        )
-    rest = sweep(genome, preset.sweep_lrs, data, preset, seed, progress) if preset.sweep_lrs else []
-    accs.update({repr(lr): a for lr, a in zip(preset.sweep_lrs, rest)})
-    all_lrs, all_accs = list(preset.all_lrs), [*pre, *rest]
+    accs.update({repr(lr): a for lr, a in zip(preset.prescreen_lrs, pre.accuracies)})
+    best_pre = max(pre.accuracies)
+    if gate(trial, PRESCREEN, best_pre):
+        if all(pre.diverged):
+            status, why = "nonfinite", "pre-screen: every rate diverged (non-finite loss or update)"
+        else:
+            status = "pruned"
+            why = f"pre-screen: best training accuracy {best_pre:.3f} < {preset.prescreen_gate}"
+        return EvalResult(status, None, "prescreen", why, integrity, accs, flip=flip)
+    rest = sweep(genome, preset.sweep_lrs, data, preset, seed, progress) if preset.sweep_lrs else None
+    if rest is not None:
+        accs.update({repr(lr): a for lr, a in zip(preset.sweep_lrs, rest.accuracies)})
+    all_lrs, all_accs = list(preset.all_lrs), [*pre.accuracies, *(rest.accuracies if rest else [])]
     best_i = max(range(len(all_accs)), key=lambda i: all_accs[i])
-    trial.report(all_accs[best_i], STEP_SWEEP)
-    if trial.should_prune():
+    if gate(trial, SWEEP, all_accs[best_i]):
         return EvalResult(
             "pruned",
             None,
@@ -373,7 +426,20 @@ def _evaluate(
             flip=flip,
         )
     lr = all_lrs[best_i]
-    fitness, val_curve, train_curve, steps, why = final_run(genome, lr, data, preset, trial, seed, progress)
+    run = final_run(genome, lr, data, preset, trial, seed, progress)
+    status = "complete" if run.best is not None else "nonfinite"
+    why = run.why if run.best is not None else "final run: diverged before its first validation"
     return EvalResult(
-        "complete", fitness, "final", why, integrity, accs, lr, val_curve, train_curve, steps, flip
+        status,
+        run.best,
+        "final",
+        why,
+        integrity,
+        accs,
+        lr,
+        run.val_curve,
+        run.val_steps,
+        run.train_curve,
+        run.steps,
+        flip,
     )

@@ -100,7 +100,7 @@ def build_report(
     from nosplug.search.particle_ga import EVOLUTION
     from nosplug.search.plan import derived_seed
     from nosplug.study.export import trial_rows
-    from nosplug.study.runner import ELIMINATION, GA, best, context, load, plan_state
+    from nosplug.study.runner import ELIMINATION, GA, best, context, load, plan_state, ranking_stage
     from nosplug.study.trials import KIND_ATTR
 
     emit = on_event or (lambda e: None)
@@ -129,9 +129,8 @@ def build_report(
     if kind != GA:
         raise ReportError(f"study {name!r} has kind {kind!r}; `nosplug report` reports particle-GA searches")
     ctx = context(study)
-    top_trials, best_stage = best(study, top, stage=EVOLUTION), EVOLUTION
-    if not top_trials:
-        top_trials, best_stage = best(study, top), "init"
+    best_stage = ranking_stage(study)
+    top_trials = best(study, top, stage=best_stage)
     if not top_trials:
         raise ReportError(
             f"study {name!r} has no finished evaluation with a fitness yet; "

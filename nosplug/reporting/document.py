@@ -11,6 +11,8 @@ import base64
 import html as h
 from typing import TYPE_CHECKING
 
+from nosplug.study.runner import RANKING_RULE
+
 if TYPE_CHECKING:
     from nosplug.reporting.build import Report
     from nosplug.reporting.compare import Result
@@ -77,7 +79,7 @@ def markdown(report: Report) -> str:
     out += [f"## {title}", "", f"![{title}]({report.figures['fitness'].name})", "", text, ""]
 
     stage = " (evolution stage)" if report.best_stage == "evolution" else " (initial population stage)"
-    out += [f"## Best {len(report.best)} genomes{stage}", ""]
+    out += [f"## Best {len(report.best)} genomes{stage}", "", f"Genomes are {RANKING_RULE}.", ""]
     out += [
         "| rank | fitness | chosen lr | momentum | key | hash | formula |",
         "|---|---|---|---|---|---|---|",
@@ -155,6 +157,7 @@ def html(report: Report) -> str:
     stage = " (evolution stage)" if report.best_stage == "evolution" else " (initial population stage)"
     parts += [
         f"<h2>Best {len(report.best)} genomes{e(stage)}</h2>",
+        f"<p>Genomes are {e(RANKING_RULE)}.</p>",
         "<table><tr><th>rank</th><th>fitness</th><th>chosen lr</th><th>momentum</th><th>key</th>"
         "<th>hash</th><th>formula</th></tr>",
     ]

@@ -17,8 +17,13 @@ from typing import Any, Protocol
 
 from nosplug.genome.model import Genome
 
-#: Result statuses of a finished evaluation (from :class:`~nosplug.evaluation.training.EvalResult`).
-COMPLETE, PRUNED, FAILED = "complete", "pruned", "failed"
+#: Result statuses of a finished evaluation (from :class:`~nosplug.evaluation.training.EvalResult`):
+#: trained to the end, rejected by a gate (integrity check, pre-screen, sweep), or diverged
+#: (non-finite) before it produced a fitness. ``failed`` is how studies written by nosplug 0.1
+#: recorded gate rejections and crashes alike. A *crash* (an exception) is not a result: its
+#: trial is kept for the record but does not stand for its key, which is planned again.
+COMPLETE, PRUNED, NONFINITE, FAILED = "complete", "pruned", "nonfinite", "failed"
+CRASHED = "crashed"
 
 
 @dataclass(frozen=True)
@@ -40,7 +45,7 @@ class Record:
     key: str
     genome: Genome
     finished: bool
-    status: str | None = None  # COMPLETE | PRUNED | FAILED once finished
+    status: str | None = None  # COMPLETE | PRUNED | NONFINITE (| FAILED in old studies) once finished
     fitness: float | None = None
     chosen_lr: float | None = None
     number: int | None = None  # the Optuna trial number

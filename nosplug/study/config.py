@@ -55,6 +55,7 @@ _SCHEMA: dict[str, dict[str, tuple[tuple[type, ...], Any]]] = {
         "heartbeat_seconds": ((float, int), 5.0),
         "lease_seconds": ((float, int), 60.0),
         "poll_seconds": ((float, int), 1.0),
+        "retries": ((int,), 1),
     },
     "elimination": {
         "top": ((int,), 50),
@@ -172,6 +173,8 @@ def _check_ranges(c: dict[str, Any]) -> None:
     w = c["workers"]
     if w["threads"] < 0:
         raise ConfigError("workers.threads: must be 0 (automatic) or positive")
+    if w["retries"] < 0:
+        raise ConfigError("workers.retries: must be 0 or more (how often a crashed evaluation is retried)")
     if w["heartbeat_seconds"] <= 0 or w["lease_seconds"] <= 2 * w["heartbeat_seconds"]:
         raise ConfigError("workers.lease_seconds: must exceed twice workers.heartbeat_seconds (> 0)")
     for key in ("top", "repeats"):

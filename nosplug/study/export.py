@@ -14,9 +14,10 @@ import optuna
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from nosplug.errors import UserError
 from nosplug.study import trials as T
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: outcome statuses nonfinite/crashed, error, train_curve; val curve by step
 
 SCHEMA = pa.schema(
     [
@@ -36,10 +37,12 @@ SCHEMA = pa.schema(
         ("repeat", pa.int64()),
         ("genome_json", pa.string()),
         ("canonical_hash", pa.string()),
+        ("planned_hash", pa.string()),
         ("formula", pa.string()),
         ("status", pa.string()),
         ("fitness", pa.float64()),
         ("reason", pa.string()),
+        ("error", pa.string()),
         ("eval_stage", pa.string()),
         ("integrity_passed", pa.bool_()),
         ("integrity_lr", pa.float64()),
@@ -60,6 +63,7 @@ SCHEMA = pa.schema(
         ("datetime_complete", pa.timestamp("us", tz="UTC")),
         ("intermediate_steps", pa.list_(pa.int64())),
         ("intermediate_values", pa.list_(pa.float64())),
+        ("train_curve", pa.list_(pa.float64())),
     ],
     metadata={"nosplug.parquet_schema": str(SCHEMA_VERSION)},
 )
@@ -71,6 +75,7 @@ def trial_rows(study: optuna.Study) -> list[dict[str, Any]]:
     for t in study.get_trials(deepcopy=False):
         a = t.user_attrs
         integ = a.get("integrity") or {}
+        evaluated = T.evaluated_genome(a) if T.GENOME in a else None  # with the integrity check's flip
         sweep = a.get("lr_accuracies") or {}
         lrs = sorted(sweep, key=float, reverse=True)
         rows.append(
@@ -89,12 +94,14 @@ def trial_rows(study: optuna.Study) -> list[dict[str, Any]]:
                 "parent": a.get("parent"),
                 "source": a.get("source"),
                 "repeat": a.get("repeat"),
-                "genome_json": a.get(T.GENOME),
-                "canonical_hash": a.get(T.HASH),
-                "formula": a.get(T.FORMULA),
+                "genome_json": evaluated.to_json() if evaluated else None,
+                "canonical_hash": evaluated.canonical_hash() if evaluated else None,
+                "planned_hash": a.get(T.HASH),
+                "formula": evaluated.formula() if evaluated else None,
                 "status": a.get(T.STATUS),
                 "fitness": a.get(T.FITNESS),
                 "reason": a.get(T.REASON),
+                "error": a.get(T.ERROR),
                 "eval_stage": a.get("eval_stage"),
                 "integrity_passed": integ.get("passed"),
                 "integrity_lr": integ.get("lr"),
@@ -115,6 +122,7 @@ def trial_rows(study: optuna.Study) -> list[dict[str, Any]]:
                 "datetime_complete": t.datetime_complete,
                 "intermediate_steps": sorted(t.intermediate_values),
                 "intermediate_values": [t.intermediate_values[s] for s in sorted(t.intermediate_values)],
+                "train_curve": a.get(T.TRAIN_CURVE),
             }
         )
     return rows
@@ -129,8 +137,43 @@ def export_parquet(study: optuna.Study, out: str | Path) -> int:
                 r[col] = r[col].astimezone()  # Optuna stores naive local times
     table = pa.Table.from_pylist(rows, schema=SCHEMA)
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
     tmp = out.with_name(out.name + ".tmp")
-    pq.write_table(table, tmp)
-    tmp.replace(out)  # never leave a half-written file under the requested name
+    try:
+        if out.is_dir():
+            raise IsADirectoryError(f"{out} is a folder")
+        made = _make_parents(out.parent)
+        try:
+            pq.write_table(table, tmp)
+            tmp.replace(out)  # never leave a half-written file under the requested name
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            for d in reversed(made):  # folders this call created, innermost first
+                d.rmdir()
+            raise
+    except OSError as exc:
+        raise ExportError(f"cannot write {out}: {exc.strerror or exc}") from None
     return table.num_rows
+
+
+class ExportError(UserError):
+    """The Parquet file cannot be written where asked (nothing is left behind)."""
+
+
+def _make_parents(folder: Path) -> list[Path]:
+    """Create ``folder`` and its missing parents; returns the ones created, outermost first."""
+    missing = []
+    while not folder.exists():
+        missing.append(folder)
+        if folder.parent == folder:
+            break
+        folder = folder.parent
+    made: list[Path] = []
+    try:
+        for d in reversed(missing):
+            d.mkdir()
+            made.append(d)
+    except OSError:
+        for d in reversed(made):
+            d.rmdir()
+        raise
+    return made

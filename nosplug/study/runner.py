@@ -15,13 +15,12 @@ the genome, so an interrupted and resumed study ends with the same trials as an 
 
 from __future__ import annotations
 
-import contextlib
 import os
 import socket
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -30,12 +29,13 @@ import optuna
 import torch
 from optuna.trial import FrozenTrial, TrialState
 
-from nosplug.errors import UserError
+from nosplug.errors import EvaluationCrashError, UserError
 from nosplug.evaluation.presets import EvalPreset
 from nosplug.genome.model import Genome
 from nosplug.search.elimination import Candidate, Elimination, Stage
 from nosplug.search.particle_ga import EVOLUTION, ParticleGA
-from nosplug.search.plan import COMPLETE, FAILED, PlanResult, Record
+from nosplug.search.plan import COMPLETE, CRASHED, NONFINITE, PlanResult, Record
+from nosplug.study import optuna_adapter as oa
 from nosplug.study import trials as T
 from nosplug.study.config import ConfigError, StudyConfig, stage_preset
 from nosplug.study.locks import planning_lock
@@ -51,6 +51,20 @@ class StudyNotFoundError(LookupError, UserError):
 
 class StudyExistsError(ValueError, UserError):
     """``study create`` would overwrite an existing study."""
+
+
+class NotASearchError(UserError):
+    """A search command was given a study of another kind (an amalgamation run)."""
+
+
+class PreflightError(UserError):
+    """Something that would make every evaluation fail (missing data, a bad surrogate option);
+    found once, before the first trial."""
+
+
+class TrialLostError(Exception):
+    """This worker no longer holds its trial (heartbeats failed for a lease, or another worker
+    reclaimed it); the evaluation stops because the trial will be handed out again."""
 
 
 # ----------------------------------------------------------------------------- create / load
@@ -71,6 +85,7 @@ def create_study(
         raw = dict(cfg.raw)
         raw["study"] = {**raw["study"], "name": name}
         cfg = StudyConfig(raw, cfg.source)
+    _check_models(cfg)
     if exist_ok and cfg.name in study_names(open_storage(storage_url(storage))):
         existing = load(cfg.name, storage)
         if existing.user_attrs.get(T.CONFIG_ATTR) != _jsonable(cfg.raw):
@@ -80,6 +95,26 @@ def create_study(
             )
         return existing
     return _create(cfg.name, storage, GA, cfg.raw)
+
+
+def _check_models(cfg: StudyConfig) -> None:
+    """Before anything is written: the dataset is registered and every stage's model builds with
+    its options (the data itself may live only on the workers' machines, so it is not loaded)."""
+    from nosplug.primitives.registry import registry
+
+    try:
+        spec = registry().get("datasets", cfg.raw["data"]["dataset"])
+    except UserError as exc:
+        raise ConfigError(f"data.dataset: {exc}") from None
+    stages = dict(cfg.stages)
+    for i, st in enumerate(cfg.raw["elimination"]["stages"]):
+        stages[f"elimination.stages[{i}]"] = stage_preset(
+            {k: v for k, v in st.items() if k not in ("name", "keep")}, f"elimination.stages[{i}]"
+        )
+    try:
+        check_stage_models(stages, spec.input_shape, spec.num_classes)
+    except PreflightError as exc:
+        raise ConfigError(str(exc).removeprefix("evaluation.elimination.")) from None
 
 
 def _jsonable(raw: dict[str, Any]) -> Any:
@@ -180,7 +215,34 @@ def context(study: optuna.Study) -> StudyContext:
         ]
         planner = Elimination(cands, stages, raw["repeats"], raw["study"]["seed"])
         return StudyContext(study, kind, raw, planner, presets)
-    raise UserError(f"study {study.study_name!r} has unknown nosplug kind {kind!r}")
+    raise NotASearchError(
+        f"study {study.study_name!r} is an {kind} run, not a search or elimination study"
+        + ("; use `nosplug amalgamate` commands with it" if kind == "amalgamation" else "")
+    )
+
+
+# ----------------------------------------------------------------------------- preflight
+def check_stage_models(presets: dict[str, EvalPreset], input_shape, num_classes: int) -> None:
+    """Build each stage's model once: an unknown surrogate or option fails here, named by stage."""
+    from nosplug.evaluation.training import build_single
+
+    for stage, preset in presets.items():
+        try:
+            build_single(preset, input_shape, num_classes, seed=0)
+        except Exception as exc:
+            raise PreflightError(f"evaluation.{stage}: {_first_line(exc)}") from exc
+
+
+def preflight(ctx: StudyContext) -> None:
+    """Find, before the first trial, what would make every evaluation of the study fail."""
+    try:
+        data = ctx.data()
+    except Exception as exc:
+        raise PreflightError(f"study {ctx.name!r} cannot run: data: {_first_line(exc)}") from exc
+    try:
+        check_stage_models(ctx.presets, data.input_shape, data.num_classes)
+    except PreflightError as exc:
+        raise PreflightError(f"study {ctx.name!r} cannot run: {exc}") from exc
 
 
 # ----------------------------------------------------------------------------- reading
@@ -194,14 +256,42 @@ def plan_state(study: optuna.Study) -> PlanResult:
     return context(study).planner.plan(records(study))
 
 
-def best(study: optuna.Study, n: int = 10, stage: str | None = None) -> list[FrozenTrial]:
-    """The top ``n`` distinct genomes by fitness among finished evaluations (reused copies skipped)."""
-    seen: set[str] = set()
-    out: list[FrozenTrial] = []
+#: How ``study best``, ``nosplug report`` and every other ranking of a search's genomes rank:
+#: the words their headers print.
+RANKING_RULE = (
+    "ranked by fitness (best validation accuracy of the final run, the seeds of one evaluation) "
+    "within one stage: the evolution stage once it has results, else the initial population "
+    "(the stages train on different budgets, so their fitness values are not mixed)"
+)
+
+
+def ranking_stage(study: optuna.Study) -> str | None:
+    """The stage whose evaluations are ranked (see :data:`RANKING_RULE`); None for studies that
+    are not searches (their stages are elimination rounds, all of which count)."""
+    from nosplug.search.particle_ga import INIT
+
+    if study.user_attrs.get(T.KIND_ATTR, GA) != GA:
+        return None
+    scored = [t for t in _scored(study) if t.user_attrs.get(T.STAGE) == EVOLUTION]
+    return EVOLUTION if scored else INIT
+
+
+def _scored(study: optuna.Study) -> list[FrozenTrial]:
     live = T.live_trials(study.get_trials(deepcopy=False)).values()
-    done = [t for t in live if t.state == TrialState.COMPLETE and t.user_attrs.get(T.FITNESS) is not None]
+    return [t for t in live if t.state == TrialState.COMPLETE and t.user_attrs.get(T.FITNESS) is not None]
+
+
+def best(study: optuna.Study, n: int = 10, stage: str | None = None) -> list[FrozenTrial]:
+    """The top ``n`` distinct genomes by fitness among finished evaluations of ``stage`` (default:
+    :func:`ranking_stage`); reused copies and repeated genomes are skipped."""
+    if study.user_attrs.get(T.KIND_ATTR, GA) not in (GA, ELIMINATION):
+        context(study)  # raises NotASearchError with the study's kind
+    stage = stage or ranking_stage(study)
+    done = _scored(study)
     if stage is not None:
         done = [t for t in done if t.user_attrs.get(T.STAGE) == stage]
+    seen: set[str] = set()
+    out: list[FrozenTrial] = []
     for t in sorted(done, key=lambda t: (-t.user_attrs[T.FITNESS], t.number)):
         h = t.user_attrs.get(T.HASH)
         if h in seen:
@@ -289,9 +379,10 @@ class WorkerSummary:
     evaluated: int = 0
     reused: int = 0
     reclaimed: int = 0
+    crashed: int = 0  # evaluations that raised and were retried
+    lost: int = 0  # trials given up because the worker no longer held them
     done: bool = False
     seconds: float = 0.0
-    errors: list[str] = field(default_factory=list)
 
 
 class Worker:
@@ -321,13 +412,22 @@ class Worker:
         self.heartbeat = float(w["heartbeat_seconds"])
         self.lease = float(w["lease_seconds"])
         self.poll = float(w["poll_seconds"])
+        self.retries = int(w.get("retries", 1))  # configs stored by nosplug 0.1 lack it
         self.worker = T.worker_id()
         self.cache = T.GenomeCache()
         self._stage_studies: dict[str, optuna.Study] = {}
+        self._crashes: dict[str, int] = {}  # key -> crashes seen by this worker
 
     # -- loop ---------------------------------------------------------------------------
     def run(self) -> WorkerSummary:
+        """Work until the plan is done or ``max_trials`` evaluations were made.
+
+        Raises :class:`PreflightError` before the first trial when every evaluation would fail,
+        and :class:`~nosplug.errors.EvaluationCrashError` when an evaluation keeps raising after
+        ``workers.retries`` retries (the study is then not done; running it again retries).
+        """
         torch.set_num_threads(self.threads)
+        preflight(self.ctx)
         summary = WorkerSummary()
         start = time.perf_counter()
         while self.max_trials is None or summary.evaluated < self.max_trials:
@@ -357,13 +457,30 @@ class Worker:
             outcome = self._run_trial(picked)
             if outcome == "reused":
                 summary.reused += 1
-                continue
-            summary.evaluated += 1
-            if outcome == "error":
-                summary.errors.append(picked.user_attrs.get(T.KEY, "?"))
+            elif outcome == "lost":
+                summary.lost += 1
+            elif outcome == "crashed":
+                summary.crashed += 1
+                self._after_crash(picked)
+            else:
+                summary.evaluated += 1
         summary.seconds = time.perf_counter() - start
         self.on_event({"event": "stopped", "done": summary.done, "evaluated": summary.evaluated})
         return summary
+
+    def _after_crash(self, t: FrozenTrial) -> None:
+        """Retry a crashed key (it is planned again) or stop once it used up its retries."""
+        key = t.user_attrs[T.KEY]
+        n = self._crashes[key] = self._crashes.get(key, 0) + 1
+        stored = oa.reload(self.study, t).user_attrs
+        if n <= self.retries:
+            self.on_event({"event": "retry", "key": key, "attempt": n + 1, "error": stored.get(T.ERROR)})
+            return
+        raise EvaluationCrashError(
+            f"study {self.name!r}: trial {t.number} ({key}, genome {t.user_attrs.get(T.HASH)}) crashed "
+            f"{n} time{'s' if n > 1 else ''}: {stored.get(T.ERROR)} -- the study is not done; fix the "
+            f"cause and run it again (traceback: user attribute 'traceback' of trial {t.number})"
+        )
 
     def _records(self, trials: list[FrozenTrial]) -> dict[str, Record]:
         return {k: T.to_record(t, self.cache) for k, t in T.live_trials(trials).items()}
@@ -389,26 +506,18 @@ class Worker:
         return reused
 
     def _pop(self) -> FrozenTrial | None:
-        store = self.study._storage
-        sid = self.study._study_id
-        for t in sorted(
-            store.get_all_trials(sid, deepcopy=False, states=(TrialState.WAITING,)), key=lambda t: t.number
-        ):
+        for t in oa.waiting(self.study):
             if T.KEY not in t.user_attrs:
-                continue
-            try:
-                if store.set_trial_state_values(t._trial_id, TrialState.RUNNING):
-                    store.set_trial_user_attr(t._trial_id, T.WORKER, self.worker)
-                    store.set_trial_user_attr(t._trial_id, T.HEARTBEAT, time.time())
-                    return store.get_trial(t._trial_id)
-            except optuna.exceptions.UpdateFinishedTrialError:
-                continue
+                continue  # enqueued by another tool: not ours to run
+            if oa.claim(self.study, t):
+                oa.set_attr(self.study, t, T.WORKER, self.worker)
+                oa.set_attr(self.study, t, T.HEARTBEAT, time.time())
+                return oa.reload(self.study, t)
         return None
 
     # -- dead workers ------------------------------------------------------------------
     def _reclaim(self) -> int:
         """Mark RUNNING trials of dead workers as abandoned (FAIL); the planner re-issues their keys."""
-        store = self.study._storage
         n = 0
         now = time.time()
         for t in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
@@ -423,57 +532,65 @@ class Worker:
                 why = f"worker {who or '?'} " + (
                     "exited" if gone else f"sent no heartbeat for {now - last:.0f} s"
                 )
-                store.set_trial_user_attr(t._trial_id, T.ABANDONED, True)
-                store.set_trial_user_attr(
-                    t._trial_id, T.REASON, why + "; its evaluation was handed out again"
-                )
-                with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError):
-                    store.set_trial_state_values(t._trial_id, TrialState.FAIL)
+                oa.set_attr(self.study, t, T.ABANDONED, True)
+                oa.set_attr(self.study, t, T.REASON, why + "; its evaluation was handed out again")
+                oa.fail(self.study, t)
                 self.on_event({"event": "reclaimed", "key": t.user_attrs[T.KEY], "reason": why})
                 n += 1
         return n
 
     # -- one evaluation ------------------------------------------------------------------
     def _run_trial(self, t: FrozenTrial) -> str:
-        """Evaluate ``t`` and tell the result; returns "evaluated", "reused" or "error"."""
-        store = self.study._storage
+        """Evaluate ``t`` and tell the result.
+
+        Returns "evaluated", "reused", "crashed" (the evaluation raised: recorded on the trial,
+        which then stands for nothing, so its key is planned again) or "lost" (the trial was
+        taken away while it ran).
+        """
         attrs = t.user_attrs
         key, stage = attrs[T.KEY], attrs[T.STAGE]
         if self._finish_as_reused(t):
             return "reused"
         self.on_event({"event": "started", "key": key, "stage": stage, "formula": attrs.get(T.FORMULA)})
-        stop = threading.Event()
-        beat = threading.Thread(target=self._beat, args=(t._trial_id, stop), daemon=True)
+        stop, lost = threading.Event(), threading.Event()
+        beat = threading.Thread(target=self._beat, args=(t, stop, lost), daemon=True)
         beat.start()
-        ok = True
+        outcome = "evaluated"
         try:
-            result = self._evaluate(t)
+            result = self._evaluate(t, lost)
         except KeyboardInterrupt:
-            store.set_trial_user_attr(t._trial_id, T.ABANDONED, True)
-            store.set_trial_user_attr(
-                t._trial_id, T.REASON, "interrupted; its evaluation was handed out again"
-            )
-            with contextlib.suppress(optuna.exceptions.UpdateFinishedTrialError):
-                store.set_trial_state_values(t._trial_id, TrialState.FAIL)
+            oa.set_attr(self.study, t, T.ABANDONED, True)
+            oa.set_attr(self.study, t, T.REASON, "interrupted; its evaluation was handed out again")
+            oa.fail(self.study, t)
             raise
-        except Exception as exc:  # an evaluation bug must not kill the study: record it on the trial
+        except TrialLostError as exc:
+            self.on_event({"event": "lost", "key": key, "reason": str(exc)})
+            return "lost"
+        except Exception as exc:  # not a verdict on the candidate: recorded, retried, never ranked
             import traceback
 
-            ok = False
-            result = {"status": FAILED, "fitness": None, "reason": f"error: {type(exc).__name__}: {exc}"}
-            self.on_event({"event": "error", "key": key, "traceback": traceback.format_exc()})
+            outcome = "crashed"
+            error = f"{type(exc).__name__}: {_first_line(exc)}"
+            result = {
+                "status": CRASHED,
+                "fitness": None,
+                "reason": f"crashed: {error}",
+                T.ERROR: error,
+                T.TRACEBACK: traceback.format_exc()[-4000:],
+            }
+            self.on_event({"event": "crashed", "key": key, "error": error})
         finally:
             stop.set()
             beat.join()
         try:
             for k, v in result.items():
-                store.set_trial_user_attr(t._trial_id, k, v)
+                oa.set_attr(self.study, t, k, v)
             state = T.state_for(result["status"])
             value = result["fitness"] if state == TrialState.COMPLETE else None
             self.study.tell(t.number, value, state=state, skip_if_finished=False)
         except optuna.exceptions.UpdateFinishedTrialError:
             self.on_event({"event": "lost", "key": key, "reason": "the trial was reclaimed while it ran"})
-            return "evaluated" if ok else "error"
+            return "lost"
         self.on_event(
             {
                 "event": "finished",
@@ -481,11 +598,12 @@ class Worker:
                 "stage": stage,
                 "status": result["status"],
                 "fitness": result.get("fitness"),
+                "reason": result.get("reason"),
                 "duration": result.get("duration"),
                 "formula": attrs.get(T.FORMULA),
             }
         )
-        return "evaluated" if ok else "error"
+        return outcome
 
     def _finish_as_reused(self, t: FrozenTrial) -> bool:
         """Finish ``t`` with the result of an identical evaluation that finished meanwhile."""
@@ -495,27 +613,47 @@ class Worker:
                 continue
             if T.reuse_signature(other.user_attrs) != sig or T.STATUS not in other.user_attrs:
                 continue
-            store = self.study._storage
             for k in T.RESULT_ATTRS:
                 if k in other.user_attrs:
-                    store.set_trial_user_attr(t._trial_id, k, other.user_attrs[k])
-            store.set_trial_user_attr(t._trial_id, "duration", 0.0)
-            store.set_trial_user_attr(t._trial_id, T.REUSED_FROM, other.number)
+                    oa.set_attr(self.study, t, k, other.user_attrs[k])
+            oa.set_attr(self.study, t, "duration", 0.0)
+            oa.set_attr(self.study, t, T.REUSED_FROM, other.number)
             for step, value in other.intermediate_values.items():
-                store.set_trial_intermediate_value(t._trial_id, step, value)
+                oa.set_intermediate(self.study, t, step, value)
             value = other.value if other.state == TrialState.COMPLETE else None
             self.study.tell(t.number, value, state=other.state, skip_if_finished=False)
             self.on_event({"event": "reused", "key": t.user_attrs[T.KEY], "from": other.number})
             return True
         return False
 
-    def _beat(self, trial_id: int, stop: threading.Event) -> None:
-        store = self.study._storage
-        while not stop.wait(self.heartbeat):
-            with contextlib.suppress(Exception):
-                store.set_trial_user_attr(trial_id, T.HEARTBEAT, time.time())
+    def _beat(self, t: FrozenTrial, stop: threading.Event, lost: threading.Event) -> None:
+        """Stamp the trial every ``heartbeat`` seconds; set ``lost`` when it is no longer ours.
 
-    def _evaluate(self, t: FrozenTrial) -> dict[str, Any]:
+        A heartbeat that cannot be written for ``lease - heartbeat`` seconds means other workers
+        are about to judge this one dead and hand the trial out again, so it is given up before
+        that (as it is at once when the trial was already reclaimed).
+        """
+        last_ok = time.time()
+        while not stop.wait(self.heartbeat):
+            try:
+                oa.set_attr(self.study, t, T.HEARTBEAT, time.time())
+                now = oa.reload(self.study, t)
+            except Exception as exc:  # a storage hiccup: tolerated for less than a lease
+                if time.time() - last_ok > self.lease - self.heartbeat:
+                    self._lose(lost, f"no heartbeat could be written for {time.time() - last_ok:.0f} s: "
+                               f"{_first_line(exc)}")  # fmt: skip
+                    return
+                continue
+            if now.state != TrialState.RUNNING or now.user_attrs.get(T.ABANDONED):
+                self._lose(lost, "another worker reclaimed it")
+                return
+            last_ok = time.time()
+
+    def _lose(self, lost: threading.Event, reason: str) -> None:
+        self._lost_reason = reason
+        lost.set()
+
+    def _evaluate(self, t: FrozenTrial, lost: threading.Event) -> dict[str, Any]:
         from nosplug.evaluation.pruners import pruner_for
         from nosplug.evaluation.training import evaluate_genome, final_run
 
@@ -527,28 +665,32 @@ class Worker:
         study = self._stage_studies.get(stage)
         if study is None:
             study = self._stage_studies[stage] = optuna.load_study(
-                study_name=self.name, storage=self.study._storage, pruner=pruner_for(preset)
+                study_name=self.name, storage=oa.storage_of(self.study), pruner=pruner_for(preset)
             )
-        trial = optuna.Trial(study, t._trial_id)
+        trial = oa.live_trial(study, t)
         data = self.ctx.data()
+
+        def check(_what: str, _info: dict[str, Any]) -> None:  # called after every epoch
+            if lost.is_set():
+                raise TrialLostError(getattr(self, "_lost_reason", "lost"))
+
         if attrs.get(T.FIXED_LR) is not None:
             started = time.perf_counter()
-            best_acc, _val, _train, steps, why = final_run(
-                genome, float(attrs[T.FIXED_LR]), data, preset, trial, seed
-            )
+            run = final_run(genome, float(attrs[T.FIXED_LR]), data, preset, trial, seed, check)
             return {
-                "status": COMPLETE,
-                "fitness": best_acc,
-                "reason": why,
+                "status": COMPLETE if run.best is not None else NONFINITE,
+                "fitness": run.best,
+                "reason": run.why,
                 "eval_stage": "final",
                 "chosen_lr": float(attrs[T.FIXED_LR]),
-                "final_steps_run": steps,
+                "final_steps_run": run.steps,
+                T.TRAIN_CURVE: run.train_curve,
                 "duration": time.perf_counter() - started,
-            }
-        res = evaluate_genome(genome, data, preset, trial=trial, seed=seed)
+            }  # the validation curve was reported to the trial as it ran
+        res = evaluate_genome(genome, data, preset, trial=trial, seed=seed, progress=check)
         out = res.to_dict()
-        out.pop("val_curve", None)
-        out.pop("train_curve", None)
+        for k in ("val_curve", "val_steps"):
+            out.pop(k)
         out["eval_stage"] = out.pop("stage")
         return out
 

@@ -16,7 +16,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from nosplug.genome.model import Genome
-from nosplug.search.plan import COMPLETE, FAILED, PRUNED, Planned, Record
+from nosplug.search.plan import COMPLETE, CRASHED, FAILED, PRUNED, Planned, Record
 
 #: Study user attribute holding the normalised config (JSON).
 CONFIG_ATTR = "nosplug.config"
@@ -38,6 +38,12 @@ KEY, STAGE, GENOME, HASH, FORMULA, SEED, FIXED_LR = (
 WORKER, HEARTBEAT, ABANDONED = "worker", "heartbeat", "abandoned"
 # ... and when it finishes
 STATUS, FITNESS, REASON, REUSED_FROM = "status", "fitness", "reason", "reused_from"
+#: A crashed evaluation's error (first line) and the tail of its traceback.
+ERROR, TRACEBACK = "error", "traceback"
+#: Epoch-mean training accuracy at each validation point of the final run. The validation curve
+#: itself (what fitness is read from) is the trial's intermediate values, keyed by training step,
+#: which is what optuna-dashboard plots.
+TRAIN_CURVE = "train_curve"
 RESULT_ATTRS = (
     "status",
     "fitness",
@@ -49,6 +55,7 @@ RESULT_ATTRS = (
     "final_steps_run",
     "flip",
     "duration",
+    "train_curve",
 )
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 
@@ -77,13 +84,19 @@ def reuse_signature(attrs: dict[str, Any]) -> str:
     return f"{attrs.get(STAGE)}|{attrs.get(HASH)}|{attrs.get(SEED)}|{attrs.get(FIXED_LR)}"
 
 
+def stands_for_its_key(attrs: dict[str, Any]) -> bool:
+    """False for trials that produced no result: abandoned by a dead worker, or crashed. Their key
+    is planned again, so the evaluation is still owed."""
+    return KEY in attrs and not attrs.get(ABANDONED) and attrs.get(STATUS) != CRASHED
+
+
 def live_trials(trials: Iterable[FrozenTrial]) -> dict[str, FrozenTrial]:
-    """key -> the trial that stands for it (abandoned trials, whose worker died, are skipped)."""
+    """key -> the trial that stands for it (abandoned and crashed trials are skipped)."""
     out: dict[str, FrozenTrial] = {}
     for t in trials:
-        key = t.user_attrs.get(KEY)
-        if key is None or t.user_attrs.get(ABANDONED):
+        if not stands_for_its_key(t.user_attrs):
             continue
+        key = t.user_attrs[KEY]
         if key not in out or t.number < out[key].number:
             out[key] = t
     return out
@@ -136,6 +149,8 @@ def to_record(t: FrozenTrial, cache: GenomeCache) -> Record:
 
 
 def state_for(status: str) -> TrialState:
+    """Optuna's state for a result status: gate rejections are PRUNED; a non-finite run is FAIL
+    (Optuna's own rule for an objective that returns NaN), and so is a crash."""
     return {COMPLETE: TrialState.COMPLETE, PRUNED: TrialState.PRUNED}.get(status, TrialState.FAIL)
 
 
