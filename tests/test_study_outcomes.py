@@ -319,3 +319,45 @@ def test_the_primitive_registry_does_not_import_the_zoo() -> None:
     assert out.stdout.strip() == "False"
     text = (Path(ns.__file__).parent / "primitives" / "registry.py").read_text()
     assert not re.search(r"(from|import) nosplug\.zoo\b", text), "no import cycle registry -> zoo"
+
+
+def test_a_worker_whose_heartbeats_fail_stops_working_on_the_trial(tmp_path: Path, monkeypatch) -> None:
+    """Heartbeats that cannot be written for a lease mean the trial will be handed out again:
+    the worker gives it up at the next epoch boundary instead of finishing it in vain."""
+    import threading
+    import time
+
+    from nosplug.evaluation import training
+    from nosplug.study import optuna_adapter
+
+    calls = {"evaluations": 0}
+
+    def slow(genome, data, preset, *, trial=None, seed=0, progress=None):
+        calls["evaluations"] += 1
+        for _ in range(100 if calls["evaluations"] == 1 else 1):  # the first one runs ~20 s
+            time.sleep(0.2)
+            progress("final_epoch", {})
+        trial.report(0.5, 10)
+        return training.EvalResult("complete", 0.5, "final", "completed")
+
+    real = optuna_adapter.set_attr
+
+    def flaky(study, trial, key, value):  # the heartbeat thread's writes fail during the first trial
+        beat = threading.current_thread() is not threading.main_thread()
+        if key == "heartbeat" and beat and calls["evaluations"] == 1:
+            raise ConnectionError("storage unreachable")
+        real(study, trial, key, value)
+
+    monkeypatch.setattr(training, "evaluate_genome", slow)
+    monkeypatch.setattr(optuna_adapter, "set_attr", flaky)
+    cfg = write_config(tmp_path / "h.toml", name="h", init=2, particles=1, timesteps=1, mutations=1)
+    url = f"journal:{tmp_path / 'j.log'}"
+    runner.create_study(cfg, storage=url)
+    started = time.perf_counter()
+    summary = runner.Worker("h", url, threads=1).run()
+    assert summary.lost == 1 and summary.done
+    assert time.perf_counter() - started < 15, "the lost evaluation was not run to its end"
+    first, *rest = runner.load("h", url).trials
+    assert first.user_attrs["key"] == "init/0000" and first.state.name == "FAIL"
+    assert first.user_attrs["abandoned"] and "given up by its worker" in first.user_attrs["reason"]
+    assert any(t.user_attrs["key"] == "init/0000" and t.state.name == "COMPLETE" for t in rest)

@@ -15,6 +15,7 @@ the genome, so an interrupted and resumed study ends with the same trials as an 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import socket
 import threading
@@ -564,6 +565,11 @@ class Worker:
             oa.fail(self.study, t)
             raise
         except TrialLostError as exc:
+            # best effort: say so at once, rather than leaving others to wait out the lease
+            with contextlib.suppress(Exception):
+                oa.set_attr(self.study, t, T.ABANDONED, True)
+                oa.set_attr(self.study, t, T.REASON, f"given up by its worker: {exc}")
+                oa.fail(self.study, t)
             self.on_event({"event": "lost", "key": key, "reason": str(exc)})
             return "lost"
         except Exception as exc:  # not a verdict on the candidate: recorded, retried, never ranked
