@@ -4,6 +4,9 @@ The paper's operands (spec §1) are fixed instances of the families below (for e
 ``v_hat`` is ``ema(power=1, beta=0.9, bias_correction=true)``), so spaces beyond the paper's
 fixed betas are registered by calling the same families with other parameters, either in a
 genome (``"ema(power=2, beta=0.999)"``) or in a plugin of your own.
+
+Each factory also writes the operand's :class:`~nosplug.primitives.base.SourceForm` for exported
+optimizers, with the parameters it was called with and the same arithmetic as ``compute``.
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ from __future__ import annotations
 import torch
 
 from nosplug.hookspecs import hookimpl
-from nosplug.primitives.base import PAPER, EMASpec, Operand, OperandContext, OperandFamily
+from nosplug.primitives.base import PAPER, EMASpec, Operand, OperandContext, OperandFamily, SourceForm
 from nosplug.primitives.fmt import latex_num, num
 
 _EXTRA = frozenset({"extra"})
@@ -20,6 +23,21 @@ _SYMBOL = {1: ("m", "m"), 2: ("v", "v"), 3: ("l", "\\lambda")}
 
 def _gpow_text(power: int) -> tuple[str, str]:
     return ("g", "g") if power == 1 else (f"g^{power}", f"g^{{{power}}}")
+
+
+def _gpow_source(power: int) -> tuple[str, str]:
+    """``g**power`` as OperandContext.gpow computes it: (per-tensor, foreach) source."""
+    if power == 1:
+        return "$g", "$g"
+    if power == 2:
+        return "$g * $g", "torch._foreach_mul($g, $g)"
+    return f"$g.pow({power})", f"torch._foreach_pow($g, {power})"
+
+
+def _ema_hat_source(beta: float) -> tuple[str, str]:
+    """The bias-corrected EMA (OperandContext.ema_hat): (per-tensor, foreach) source."""
+    corr = f"1.0 - {beta!r}**$step"
+    return f"$ema0 / ({corr})", f"torch._foreach_div($ema0, {corr})"
 
 
 def ema(power: int = 1, beta: float = 0.9, bias_correction: bool = True) -> Operand:
@@ -31,25 +49,31 @@ def ema(power: int = 1, beta: float = 0.9, bias_correction: bool = True) -> Oper
 
         def compute(ctx: OperandContext) -> torch.Tensor:
             return ctx.ema_hat(spec)
+
+        source = SourceForm(*_ema_hat_source(spec.beta))
     else:
         text, latex = f"{sym}raw_{num(beta)}", f"{lsym}_{{{num(beta)}}}"
 
         def compute(ctx: OperandContext) -> torch.Tensor:
             return ctx.ema(spec)
 
-    return Operand("ema", compute, text, latex, requires=(spec,), tags=_EXTRA)
+        source = SourceForm("$ema0", "$ema0")
+
+    return Operand("ema", compute, text, latex, requires=(spec,), tags=_EXTRA, source=source)
 
 
 def grad(power: int = 1) -> Operand:
     """``g**power``."""
     text, latex = _gpow_text(int(power))
-    return Operand("grad", lambda ctx: ctx.gpow(int(power)), text, latex, tags=_EXTRA)
+    source = SourceForm(*_gpow_source(int(power)))
+    return Operand("grad", lambda ctx: ctx.gpow(int(power)), text, latex, tags=_EXTRA, source=source)
 
 
 def const(value: float = 1.0) -> Operand:
     """A constant; kept as a Python float so it costs nothing to compute."""
     v = float(value)
-    return Operand("const", lambda ctx: v, num(v), latex_num(v), tags=_EXTRA)
+    source = SourceForm(repr(v), scalar=True)
+    return Operand("const", lambda ctx: v, num(v), latex_num(v), tags=_EXTRA, source=source)
 
 
 def weight(scale: float = 1.0) -> Operand:
@@ -57,12 +81,18 @@ def weight(scale: float = 1.0) -> Operand:
     s = float(scale)
     text = "w" if s == 1 else f"{num(s)}*w"
     latex = "w" if s == 1 else f"{latex_num(s)}\\,w"
-    return Operand("weight", lambda ctx: ctx.w * s, text, latex, tags=_EXTRA, uses_weight=True)
+    source = SourceForm(f"$w * {s!r}", f"torch._foreach_mul($w, {s!r})")
+    return Operand("weight", lambda ctx: ctx.w * s, text, latex, tags=_EXTRA, uses_weight=True, source=source)
 
 
 def sign_grad() -> Operand:
     return Operand(
-        "sign_grad", lambda ctx: torch.sign(ctx.g), "sign(g)", "\\operatorname{sign}(g)", tags=_EXTRA
+        "sign_grad",
+        lambda ctx: torch.sign(ctx.g),
+        "sign(g)",
+        "\\operatorname{sign}(g)",
+        tags=_EXTRA,
+        source=SourceForm("torch.sign($g)", "torch._foreach_sign($g)"),
     )
 
 
@@ -77,6 +107,7 @@ def sign_ema(power: int = 1, beta: float = 0.9) -> Operand:
         f"\\operatorname{{sign}}(\\hat{{{lsym}}}_{{{num(beta)}}})",
         requires=(spec,),
         tags=_EXTRA,
+        source=SourceForm("torch.sign($ema0)", "torch._foreach_sign($ema0)"),
     )
 
 
@@ -90,6 +121,11 @@ def quasi_hyperbolic(power: int = 1, beta: float = 0.9, nu: float = 0.7) -> Oper
     def compute(ctx: OperandContext) -> torch.Tensor:
         return torch.lerp(ctx.gpow(p), ctx.ema_hat(spec), n)
 
+    (g_expr, g_each), (e_expr, e_each) = _gpow_source(p), _ema_hat_source(spec.beta)
+    source = SourceForm(
+        f"torch.lerp({g_expr}, {e_expr}, {n!r})", f"torch._foreach_lerp({g_each}, {e_each}, {n!r})"
+    )
+
     return Operand(
         "qh",
         compute,
@@ -97,6 +133,7 @@ def quasi_hyperbolic(power: int = 1, beta: float = 0.9, nu: float = 0.7) -> Oper
         f"({num(1 - n)}{gl} + {num(n)}\\hat{{{lsym}}}_{{{num(beta)}}})",
         requires=(spec,),
         tags=_EXTRA,
+        source=source,
     )
 
 
@@ -111,6 +148,11 @@ def aggmo(power: int = 1, beta: float = 0.9, betas: tuple[float, ...] = (0.0, 0.
     def compute(ctx: OperandContext) -> torch.Tensor:
         return ctx.ema(spec) * c - ctx.gpow(p)
 
+    g_expr, g_each = _gpow_source(p)
+    source = SourceForm(
+        f"$ema0 * {c!r} - {g_expr}", f"torch._foreach_sub(torch._foreach_mul($ema0, {c!r}), {g_each})"
+    )
+
     return Operand(
         "aggmo",
         compute,
@@ -118,6 +160,7 @@ def aggmo(power: int = 1, beta: float = 0.9, betas: tuple[float, ...] = (0.0, 0.
         f"({num(round(c, 5))}{lsym}_{{{num(beta)}}} - {gl})",
         requires=(spec,),
         tags=_EXTRA,
+        source=source,
     )
 
 

@@ -10,6 +10,10 @@ Deliberate choices (documented in docs/paper-nos.md):
 * ``delta_change`` follows the reference code (``n <- x - n``, an alternating sum), since that is
   what the published search actually explored.
 * ``max_value`` follows the code: a running max that starts from 0.
+
+Each record carries its :class:`~nosplug.primitives.base.SourceForm` (the same arithmetic in the
+same order, so an exported optimizer matches GraphOptimizer); tests/test_export.py checks every
+one against the record's function.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ import torch
 from torch import Tensor
 
 from nosplug.hookspecs import hookimpl
-from nosplug.primitives.base import BinaryOp, ExecContext, StatefulOp, UnaryOp
+from nosplug.primitives.base import BinaryOp, ExecContext, SourceForm, StatefulOp, UnaryOp
 
 EPS = 1e-7
 _EXTRA = frozenset({"extra"})
@@ -35,6 +39,31 @@ def _dropout(p: float):
     return fn
 
 
+_DROPOUT_HELPER = """\
+def _dropout(xs, p, generator):
+    \"\"\"Zero each element with probability p and scale the survivors by 1 / (1 - p).
+
+    One uniform draw covers all tensors, in order: the random stream of nosplug's GraphOptimizer.
+    \"\"\"
+    keep = 1.0 - p
+    sizes = [x.numel() for x in xs]
+    r = torch.rand(sum(sizes), generator=generator, dtype=xs[0].dtype, device=xs[0].device)
+    return [x * (u.view_as(x) < keep) / keep for x, u in zip(xs, r.split(sizes))]
+"""
+
+
+def _dropout_source(p: float) -> SourceForm:
+    return SourceForm(None, foreach=f"_dropout($0, {p!r}, $rng)", helpers=_DROPOUT_HELPER)
+
+
+_CLIP_NORM_HELPER = """\
+def _clip_norm(x):
+    \"\"\"x scaled down to L2 norm 1 over the whole tensor if its norm is larger.\"\"\"
+    norm = (x * x).sum().sqrt()
+    return x * torch.where(norm > 1.0, 1.0 / norm, torch.ones_like(norm))
+"""
+
+
 def _clip_norm(x: Tensor, ctx: ExecContext) -> Tensor:
     x = ctx.full(x, like=x)
     norm = ctx.segment_sum(x * x).sqrt()
@@ -45,28 +74,73 @@ def _sigmoid(x: Tensor) -> Tensor:
     return torch.sigmoid(x)
 
 
+S = SourceForm
+
+
 UNARY_OPS: tuple[UnaryOp, ...] = (
-    UnaryOp("identity", lambda x: x, "$0", "$0", description="x (code -1)"),
-    UnaryOp("neg", torch.neg, "-($0)", "-\\left($0\\right)", description="-x (code 0)"),
+    UnaryOp("identity", lambda x: x, "$0", "$0", description="x (code -1)", source=S("$0", "$0")),
+    UnaryOp(
+        "neg",
+        torch.neg,
+        "-($0)",
+        "-\\left($0\\right)",
+        description="-x (code 0)",
+        source=S("torch.neg($0)", "torch._foreach_neg($0)"),
+    ),
     UnaryOp(
         "ln_abs",
         lambda x: torch.log(x.abs() + EPS),
         "ln(|$0|)",
         "\\ln\\left|$0\\right|",
         description="ln(|x| + eps) (code 1)",
+        source=S(
+            f"torch.log($0.abs() + {EPS!r})",
+            f"torch._foreach_log(torch._foreach_add(torch._foreach_abs($0), {EPS!r}))",
+        ),
     ),
     UnaryOp(
-        "sqrt_abs", lambda x: x.abs().sqrt(), "sqrt(|$0|)", "\\sqrt{\\left|$0\\right|}", description="code 2"
+        "sqrt_abs",
+        lambda x: x.abs().sqrt(),
+        "sqrt(|$0|)",
+        "\\sqrt{\\left|$0\\right|}",
+        description="code 2",
+        source=S("$0.abs().sqrt()", "torch._foreach_sqrt(torch._foreach_abs($0))"),
     ),
-    UnaryOp("exp", torch.exp, "exp($0)", "e^{$0}", description="code 3"),
-    UnaryOp("abs", torch.abs, "|$0|", "\\left|$0\\right|", description="code 4"),
-    UnaryOp("sigmoid", _sigmoid, "sig($0)", "\\sigma\\left($0\\right)", description="code 5"),
+    UnaryOp(
+        "exp",
+        torch.exp,
+        "exp($0)",
+        "e^{$0}",
+        description="code 3",
+        source=S("torch.exp($0)", "torch._foreach_exp($0)"),
+    ),
+    UnaryOp(
+        "abs",
+        torch.abs,
+        "|$0|",
+        "\\left|$0\\right|",
+        description="code 4",
+        source=S("torch.abs($0)", "torch._foreach_abs($0)"),
+    ),
+    UnaryOp(
+        "sigmoid",
+        _sigmoid,
+        "sig($0)",
+        "\\sigma\\left($0\\right)",
+        description="code 5",
+        source=S("torch.sigmoid($0)", "torch._foreach_sigmoid($0)"),
+    ),
     UnaryOp(
         "dsoft",
         lambda x: 1.0 / (1.0 + x.abs()),
         "1/(1+|$0|)",
         "\\frac{1}{1+\\left|$0\\right|}",
         description="1/(1+|x|) (code 6)",
+        # 1.0 / t is torch's reciprocal(t) * 1.0, so the foreach form is the same arithmetic
+        source=S(
+            "1.0 / (1.0 + $0.abs())",
+            "torch._foreach_reciprocal(torch._foreach_add(torch._foreach_abs($0), 1.0))",
+        ),
     ),
     UnaryOp(
         "softplus",
@@ -74,20 +148,58 @@ UNARY_OPS: tuple[UnaryOp, ...] = (
         "ln(1+exp($0))",
         "\\ln\\left(1+e^{$0}\\right)",
         description="ln(|1+e^x| + eps) (code 7)",
+        source=S(
+            f"torch.log(torch.exp($0) + (1.0 + {EPS!r}))",
+            f"torch._foreach_log(torch._foreach_add(torch._foreach_exp($0), 1.0 + {EPS!r}))",
+        ),
     ),
-    UnaryOp("erf", torch.erf, "erf($0)", "\\operatorname{erf}\\left($0\\right)", description="code 8"),
-    UnaryOp("erfc", torch.erfc, "erfc($0)", "\\operatorname{erfc}\\left($0\\right)", description="code 9"),
     UnaryOp(
-        "asinh", torch.asinh, "arcsinh($0)", "\\operatorname{arcsinh}\\left($0\\right)", description="code 10"
+        "erf",
+        torch.erf,
+        "erf($0)",
+        "\\operatorname{erf}\\left($0\\right)",
+        description="code 8",
+        source=S("torch.erf($0)", "torch._foreach_erf($0)"),
     ),
-    UnaryOp("tanh", torch.tanh, "tanh($0)", "\\tanh\\left($0\\right)", description="code 11"),
-    UnaryOp("atan", torch.atan, "arctan($0)", "\\arctan\\left($0\\right)", description="code 12"),
+    UnaryOp(
+        "erfc",
+        torch.erfc,
+        "erfc($0)",
+        "\\operatorname{erfc}\\left($0\\right)",
+        description="code 9",
+        source=S("torch.erfc($0)", "torch._foreach_erfc($0)"),
+    ),
+    UnaryOp(
+        "asinh",
+        torch.asinh,
+        "arcsinh($0)",
+        "\\operatorname{arcsinh}\\left($0\\right)",
+        description="code 10",
+        source=S("torch.asinh($0)"),
+    ),
+    UnaryOp(
+        "tanh",
+        torch.tanh,
+        "tanh($0)",
+        "\\tanh\\left($0\\right)",
+        description="code 11",
+        source=S("torch.tanh($0)", "torch._foreach_tanh($0)"),
+    ),
+    UnaryOp(
+        "atan",
+        torch.atan,
+        "arctan($0)",
+        "\\arctan\\left($0\\right)",
+        description="code 12",
+        source=S("torch.atan($0)", "torch._foreach_atan($0)"),
+    ),
     UnaryOp(
         "recip",
         lambda x: 1.0 / (x + EPS),
         "1/($0)",
         "\\frac{1}{$0}",
         description="1/(x + eps), eps added not |x|+eps (code 13)",
+        source=S(f"1.0 / ($0 + {EPS!r})", f"torch._foreach_reciprocal(torch._foreach_add($0, {EPS!r}))"),
     ),
     UnaryOp(
         "bessel_i1e",
@@ -95,14 +207,23 @@ UNARY_OPS: tuple[UnaryOp, ...] = (
         "bessel_i1e($0)",
         "I_{1e}\\left($0\\right)",
         description="exp(-|x|) I1(x) (code 14)",
+        source=S("torch.special.i1e($0)"),
     ),
-    UnaryOp("relu", torch.relu, "max($0, 0)", "\\max\\left($0, 0\\right)", description="code 15"),
+    UnaryOp(
+        "relu",
+        torch.relu,
+        "max($0, 0)",
+        "\\max\\left($0, 0\\right)",
+        description="code 15",
+        source=S("torch.relu($0)", "torch._foreach_clamp_min($0, 0.0)"),
+    ),
     UnaryOp(
         "min0",
         lambda x: torch.clamp(x, max=0.0),
         "min($0, 0)",
         "\\min\\left($0, 0\\right)",
         description="code 16",
+        source=S("torch.clamp($0, max=0.0)", "torch._foreach_clamp_max($0, 0.0)"),
     ),
     UnaryOp(
         "drop0.5",
@@ -112,6 +233,7 @@ UNARY_OPS: tuple[UnaryOp, ...] = (
         needs_ctx=True,
         stochastic=True,
         description="dropout p=0.5, survivors x2 (code 17)",
+        source=_dropout_source(0.5),
     ),
     UnaryOp(
         "drop0.3",
@@ -121,6 +243,7 @@ UNARY_OPS: tuple[UnaryOp, ...] = (
         needs_ctx=True,
         stochastic=True,
         description="dropout p=0.3 (code 18)",
+        source=_dropout_source(0.3),
     ),
     UnaryOp(
         "drop0.1",
@@ -130,6 +253,7 @@ UNARY_OPS: tuple[UnaryOp, ...] = (
         needs_ctx=True,
         stochastic=True,
         description="dropout p=0.1 (code 19)",
+        source=_dropout_source(0.1),
     ),
     UnaryOp(
         "clip_norm",
@@ -138,6 +262,7 @@ UNARY_OPS: tuple[UnaryOp, ...] = (
         "\\operatorname{clipnorm}\\left($0\\right)",
         needs_ctx=True,
         description="clip by L2 norm 1 over each parameter tensor (code 20)",
+        source=S("_clip_norm($0)", helpers=_CLIP_NORM_HELPER),  # a per-tensor reduction: no foreach
     ),
     UnaryOp(
         "softsign",
@@ -145,6 +270,9 @@ UNARY_OPS: tuple[UnaryOp, ...] = (
         "softsign($0)",
         "\\frac{$0}{1+\\left|$0\\right|}",
         description="x/(1+|x|) (code 21)",
+        source=S(
+            "$0 / (1.0 + $0.abs())", "torch._foreach_div($0, torch._foreach_add(torch._foreach_abs($0), 1.0))"
+        ),
     ),
 )
 
@@ -165,6 +293,31 @@ def _max_value(x: Tensor, state: Tensor, ctx: ExecContext) -> Tensor:
     return state.clone()
 
 
+_EMA95_HELPERS = """\
+def _ema95(xs, states, step):
+    \"\"\"Bias-corrected EMA with beta 0.95, one state tensor per parameter (updated in place).\"\"\"
+    torch._foreach_lerp_(states, xs, 0.05)
+    return torch._foreach_div(states, 1.0 - 0.95**step)
+"""
+
+_DELTA_CHANGE_HELPERS = """\
+def _delta_change(xs, states):
+    \"\"\"n <- x - n (an alternating sum of the inputs, as the reference search computes it).\"\"\"
+    new = torch._foreach_sub(xs, states)
+    for state, n in zip(states, new):
+        state.copy_(n)
+    return new
+"""
+
+_MAX_VALUE_HELPERS = """\
+def _max_value(xs, states):
+    \"\"\"Running elementwise maximum, starting from 0.\"\"\"
+    new = torch._foreach_maximum(xs, states)
+    for state, n in zip(states, new):
+        state.copy_(n)
+    return new
+"""
+
 STATEFUL_OPS: tuple[StatefulOp, ...] = (
     StatefulOp(
         "ema95",
@@ -172,6 +325,7 @@ STATEFUL_OPS: tuple[StatefulOp, ...] = (
         "ema95($0)",
         "\\operatorname{EMA}_{0.95}\\left($0\\right)",
         description="bias-corrected EMA, beta 0.95 (code 22; the reference divides by zero, see docs)",
+        source=S(None, "_ema95($0, $state, $step)", _EMA95_HELPERS),
     ),
     StatefulOp(
         "delta_change",
@@ -179,6 +333,7 @@ STATEFUL_OPS: tuple[StatefulOp, ...] = (
         "delta($0)",
         "\\Delta\\left($0\\right)",
         description="n <- x - n, as the reference code computes it (code 23)",
+        source=S(None, "_delta_change($0, $state)", _DELTA_CHANGE_HELPERS),
     ),
     StatefulOp(
         "max_value",
@@ -186,6 +341,7 @@ STATEFUL_OPS: tuple[StatefulOp, ...] = (
         "maxval($0)",
         "\\operatorname{maxval}\\left($0\\right)",
         description="running elementwise max, starting at 0 (code 24)",
+        source=S(None, "_max_value($0, $state)", _MAX_VALUE_HELPERS),
     ),
 )
 
@@ -195,10 +351,43 @@ def _clip(x: Tensor, y: Tensor) -> Tensor:
     return torch.maximum(torch.minimum(torch.as_tensor(x), bound), -bound)
 
 
+_CLIP_HELPERS = """\
+def _clip(xs, ys):
+    \"\"\"x clipped to [-|y|, |y|], elementwise.\"\"\"
+    bounds = torch._foreach_abs(ys)
+    return torch._foreach_maximum(torch._foreach_minimum(xs, bounds), torch._foreach_neg(bounds))
+"""
+
 BINARY_OPS: tuple[BinaryOp, ...] = (
-    BinaryOp("add", torch.add, "$0 + $1", "$0 + $1", commutative=True, infix=True, description="code 0"),
-    BinaryOp("sub", torch.sub, "$0 - $1", "$0 - $1", infix=True, description="code 1"),
-    BinaryOp("mul", torch.mul, "$0 * $1", "$0 \\cdot $1", commutative=True, infix=True, description="code 2"),
+    BinaryOp(
+        "add",
+        torch.add,
+        "$0 + $1",
+        "$0 + $1",
+        commutative=True,
+        infix=True,
+        description="code 0",
+        source=S("$0 + $1", "torch._foreach_add($0, $1)"),
+    ),
+    BinaryOp(
+        "sub",
+        torch.sub,
+        "$0 - $1",
+        "$0 - $1",
+        infix=True,
+        description="code 1",
+        source=S("$0 - $1", "torch._foreach_sub($0, $1)"),
+    ),
+    BinaryOp(
+        "mul",
+        torch.mul,
+        "$0 * $1",
+        "$0 \\cdot $1",
+        commutative=True,
+        infix=True,
+        description="code 2",
+        source=S("$0 * $1", "torch._foreach_mul($0, $1)"),
+    ),
     BinaryOp(
         "max",
         torch.maximum,
@@ -206,6 +395,7 @@ BINARY_OPS: tuple[BinaryOp, ...] = (
         "\\max\\left($0, $1\\right)",
         commutative=True,
         description="code 3",
+        source=S("torch.maximum($0, $1)", "torch._foreach_maximum($0, $1)"),
     ),
     BinaryOp(
         "min",
@@ -214,6 +404,7 @@ BINARY_OPS: tuple[BinaryOp, ...] = (
         "\\min\\left($0, $1\\right)",
         commutative=True,
         description="code 4",
+        source=S("torch.minimum($0, $1)", "torch._foreach_minimum($0, $1)"),
     ),
     BinaryOp(
         "div",
@@ -221,6 +412,7 @@ BINARY_OPS: tuple[BinaryOp, ...] = (
         "$0 / ($1 + eps)",
         "\\frac{$0}{$1 + \\epsilon}",
         description="x / (y + eps) (code 5)",
+        source=S(f"$0 / ($1 + {EPS!r})", f"torch._foreach_div($0, torch._foreach_add($1, {EPS!r}))"),
     ),
     BinaryOp(
         "div_sqrt1p",
@@ -228,6 +420,11 @@ BINARY_OPS: tuple[BinaryOp, ...] = (
         "$0 / sqrt(1 + ($1)^2)",
         "\\frac{$0}{\\sqrt{1 + \\left($1\\right)^{2}}}",
         description="x / sqrt(1 + y^2) (code 6)",
+        source=S(
+            "$0 / torch.sqrt(1.0 + $1 * $1)",
+            "torch._foreach_div($0, torch._foreach_sqrt("
+            "torch._foreach_add(torch._foreach_mul($1, $1), 1.0)))",
+        ),
     ),
     BinaryOp(
         "clip",
@@ -235,6 +432,7 @@ BINARY_OPS: tuple[BinaryOp, ...] = (
         "clip($0, $1)",
         "\\operatorname{clip}\\left($0, \\pm\\left|$1\\right|\\right)",
         description="clip x to [-|y|, |y|] (code 7)",
+        source=S("torch.maximum(torch.minimum($0, $1.abs()), -$1.abs())", "_clip($0, $1)", _CLIP_HELPERS),
     ),
     BinaryOp(
         "interp95",
@@ -242,6 +440,7 @@ BINARY_OPS: tuple[BinaryOp, ...] = (
         "(0.95*$0 + 0.05*$1)",
         "\\left(0.95\\,$0 + 0.05\\,$1\\right)",
         description="0.95 x + 0.05 y (code 8)",
+        source=S("torch.lerp($0, $1, 0.05)", "torch._foreach_lerp($0, $1, 0.05)"),
     ),
     BinaryOp(
         "pow_abs",
@@ -249,6 +448,7 @@ BINARY_OPS: tuple[BinaryOp, ...] = (
         "|$0|^($1)",
         "\\left|$0\\right|^{$1}",
         description="|x|^y (code 9)",
+        source=S("torch.pow($0.abs(), $1)", "torch._foreach_pow(torch._foreach_abs($0), $1)"),
     ),
     BinaryOp(
         "div_exact",
@@ -257,6 +457,7 @@ BINARY_OPS: tuple[BinaryOp, ...] = (
         "\\frac{$0}{$1}",
         tags=_EXTRA,
         description="x / y without epsilon (outside the paper's space; the zoo uses it for torch parity)",
+        source=S("$0 / $1", "torch._foreach_div($0, $1)"),
     ),
 )
 

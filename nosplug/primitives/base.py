@@ -7,6 +7,10 @@ function, and the text/LaTeX templates used by :meth:`nosplug.Genome.formula`. P
 
 Templates use ``$0`` and ``$1`` for the arguments (``str.format`` braces would clash with
 LaTeX). ``infix=True`` tells the renderer to parenthesise compound arguments.
+
+Every record may also carry a :class:`SourceForm`: the same computation written as Python source
+over ``torch`` and ``math``, which :mod:`nosplug.export` copies into a standalone optimizer module.
+A primitive without one works everywhere in nosplug but cannot be exported.
 """
 
 from __future__ import annotations
@@ -22,6 +26,43 @@ from torch import Tensor
 PAPER = "paper"
 
 Value = Tensor | float
+
+
+@dataclass(frozen=True)
+class SourceForm:
+    """A primitive written as Python source, for optimizers exported as plain PyTorch.
+
+    It is a field of the primitive's record (not a separate hook) so that the source sits next to
+    the function it must equal, and so that records made by factories (operand families such as
+    ``ema(power, beta)``, ``dropout(p)``, a plugin's ``lion_interp_op(beta1, beta2)``) carry the
+    source of exactly the parameters they were built with. The export's tests check every
+    built-in source form against its record's function.
+
+    Templates are Python expressions that may use only ``torch``, ``math`` and the functions in
+    ``helpers``; ``$name`` placeholders are replaced by variables of the exported step:
+
+    * unary and binary ops: ``$0``, ``$1`` (tensors; 0-d tensors for constants); stochastic ops
+      also ``$rng`` (a ``torch.Generator`` or None); state-holding ops ``$0``, ``$state`` (the
+      node's state tensor, updated in place) and ``$step`` (1-based step number);
+    * operands: ``$g`` (gradient), ``$w`` (weight), ``$step`` (1-based) and ``$ema0``, ``$ema1``,
+      ... (the raw buffers of the operand's ``requires``, already advanced this step);
+    * schedules: ``$t`` (float64 tensor of 0-based steps) and ``$T`` (total steps); decay ops:
+      ``$0``, ``$1``.
+
+    Attributes:
+        expr: the computation for single tensors.
+        foreach: the same over lists of tensors (one per parameter, equal lengths), returning a new
+            list, ideally with ``torch._foreach_*`` ops. Optional: without it the export loops
+            over the tensors with ``expr``. Stochastic ops need it (``expr`` may then be None), so
+            that one random draw covers all tensors in GraphOptimizer's order.
+        helpers: module-level source (functions) the templates call; copied once into the module.
+        scalar: operands only: ``expr`` is a number, the same for every element (a constant).
+    """
+
+    expr: str | None
+    foreach: str | None = None
+    helpers: str = ""
+    scalar: bool = False
 
 
 @dataclass(frozen=True)
@@ -57,6 +98,8 @@ class Operand:
     description: str = ""
     #: True if ``compute`` reads the weight (the optimizer then gathers weights for it).
     uses_weight: bool = False
+    #: How the export writes this primitive; None: it cannot be exported.
+    source: SourceForm | None = None
 
 
 @dataclass(frozen=True)
@@ -90,6 +133,8 @@ class UnaryOp:
     needs_ctx: bool = False
     stochastic: bool = False
     description: str = ""
+    #: How the export writes this primitive; None: it cannot be exported.
+    source: SourceForm | None = None
 
 
 @dataclass(frozen=True)
@@ -106,6 +151,8 @@ class StatefulOp:
     latex: str
     tags: frozenset[str] = frozenset({PAPER})
     description: str = ""
+    #: How the export writes this primitive; None: it cannot be exported.
+    source: SourceForm | None = None
 
 
 @dataclass(frozen=True)
@@ -120,6 +167,8 @@ class BinaryOp:
     infix: bool = False
     tags: frozenset[str] = frozenset({PAPER})
     description: str = ""
+    #: How the export writes this primitive; None: it cannot be exported.
+    source: SourceForm | None = None
 
 
 @dataclass(frozen=True)
@@ -132,6 +181,8 @@ class Schedule:
     latex: str
     tags: frozenset[str] = frozenset({PAPER})
     description: str = ""
+    #: How the export writes this primitive; None: it cannot be exported.
+    source: SourceForm | None = None
 
 
 @dataclass(frozen=True)
@@ -144,6 +195,8 @@ class DecayUnaryOp:
     latex: str
     tags: frozenset[str] = frozenset({PAPER})
     description: str = ""
+    #: How the export writes this primitive; None: it cannot be exported.
+    source: SourceForm | None = None
 
 
 @dataclass(frozen=True)
@@ -158,6 +211,8 @@ class DecayBinaryOp:
     infix: bool = False
     tags: frozenset[str] = frozenset({PAPER})
     description: str = ""
+    #: How the export writes this primitive; None: it cannot be exported.
+    source: SourceForm | None = None
 
 
 @dataclass
