@@ -1,20 +1,26 @@
-"""``nosplug genome show|random``: look at genomes."""
+"""``nosplug genome show|random|export``: look at genomes, and export them as plain PyTorch."""
 
 from __future__ import annotations
 
+import os
 import random
+import re
+import tempfile
+from pathlib import Path
+from typing import Any
 
 import click
 from rich.markup import escape
 from rich.panel import Panel
 from rich.table import Table
 
-from nosplug.cli.console import console, emit_json
+from nosplug.cli.console import console, emit_json, err_console
+from nosplug.errors import UserError
 
 
 @click.group()
 def genome() -> None:
-    """Show zoo genomes and genome files, or draw random ones."""
+    """Show zoo genomes and genome files, draw random ones, or export one as PyTorch source."""
 
 
 def _describe(g, title: str, latex: bool) -> None:
@@ -86,3 +92,89 @@ def random_cmd(seed: int, count: int, latex: bool, as_json: bool, checked: bool)
             emit_json(g.to_dict())
         else:
             _describe(g, f"random genome (seed {seed}, #{k})", latex)
+
+
+STUDY_REF = re.compile(r"^study:(?P<name>[^#]+?)(?:#(?P<rank>[^#]*))?$")
+
+
+@genome.command("export")
+@click.argument("spec", metavar="NAME|FILE|study:NAME[#k]")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["torch"]),
+    default="torch",
+    show_default=True,
+    help="Output format: a Python module with a torch.optim.Optimizer subclass (the only format).",
+)
+@click.option("--out", metavar="FILE.py", help="Write the module to this file (default: print it to stdout).")
+@click.option(
+    "--class-name", help="Name of the optimizer class (default: from the genome's or study's name)."
+)
+@click.option(
+    "--storage",
+    help="Optuna storage of study:NAME (default: $NOSPLUG_STORAGE, else ./nosplug-studies/journal.log).",
+)
+def export_cmd(spec: str, fmt: str, out: str | None, class_name: str | None, storage: str | None) -> None:
+    """Write a genome as one self-contained PyTorch module that imports only torch and math.
+
+    SPEC is a zoo name, a genome JSON file, or study:NAME#k, the k-th best genome of a study
+    (default k = 1) as it was evaluated, sign flip included. The module holds the optimizer
+    class, its decay functions and the paper's learning-rate schedule; see docs/export.md.
+    """
+    from nosplug.export import to_torch_source
+
+    genome, provenance, default_name = _resolve(spec, storage)
+    source = to_torch_source(genome, class_name=class_name or default_name, provenance=provenance)
+    if out is None:
+        click.echo(source, nl=False)
+        return
+    _write_atomically(Path(out), source)
+    err_console.print(f"wrote {escape(out)} ({fmt} format)")
+
+
+def _resolve(spec: str, storage: str | None) -> tuple[Any, dict[str, Any], str | None]:
+    """(genome, provenance for the docstring, default class name) of a SPEC."""
+    m = STUDY_REF.match(spec)
+    if m is None:
+        from nosplug import zoo
+
+        genome = zoo.load(spec)
+        is_file = spec.lower() not in zoo.names()
+        return genome, ({"genome file": Path(spec).name} if is_file else {}), None
+    from nosplug.export.codegen import camel_case
+    from nosplug.study.runner import best_genomes
+
+    name, rank_text = m.group("name"), m.group("rank")
+    if rank_text is not None and not (rank_text.isdigit() and int(rank_text) >= 1):
+        raise UserError(f"{spec!r}: the rank after '#' must be a positive integer, as in study:{name}#1")
+    rank = int(rank_text or 1)
+    top = best_genomes(name, storage, n=rank)
+    if len(top) < rank:
+        raise UserError(f"study {name!r} has {len(top)} distinct evaluated genome(s), so there is no #{rank}")
+    genome, fitness = top[rank - 1]
+    provenance = {"study": name, "rank": rank, "fitness": float(fitness)}
+    return genome, provenance, f"{camel_case(name)}Best{rank}"
+
+
+def _write_atomically(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` through a temporary file in the same folder, so a failure leaves
+    neither a partial file nor a temporary one behind (and an existing file untouched)."""
+    if path.is_dir():
+        raise UserError(
+            f"cannot write {path}: it is a folder; give a file name such as {path / 'optimizer.py'}"
+        )
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        raise UserError(f"cannot write {path}: {exc.strerror or exc}") from None
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as f:
+            f.write(text)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
+        os.replace(tmp, path)
+    except OSError as exc:
+        Path(tmp).unlink(missing_ok=True)
+        raise UserError(f"cannot write {path}: {exc.strerror or exc}") from None

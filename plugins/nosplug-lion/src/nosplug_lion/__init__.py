@@ -27,6 +27,10 @@ a search then counts as different optimizers. ``lionw`` therefore reads ``weight
 Stateful ops are referenced by a bare name in a node's unary slot, so they carry no parameters;
 other betas are registered under their own name with :func:`lion_interp_op` from a plugin of
 your own (see the README).
+
+Both primitives carry a :class:`~nosplug.primitives.base.SourceForm`, so ``nosplug genome export
+lion`` writes Lion as a standalone PyTorch optimizer; ``lion_interp_op`` writes the source with the
+betas it was built with.
 """
 
 from __future__ import annotations
@@ -39,6 +43,7 @@ from torch import Tensor
 
 from nosplug.hookspecs import hookimpl
 from nosplug.primitives import ExecContext, StatefulOp, UnaryOp
+from nosplug.primitives.base import SourceForm
 from nosplug.primitives.fmt import num
 
 __version__ = "0.1.0"
@@ -62,7 +67,19 @@ SIGN = UnaryOp(
     "\\operatorname{sign}\\left($0\\right)",
     tags=TAGS,
     description="elementwise sign, sign(0) = 0 (Lion's update direction)",
+    source=SourceForm("torch.sign($0)", "torch._foreach_sign($0)"),
 )
+
+#: Source of the interpolation for exported optimizers: the arithmetic of ``_interp_fn`` on lists.
+_INTERP_HELPER = """\
+def _lion_interp(xs, ms, beta1, beta2):
+    \"\"\"Lion: c = beta1*m + (1 - beta1)*x from m before its update; m <- beta2*m + (1 - beta2)*x.\"\"\"
+    c = torch._foreach_mul(ms, beta1)
+    torch._foreach_add_(c, torch._foreach_mul(xs, 1.0 - beta1))
+    torch._foreach_mul_(ms, beta2)
+    torch._foreach_add_(ms, torch._foreach_mul(xs, 1.0 - beta2))
+    return c
+"""
 
 
 def _interp_fn(beta1: float, beta2: float) -> Callable[[Tensor, Tensor, ExecContext], Tensor]:
@@ -100,6 +117,7 @@ def lion_interp_op(beta1: float = BETA1, beta2: float = BETA2, name: str | None 
             f"Lion interpolation: {num(b1)}*m + {num(1 - b1)}*x with m before its update, "
             f"then m <- {num(b2)}*m + {num(1 - b2)}*x"
         ),
+        source=SourceForm(None, f"_lion_interp($0, $state, {b1!r}, {b2!r})", _INTERP_HELPER),
     )
 
 
