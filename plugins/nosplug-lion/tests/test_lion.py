@@ -149,6 +149,39 @@ def test_zoo_genome_is_lion_on_one_tensor(name: str, wd: float) -> None:
     assert torch.allclose(w.detach(), _hand_lion(w0, grads, 0.05, wd), rtol=1e-6, atol=1e-6)
 
 
+@pytest.mark.parametrize(
+    ("name", "wd", "betas"), [("lion", 0.0, None), ("lionw", 0.01, None), ("lion95", 0.1, (0.95, 0.98))]
+)
+def test_exported_as_plain_pytorch_it_is_still_lion(
+    name: str, wd: float, betas: tuple[float, float] | None
+) -> None:
+    """``nosplug genome export lion`` gives a module (torch and math only) that runs Algorithm 2."""
+    from nosplug.export import to_torch_source
+
+    genome = zoo.load(name) if betas is None else None
+    if betas is not None:  # other betas, from a plugin of your own: the source form carries them
+        op = lion.lion_interp_op(*betas)
+        mine = ModuleType("my_lion_betas_export")
+        mine.nosplug_stateful_ops = hookimpl(lambda: [op])
+        nosplug.plugin_manager().register(mine, name="my-lion-betas")
+        genome = Genome.from_dict(lion.lion_genome(wd, interp=op.name, name=name))
+    module = ModuleType("exported_lion")
+    exec(
+        compile(to_torch_source(genome, class_name="ExportedLion"), "exported_lion", "exec"), module.__dict__
+    )
+    gen = torch.Generator().manual_seed(11)
+    w0 = torch.randn(3, 4, generator=gen)
+    grads = [torch.randn(3, 4, generator=gen) for _ in range(25)]
+    w = torch.nn.Parameter(w0.clone())
+    opt = module.ExportedLion([w], lr=0.05)
+    for g in grads:
+        w.grad = g.clone()
+        opt.step()
+    assert torch.allclose(
+        w.detach(), _hand_lion(w0, grads, 0.05, wd, *(betas or (0.9, 0.99))), rtol=1e-6, atol=1e-6
+    )
+
+
 def test_other_betas_through_the_factory_in_a_plugin_of_your_own() -> None:
     op = lion.lion_interp_op(0.95, 0.98)
     assert op.name == "lion_interp_0.95_0.98"
