@@ -145,7 +145,7 @@ def postgres_server() -> Iterator[str]:
     opts = f"-c listen_addresses=127.0.0.1 -p {port} -k {root} -c max_connections=50"
     run(str(bindir / "pg_ctl"), "-D", str(data), "-o", opts, "-l", str(root / "log"), "-w", "start")
     try:
-        yield f"postgresql+psycopg2://{user}@127.0.0.1:{port}/postgres"
+        yield f"postgresql://{user}@127.0.0.1:{port}/postgres"  # the form the docs show
     finally:
         with contextlib.suppress(Exception):
             run(str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop")

@@ -84,3 +84,42 @@ def test_passwords_never_appear_in_messages() -> None:
     with pytest.raises(StorageError) as err:
         open_storage("postgresql+psycopg2://alice:s3cr3t@127.0.0.1:1/nos")  # nothing listens on port 1
     assert "s3cr3t" not in str(err.value) and "alice:***@" in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("installed", "url", "expected"),
+    [
+        ({"psycopg", "psycopg2"}, "postgresql://u@h/db", "postgresql+psycopg://u@h/db"),
+        ({"psycopg2"}, "postgresql://u@h/db", "postgresql+psycopg2://u@h/db"),
+        ({"psycopg"}, "postgres://u:pw@h:5432/db", "postgresql+psycopg://u:pw@h:5432/db"),
+        ({"psycopg"}, "postgresql+psycopg://u@h/db", "postgresql+psycopg://u@h/db"),
+        (set(), "sqlite:///x.db", "sqlite:///x.db"),
+    ],
+)
+def test_plain_postgresql_urls_use_whichever_driver_is_installed(
+    monkeypatch, installed, url, expected
+) -> None:
+    from nosplug.study import storage
+
+    monkeypatch.setattr(storage, "_importable", lambda module: module in installed)
+    assert storage.database_url(url) == expected
+
+
+@pytest.mark.parametrize(
+    ("installed", "url", "named"),
+    [
+        (set(), "postgresql://alice:s3cr3t@h/db", "pip install 'nosplug[postgres]'"),
+        ({"psycopg"}, "postgresql+psycopg2://alice:s3cr3t@h/db", "'psycopg2'"),
+        (set(), "mysql://alice:s3cr3t@h/db", "pip install 'mysqlclient'"),
+    ],
+)
+def test_a_missing_database_driver_is_named_with_its_install_command(
+    monkeypatch, installed, url, named
+) -> None:
+    from nosplug.study import storage
+
+    monkeypatch.setattr(storage, "_importable", lambda module: module in installed)
+    with pytest.raises(StorageError) as err:
+        open_storage(url)
+    message = str(err.value)
+    assert named in message and "s3cr3t" not in message and "\n" not in message

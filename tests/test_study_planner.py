@@ -134,3 +134,53 @@ def test_elimination_keeps_the_best_by_mean() -> None:
     assert res.progress["stages"][0]["survivors"] == ["c1", "c2"]
     assert res.progress["winners"] == ["c1"]
     assert len(records) == 4 * 2 + 2 * 2
+
+
+def _drive_with(ga: ParticleGA, passes) -> dict[str, Record]:
+    """Drive ``ga`` with results where an initial genome passes iff ``passes(index)``."""
+    records: dict[str, Record] = {}
+    for _ in range(1000):
+        res = ga.plan(records)
+        if res.done:
+            return records
+        for p in res.new:
+            if p.key.startswith("init/"):
+                ok = passes(int(p.key[5:]))
+                records[p.key] = Record(
+                    p.key, p.genome, True, "complete" if ok else "pruned", 0.5 if ok else None
+                )
+            else:
+                records[p.key] = Record(p.key, p.genome, True, "complete", 0.6)
+    raise AssertionError("planner did not finish")
+
+
+def test_too_few_passing_initial_genomes_draw_more_until_every_particle_has_one() -> None:
+    cfg = GAConfig(particles=3, timesteps=1, mutations=1, initial_population=6, tries=1, seed=2)
+    ga = ParticleGA(cfg, SearchSpace.paper())
+    records = _drive_with(ga, lambda i: i % 5 == 4)  # one in five passes: 4 and 9, 14, ...
+    init = sorted(k for k in records if k.startswith("init/"))
+    assert len(init) > cfg.initial_population, "more genomes were drawn"
+    starts = [records[f"p{p:03d}/start"] for p in range(cfg.particles)]
+    passing = {records[k].genome.canonical_hash() for k in init if records[k].accepted}
+    assert len(passing) >= 3 and all(s.genome.canonical_hash() in passing for s in starts)
+    assert len(init) <= cfg.init_bound
+    # one extra round, sized by the pass rate seen (1 in 6): 2 more passing genomes -> 12 draws
+    assert len(init) == 6 + 12 and sum(records[k].accepted for k in init) == 3
+
+
+def test_past_the_bound_the_search_runs_with_fewer_particles_and_says_so() -> None:
+    cfg = GAConfig(
+        particles=3,
+        timesteps=1,
+        mutations=1,
+        initial_population=4,
+        tries=1,
+        seed=2,
+        max_initial_population=10,
+    )
+    ga = ParticleGA(cfg, SearchSpace.paper())
+    records = _drive_with(ga, lambda i: i == 1)  # a single genome ever passes
+    assert len([k for k in records if k.startswith("init/")]) == 10
+    assert [k for k in records if k.endswith("/start")] == ["p000/start"]
+    progress = ga.plan(records).progress
+    assert progress["particles"] == 1 and "running 1 of 3 particles" in progress["fewer_particles"]

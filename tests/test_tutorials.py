@@ -169,7 +169,7 @@ def test_05_without_storage_explains_and_exits_2(tmp_path: Path) -> None:
     out, work = run_tutorial("05_two_workers_on_postgresql.py", tmp_path, timeout=120)
     assert out.returncode == 2, out.stdout + out.stderr
     assert "--storage" in out.stderr and "NOSPLUG_STORAGE" in out.stderr
-    assert "apt-get install postgresql" in out.stderr and "psycopg2" in out.stderr
+    assert "apt-get install postgresql" in out.stderr and "nosplug[postgres]" in out.stderr
     assert not work.exists(), "nothing is written before the storage is known"
     out, _ = run_tutorial("05_two_workers_on_postgresql.py", tmp_path / "b", "--storage", "sqlite:///x.db")
     assert out.returncode == 2 and "not a PostgreSQL URL" in out.stderr

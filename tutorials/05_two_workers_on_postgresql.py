@@ -32,8 +32,9 @@ is redone by the others after the lease expires), and rerun ``study run`` to res
 
 **This script.** ``python tutorials/05_two_workers_on_postgresql.py --storage
 postgresql://USER@HOST/DB [--full] [--workdir DIR]`` (or with ``$NOSPLUG_STORAGE`` set). Without a
-storage it explains how to get a PostgreSQL server and exits with status 2. It needs ``psycopg2``
-(``pip install psycopg2-binary``). It creates a new study named ``tutorial-two-workers-<time>``
+storage it explains how to get a PostgreSQL server and exits with status 2. It needs a PostgreSQL
+driver: ``pip install 'nosplug[postgres]'`` installs psycopg 3, which a plain ``postgresql://`` URL
+uses (psycopg2 works too). It creates a new study named ``tutorial-two-workers-<time>``
 (``--study`` to choose) on scikit-learn's digits with the ``smoke`` evaluation budget: well under
 a minute (``--full``: the ``quick`` budget on MNIST-5k, a few minutes).
 """
@@ -67,8 +68,8 @@ To get one on your own machine:
   * Docker:         docker run -d --name nosplug-db -p 5432:5432 -e POSTGRES_PASSWORD=secret postgres:16
                     -> --storage postgresql://postgres:secret@localhost:5432/postgres
 
-The Python driver: pip install psycopg2-binary. The test suite starts a throw-away server itself
-(tests/study_helpers.py: postgres_server()).
+The Python driver: pip install 'nosplug[postgres]' (psycopg 3; psycopg2 works too). The test
+suite starts a throw-away server itself (tests/study_helpers.py: postgres_server()).
 """
 
 

@@ -80,30 +80,55 @@ def evaluate(genomes, dataset, surrogate, base, preset, seed, limit, data_root, 
             )
     if as_json:
         return
-    table = Table(title=f"evaluation on {dataset} ({p.surrogate} {p.surrogate_options}, preset {p.name})")
-    table.add_column("genome", style="bold")
-    table.add_column("integrity")
-    for lr in p.all_lrs:
-        table.add_column(f"lr {lr:g}", justify="right")
-    table.add_column("chosen lr", justify="right")
-    table.add_column("val acc", justify="right", style="bold green")
-    table.add_column("status")
-    table.add_column("time", justify="right")
+    console.print(
+        result_table(
+            f"evaluation on {dataset} ({p.surrogate} {p.surrogate_options}, preset {p.name})", results
+        )
+    )
+    console.print(sweep_table(p.all_lrs, results))
+    for name, _, r in results:
+        if r.status != "complete":
+            console.print(f"[yellow]{escape(name)}[/yellow]: {escape(r.reason)}")
+
+
+def _table(title: str, headers: list[tuple[str, str]]) -> Table:
+    """A table whose headers are never cut: each column is at least as wide as its header."""
+    table = Table(title=title, title_justify="left")
+    for header, justify in headers:
+        table.add_column(header, justify=justify, min_width=len(header), no_wrap=True)  # type: ignore[arg-type]
+    return table
+
+
+def result_table(title: str, results) -> Table:
+    """One row per genome: the outcome (reasons for rejections are printed below the tables)."""
+    table = _table(
+        title,
+        [("genome", "left"), ("integrity", "left"), ("chosen lr", "right"), ("val acc", "right"),
+         ("status", "left"), ("time", "right")],
+    )  # fmt: skip
     for name, _, r in results:
         integ = (
             "–"
             if r.integrity is None
             else ("pass" + (" (flip)" if r.flip else "") if r.integrity["passed"] else "[red]fail[/red]")
         )
-        accs = [_fmt(r.lr_accuracies.get(repr(lr))) for lr in p.all_lrs]
-        status = r.status if r.status == "complete" else f"[yellow]{r.status}[/yellow]: {escape(r.reason)}"
         table.add_row(
             escape(name),
             integ,
-            *accs,
             "–" if r.chosen_lr is None else f"{r.chosen_lr:g}",
             _fmt(r.fitness),
-            status,
+            r.status if r.status == "complete" else f"[yellow]{r.status}[/yellow] ({r.stage})",
             f"{r.duration:.1f}s",
         )
-    console.print(table)
+    return table
+
+
+def sweep_table(lrs, results) -> Table:
+    """Best training accuracy of each genome at each swept rate, largest rate first."""
+    order = sorted(lrs, reverse=True)
+    table = _table("sweep: best training accuracy per learning rate", [("genome", "left")] + [
+        (f"{lr:g}", "right") for lr in order
+    ])  # fmt: skip
+    for name, _, r in results:
+        table.add_row(escape(name), *[_fmt(r.lr_accuracies.get(repr(lr))) for lr in order])
+    return table

@@ -59,6 +59,9 @@ def list_plugins(as_json: bool) -> None:
 
 
 def _plural(label: str, n: int) -> str:
+    """English plural of a kind label: "family" -> "families", "loss" -> "losses"."""
     if n == 1:
         return label
-    return label[:-1] + "ies" if label.endswith("y") else label + "s"
+    if label.endswith("y"):
+        return label[:-1] + "ies"
+    return label + ("es" if label.endswith(("s", "x", "sh", "ch")) else "s")

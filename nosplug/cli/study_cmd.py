@@ -360,6 +360,8 @@ def _summary(s, done: bool | None, evaluated: int | None, reused: int | None, se
     state = "finished" if plan.done else "not finished (run it again to continue)"
     extra = f", {evaluated} evaluated here, {reused} reused" if evaluated is not None else ""
     console.print(f"study [bold]{escape(s.study_name)}[/bold]: {state}{extra}, {seconds:.0f} s")
+    if plan.progress.get("fewer_particles"):
+        console.print(f"[yellow]note:[/yellow] {escape(plan.progress['fewer_particles'])}")
     console.print(best_table(best(s, 5)))
 
 
@@ -402,6 +404,7 @@ def status(name: str, storage: str | None, as_json: bool) -> None:
         "crashes": crashes[-5:],
         "particles_done": plan.progress.get("particles_done"),
         "particles": plan.progress.get("particles"),
+        "note": plan.progress.get("fewer_particles"),
         "best_fitness": top[0].user_attrs.get("fitness") if top else None,
     }
     if as_json:

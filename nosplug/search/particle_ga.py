@@ -4,6 +4,12 @@ Phases (keys in brackets name the evaluations):
 
 1. *Initial population* (``init/0000`` ..): ``initial_population`` random genomes that pass the
    integrity check, evaluated with the ``init`` stage. The best ``particles`` become particles.
+   The paper enlarges the population tenfold so that enough genomes pass the gates (101 of its
+   500 did, for 50 particles). When fewer than ``particles`` pass, a particle would start from a
+   rejected genome and, in practice, every child it tries is rejected too; so more random
+   genomes are drawn (``init/0024`` ...), in rounds sized by the pass rate seen so far, until
+   every particle has a passing genome or ``max_initial_population`` genomes were drawn. Past
+   that bound the search runs with fewer particles (the progress says so).
    A study that lists ``initial_genomes`` (e.g. Adam for the Adam-variant runs) starts from
    those instead and skips this phase.
 2. *Particles* are independent (no crossover, no competition), so workers advance them in
@@ -21,6 +27,7 @@ worker finishes first; the tabu list grows in that fixed order. Everything rando
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 
@@ -52,7 +59,8 @@ class GAConfig:
     initial_genomes: tuple[Genome, ...] = field(default=())
     #: Draws of a mutant (integrity check + tabu) before a slot is given up as exhausted.
     max_draws: int = 500
-    rejected_init_fitness: float = 0.0
+    #: Bound on random initial genomes when too few pass the gates (0: 4 x initial_population).
+    max_initial_population: int = 0
     rejected_fitness: float = -1.0
 
     @property
@@ -64,6 +72,10 @@ class GAConfig:
     @property
     def n_particles(self) -> int:
         return len(self.initial_genomes) if self.initial_genomes else self.particles
+
+    @property
+    def init_bound(self) -> int:
+        return max(self.initial_population, self.max_initial_population or 4 * self.initial_population)
 
 
 def init_key(i: int) -> str:
@@ -123,7 +135,7 @@ class ParticleGA:
         if cfg.initial_genomes:
             starts = [(g, None) for g in cfg.initial_genomes]
         else:
-            keys = [init_key(i) for i in range(cfg.initial_population)]
+            keys = self._initial_keys(records)
             for i, key in enumerate(keys):
                 if key not in records:
                     genome = self._generated(key, lambda rng: self.toolbox.individual(rng))
@@ -133,13 +145,16 @@ class ParticleGA:
             if len(finished) < len(keys):
                 progress["phase"] = "initial population"
                 return PlanResult(new, False, progress)
-
-            def init_fitness(k: str) -> float:
-                r = records[k]
-                return r.fitness if r.accepted and r.fitness is not None else cfg.rejected_init_fitness
-
-            ranked = sorted(range(len(keys)), key=lambda i: (-init_fitness(keys[i]), i))
-            starts = [(records[keys[i]].genome, keys[i]) for i in ranked[: cfg.particles]]
+            passing = [k for k in keys if records[k].accepted]
+            ranked = sorted(passing, key=lambda k: (-float(records[k].fitness), k))  # type: ignore[arg-type]
+            starts = [(records[k].genome, k) for k in ranked[: cfg.particles]]
+            if len(starts) < cfg.particles:
+                progress["fewer_particles"] = (
+                    f"only {len(starts)} of {len(keys)} initial genomes passed the gates (the bound, "
+                    f"ga.max_initial_population = {cfg.init_bound}); running {len(starts)} of "
+                    f"{cfg.particles} particles"
+                )
+                progress["particles"] = len(starts)
 
         done = 0
         positions: dict[int, dict] = {}
@@ -149,6 +164,24 @@ class ParticleGA:
             done += finished
         progress.update(particles_done=done, positions=positions)
         return PlanResult(new, done == len(starts), progress)
+
+    def _initial_keys(self, records: Mapping[str, Record]) -> list[str]:
+        """The initial population's keys: the configured size, then further rounds while fewer
+        than ``particles`` genomes passed (each round sized by the pass rate so far, within the
+        bound). Depends only on the stored results, so every worker plans the same rounds."""
+        cfg = self.config
+        n = cfg.initial_population
+        while n < cfg.init_bound:
+            keys = [init_key(i) for i in range(n)]
+            if not all(k in records and records[k].finished for k in keys):
+                break
+            passed = sum(records[k].accepted for k in keys)
+            need = cfg.particles - passed
+            if need <= 0:
+                break
+            per_pass = n / passed if passed else n  # draws per passing genome seen so far
+            n = min(cfg.init_bound, n + max(need, math.ceil(need * per_pass)))
+        return [init_key(i) for i in range(n)]
 
     def _particle(
         self, p: int, start: Genome, origin: str | None, records: Mapping[str, Record], new: list[Planned]

@@ -49,6 +49,7 @@ _SCHEMA: dict[str, dict[str, tuple[tuple[type, ...], Any]]] = {
         "tries": ((int,), 4),
         "initial_genomes": ((list,), []),
         "max_draws": ((int,), 500),
+        "max_initial_population": ((int,), 0),
     },
     "workers": {
         "threads": ((int,), 0),
@@ -91,6 +92,7 @@ class StudyConfig:
             seed=r["study"]["seed"],
             initial_genomes=genomes,
             max_draws=g["max_draws"],
+            max_initial_population=g["max_initial_population"],
         )
         self.stages = {name: stage_preset(r["evaluation"][name], f"evaluation.{name}") for name in _STAGES}
 

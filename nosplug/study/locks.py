@@ -18,7 +18,7 @@ import time
 from collections.abc import Iterator
 from pathlib import Path
 
-from nosplug.study.storage import StorageError, shown_url, storage_url
+from nosplug.study.storage import StorageError, database_url, shown_url, storage_url
 
 _local_locks: dict[str, threading.Lock] = {}
 _engines: dict[str, object] = {}
@@ -41,8 +41,8 @@ def planning_lock(url: str | None, study: str, timeout: float = 600.0) -> Iterat
         path = Path(url.removeprefix("sqlite:///"))
         with _file_lock(path.with_name(path.name + f".{_safe(study)}.plan-lock")):
             yield
-    elif url.startswith(("postgresql", "mysql")):
-        with _advisory_lock(url, study, timeout):
+    elif url.startswith(("postgres", "mysql")):
+        with _advisory_lock(database_url(url), study, timeout):
             yield
     elif url.startswith("redis://"):
         with _redis_lock(url, study, timeout):
