@@ -10,6 +10,12 @@ adds primitives by exposing a module with ``@hookimpl`` functions under the entr
 
 Every hook returns a list of records (``nosplug_zoo_genomes`` a mapping name -> genome); names
 must be unique per kind across all plugins, and a clash is an error that names both plugins.
+
+Primitive records (operands, ops, schedules, decay ops) may carry a source form in their field
+``source`` (:class:`~nosplug.primitives.base.SourceForm`), which ``nosplug genome export`` copies
+into a standalone PyTorch optimizer. It is a field and not a hook of its own because it must equal
+the record's function, and factory-built records (operand families, ``lion_interp_op(b1, b2)``)
+know the parameters their source needs; a primitive without one cannot be exported.
 """
 
 from __future__ import annotations

@@ -41,7 +41,16 @@ from nosplug.genome.space import SearchSpace
 from nosplug.hookspecs import hookimpl
 from nosplug.optim.program import compile_genome
 from nosplug.optim.schedules import WarmupHoldCosine
-from nosplug.primitives.base import ExecContext, OperandContext, UnaryOp
+from nosplug.primitives.base import (
+    BinaryOp,
+    EMASpec,
+    ExecContext,
+    Operand,
+    OperandContext,
+    SourceForm,
+    StatefulOp,
+    UnaryOp,
+)
 from nosplug.primitives.registry import registry
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -449,6 +458,96 @@ def test_a_primitive_without_source_form_is_named_in_one_error(tmp_path: Path, c
     err = capsys.readouterr().err.strip()
     assert len(err.splitlines()) == 1 and "'cube'" in err and "source form" in err
     assert list(tmp_path.iterdir()) == [tmp_path / "cube.json"]
+
+
+def _acc(x: torch.Tensor, state: torch.Tensor, ctx: ExecContext) -> torch.Tensor:
+    state.add_(ctx.full(x, like=state) * 0.5)
+    return state * ctx._cache["step"]
+
+
+_ACC_HELPER = "def _acc(x, state, step):\n    state.add_(x * 0.5)\n    return state * step\n"
+_EMA = EMASpec(2, 0.5)
+
+
+def _expr_only_plugin() -> types.ModuleType:
+    """Primitives whose source forms have no foreach form: the export loops over the tensors."""
+    plugin = types.ModuleType("expr_only")
+    cube = UnaryOp("cubeish", lambda x: x * x * x - x, "c($0)", "c", source=SourceForm("$0 * $0 * $0 - $0"))
+    hyp = BinaryOp(
+        "hyp", lambda x, y: torch.hypot(x, y), "hyp($0, $1)", "h", source=SourceForm("torch.hypot($0, $1)")
+    )
+    acc = StatefulOp(
+        "acc", _acc, "acc($0)", "a", source=SourceForm("_acc($0, $state, $step)", helpers=_ACC_HELPER)
+    )
+    gw = Operand(
+        "gw",
+        lambda c: c.g * c.w + c.ema(_EMA),
+        "gw",
+        "gw",
+        requires=(_EMA,),
+        uses_weight=True,
+        source=SourceForm("$g * $w + $ema0"),
+    )
+    plugin.nosplug_unary_ops = hookimpl(lambda: [cube])
+    plugin.nosplug_binary_ops = hookimpl(lambda: [hyp])
+    plugin.nosplug_stateful_ops = hookimpl(lambda: [acc])
+    plugin.nosplug_operands = hookimpl(lambda: [gw])
+    return plugin
+
+
+def _genome(*nodes: tuple[str, str, list[str]], momentum: str = "none", flip: bool = False) -> Genome:
+    def node(nid: str, op: str, inputs: list[str]) -> dict:
+        unary, binary = (op, "add") if len(inputs) == 1 else ("identity", op)
+        return {"id": nid, "arity": len(inputs), "unary": unary, "binary": binary, "inputs": inputs}
+
+    nodes_json = [node(*n) for n in nodes]
+    return Genome.from_dict(
+        {"format": "nosplug-genome", "version": 1, "momentum": momentum, "flip": flip, "nodes": nodes_json}
+    )
+
+
+def test_expr_only_source_forms_and_constants_in_every_position() -> None:
+    nosplug.plugin_manager().register(_expr_only_plugin(), name="expr-only")
+    genomes = [
+        _genome(("h0", "add", ["one", "two"]), ("out", "exp", ["h0"]), momentum="momentum"),  # a constant U
+        _genome(("h0", "hyp", ["g", "two"]), ("out", "hyp", ["two", "h0"])),  # constant and per-tensor args
+        _genome(
+            ("h0", "acc", ["two"]), ("out", "mul", ["h0", "g"]), momentum="nesterov"
+        ),  # state of a constant
+        _genome(("h0", "cubeish", ["gw"]), ("out", "tanh", ["h0"])),  # an operand with its own EMA slot
+        _genome(
+            ("h0", "clip_norm", ["two"]), ("h1", "drop0.3", ["one"]), ("out", "mul", ["h0", "h1"]), flip=True
+        ),
+    ]
+    for genome in genomes:
+        for dtype in (torch.float32, torch.float64):
+            assert_same_run(genome, dtype)
+    source = to_torch_source(genomes[2])
+    assert "[_acc(x, s, k) for x, s in zip(two_full, node_h0)]" in source
+
+
+def test_helpers_may_import_only_torch_and_math_and_may_not_clash() -> None:
+    plugin = types.ModuleType("bad_helpers")
+    numpy_op = UnaryOp(
+        "np_op", torch.neg, "np($0)", "n", source=SourceForm("_neg($0)", helpers="import numpy\n")
+    )
+    clash = UnaryOp(
+        "my_clip",
+        torch.neg,
+        "mc($0)",
+        "m",
+        source=SourceForm("_clip($0)", helpers="def _clip(x):\n    return -x\n"),
+    )
+    plugin.nosplug_unary_ops = hookimpl(lambda: [numpy_op, clash])
+    nosplug.plugin_manager().register(plugin, name="bad-helpers")
+    with pytest.raises(
+        ExportError, match="import numpy; an exported optimizer may import only torch and math"
+    ):
+        to_torch_source(_genome(("out", "np_op", ["g"])))
+    with pytest.raises(ExportError, match="both define '_clip' differently"):
+        to_torch_source(_genome(("h0", "my_clip", ["g"]), ("out", "clip", ["g", "h0"])))
+    with pytest.raises(ExportError, match="not a Python identifier"):
+        to_torch_source(zoo.load("adam"), class_name="WarmupHoldCosine")
 
 
 # ----------------------------------------------------------------------------- CLI
