@@ -130,6 +130,8 @@ def test_schedule_figure_for_genomes_with_decays(studies, tmp_path: Path) -> Non
         if base > 0:
             assert learned / base == pytest.approx(m, abs=1e-4), s
     assert curve.base[0] == 0.0 and max(curve.base) == pytest.approx(1.0)
+    # drawn only over the final run: no step past the run's end (where a schedule "jumps back")
+    assert curve.steps[0] == 0 and curve.steps[-1] == min(T, preset.final_steps) - 1
     page = (tmp_path / "dec" / "report.html").read_text()
     assert page.count("data:image/png;base64,") == 3  # fitness, schedules, comparison
 
@@ -165,8 +167,10 @@ def test_particle_trajectories_follow_the_chosen_positions(studies) -> None:
     # without the planner's current positions the trajectories stop at the last parent
     assert [len(t.positions) for t in particle_trajectories(rows)] == [2, 2]
     init = initial_population(rows)
-    assert [e.key for e in init] == [f"init/{i:04d}" for i in range(4)]
-    assert sum(e.rejected for e in init) + sum(e.scored for e in init) == 4
+    # 4 initial genomes, then more drawn until both particles had a passing one (spec §9.1 + dev. 32)
+    assert len(init) >= 4 and [e.key for e in init] == [f"init/{i:04d}" for i in range(len(init))]
+    assert sum(e.rejected for e in init) + sum(e.scored for e in init) == len(init)
+    assert sum(e.scored for e in init) >= 2 or len(init) == 16
 
 
 def test_trajectories_skip_abandoned_trials_and_unfinished_children() -> None:

@@ -256,7 +256,10 @@ def _schedule_curve(b: BestGenome, preset: Any) -> figures.ScheduleCurve:
     from nosplug.optim.schedules import warmup_hold_cosine_factor
 
     total = int(preset.schedule_steps)
-    steps, m = effective_lr_multiplier(b.genome, total, points=min(total, SCHEDULE_POINTS))
+    end = min(total, int(preset.final_steps))  # the final run never trains past its own end
+    n = min(end, SCHEDULE_POINTS)
+    points = sorted({round(i * (end - 1) / max(1, n - 1)) for i in range(n)})
+    steps, m = effective_lr_multiplier(b.genome, total, points=points)
     base = [warmup_hold_cosine_factor(int(s), total, preset.warmup_steps, preset.hold_steps) for s in steps]
     return figures.ScheduleCurve(
         title=f"#{b.rank} {b.key}  (fitness {b.fitness:.3f})",

@@ -152,11 +152,14 @@ def fitness_figure(
             )
 
     ax.axhline(lo - 0.045 * (hi - lo), color="0.6", linewidth=0.8, linestyle=":")
-    # crosses on the band pile up, so each group is labelled with its count (init: population + starts)
+    # crosses on the band pile up, so each group is labelled with its count
+    # (the initial population's count stands at its own x, left of the particles' starts at 0)
     rejected: dict[float, int] = {}
-    for e in (*init_population, *(e for t in trajectories for e in (*t.positions[:1], *t.children))):
+    groups = [(-0.16, e) for e in init_population] + [
+        (float(e.timestep or 0), e) for t in trajectories for e in (*t.positions[:1], *t.children)
+    ]
+    for x, e in groups:
         if e.rejected:
-            x = float(e.timestep or 0) if e.timestep else (-0.16 if init_population else 0.0)
             rejected[x] = rejected.get(x, 0) + 1
     for x, count in rejected.items():
         ax.text(
@@ -247,12 +250,13 @@ def schedule_figure(curves: Sequence[ScheduleCurve], path: Path) -> Path:
             c.steps, c.base, color="0.35", linestyle="--", linewidth=1.5, label=r"base schedule $\eta_t/\eta$"
         )
         ax.plot(c.steps, c.learned, color=f"C{i % 10}", linewidth=2.0, label=r"learned $\eta_t\,m(t)/\eta$")
-        if c.final_steps < c.total_steps:
-            ax.axvline(c.final_steps, color="0.5", linestyle=":", linewidth=1.2, label="final run stops")
-        ax.set_xlim(0, c.total_steps)
+        # only the steps the final run trains are drawn: past its end the schedule is never used
+        end = min(c.final_steps, c.total_steps)
+        ax.set_xlim(0, end)
         ax.set_ylim(bottom=0)
         ax.set_title(c.title, fontsize=10)
-        ax.set_xlabel("training step t")
+        part = f" (the final run: {end} of the schedule's {c.total_steps} steps)"
+        ax.set_xlabel("training step t" + (part if end < c.total_steps else ""))
         ax.set_ylabel(r"LR multiplier ($\times\,\eta$)")
         ax.grid(True, alpha=0.3)
         ax.legend(fontsize=8, loc="best")
@@ -279,12 +283,14 @@ def comparison_figure(bars: Sequence[Bar], path: Path, title: str) -> Path:
     ax.set_xlabel("fitness (best validation accuracy)")
     ax.set_title(title)
     ax.grid(True, axis="x", alpha=0.3)
-    ax.legend(
+    fig.legend(  # outside the axes: inside, it covered the value labels of the lowest bars
         handles=[
             Line2D([], [], color="C0", linewidth=8, label="best genomes (search)"),
             Line2D([], [], color="0.6", linewidth=8, label="zoo baselines"),
         ],
-        loc="lower right",
+        loc="outside lower center",
+        ncols=2,
         fontsize=8,
+        frameon=False,
     )
     return _save(fig, path)
