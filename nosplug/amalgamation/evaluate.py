@@ -6,8 +6,14 @@ for ``epochs`` epochs, recording the validation loss after each epoch. Metrics p
 
 * ``best_log_val``: log of the lowest validation loss (the headline metric);
 * ``last_log_val``: log of the final validation loss;
+* ``mean_log_val``: mean over epochs of the log validation loss;
 * ``stability``: std over epochs of log(G_2 * val) − log(val), G_2 a Gaussian filter with σ = 2
-  epochs and nearest-edge padding: the epoch-to-epoch jitter around the smoothed curve.
+  epochs and nearest-edge padding (``scipy.ndimage.gaussian_filter1d``, mode ``nearest``): the
+  epoch-to-epoch jitter around the smoothed curve.
+
+On a DP problem the optimizers see privatised gradients (:mod:`nosplug.amalgamation.dp`) whose
+noise stream is seeded by the run index too, so every optimizer gets the same draws as long as
+their trajectories agree.
 
 The *oracle* of a problem is the teacher with the best mean ``best_log_val`` on it.
 """
@@ -20,25 +26,34 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
+from scipy.ndimage import gaussian_filter1d
 from torch import Tensor, nn
 
-from nosplug.amalgamation.problems import Problem, get_problem, new_instance, problem_data
+from nosplug.amalgamation.problems import Problem, get_problem, gradient, new_instance, problem_data
 from nosplug.amalgamation.teachers import Teacher
 
 
-def gaussian_smooth(x: np.ndarray, sigma: float = 2.0) -> np.ndarray:
-    radius = int(4 * sigma + 0.5)
-    k = np.exp(-0.5 * (np.arange(-radius, radius + 1) / sigma) ** 2)
-    k /= k.sum()
-    padded = np.pad(x, radius, mode="edge")
-    return np.convolve(padded, k, mode="valid")
-
-
-def stability(val: list[float]) -> float:
+def stability(val: list[float], sigma: float = 2.0) -> float:
+    """Optimization stability (spec §6.1): std over epochs of log(G_σ * val) − log(val); NaN for a
+    curve shorter than two epochs or with a non-finite value (there is no jitter to measure)."""
     v = np.asarray(val, dtype=np.float64)
-    if len(v) < 2 or not np.isfinite(v).all():
+    if len(v) < 2 or not np.isfinite(v).all() or (v <= 0).any():
         return math.nan
-    return float(np.std(np.log(gaussian_smooth(v)) - np.log(v)))
+    smooth = gaussian_filter1d(v, sigma, mode="nearest")
+    return float(np.std(np.log(smooth) - np.log(v)))
+
+
+def run_metrics(vals: list[float]) -> dict[str, float]:
+    """best / last / mean log validation loss and stability of one run's per-epoch curve (+inf for
+    a loss that never was finite: a diverged run is the worst result, never a missing one)."""
+    finite = [v for v in vals if math.isfinite(v) and v > 0]
+    diverged = len(finite) < len(vals) or not vals
+    return {
+        "best_log_val": math.log(min(finite)) if finite else math.inf,
+        "last_log_val": math.inf if diverged else math.log(vals[-1]),
+        "mean_log_val": math.inf if diverged else float(np.mean(np.log(vals))),
+        "stability": stability(vals),
+    }
 
 
 @dataclass
@@ -51,6 +66,7 @@ class RunResult:
     last_log_val: float
     stability: float
     seconds: float
+    mean_log_val: float = math.nan
 
 
 Stepper = Callable[[Tensor, Tensor], Tensor]  # (grad, theta) -> new theta
@@ -65,6 +81,7 @@ def train_problem(
     theta = model.vector()
     step = make_step(theta)
     gen = torch.Generator().manual_seed(2000 + run)
+    noise_gen = torch.Generator().manual_seed(3000 + run)  # DP noise only
     n = len(data.train_y)
     per_epoch = steps_per_epoch(problem)
     vals = []
@@ -72,8 +89,7 @@ def train_problem(
         order = torch.randperm(n, generator=gen)
         for b in range(per_epoch):
             idx = order[b * problem.batch_size : (b + 1) * problem.batch_size]
-            t = theta.detach().requires_grad_(True)
-            g = torch.autograd.grad(model.loss(t, data.train_x[idx], data.train_y[idx]), t)[0]
+            g = gradient(problem, model, theta, data.train_x[idx], data.train_y[idx], noise_gen)
             theta = step(g, theta.detach())
         with torch.no_grad():
             logits = torch.func.functional_call(model.module, model.params(theta), (data.val_x,))
@@ -138,16 +154,17 @@ def evaluate(
             for oname, make in optimizers.items():
                 t0 = time.perf_counter()
                 vals = train_problem(problem, make, run, epochs)
-                finite = [v for v in vals if math.isfinite(v)]
+                m = run_metrics(vals)
                 res = RunResult(
                     oname,
                     pname,
                     run,
                     vals,
-                    math.log(min(finite)) if finite else math.inf,
-                    math.log(vals[-1]) if vals and math.isfinite(vals[-1]) else math.inf,
-                    stability(vals),
+                    m["best_log_val"],
+                    m["last_log_val"],
+                    m["stability"],
                     time.perf_counter() - t0,
+                    m["mean_log_val"],
                 )
                 out.append(res)
                 if on_result:

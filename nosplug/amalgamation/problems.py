@@ -6,8 +6,12 @@ student and teachers step flat tensors and the model runs functionally on any ve
 
 Training problems: ``mlp`` (784-20 sigmoid-10 on MNIST-5k, 15,910 parameters, the reference's
 default problem) and ``conv_train`` (the paper's "Train" CNN, 18,122 parameters, on MNIST-5k).
-Transfer problems: deeper, wider, other-activation MLPs, the wider CNN, a small-batch variant and
-scikit-learn's digits. Images are scaled to [0, 1] without normalisation, as in the reference.
+The paper's evaluation problems that need no other data (spec §3.2), on MNIST-5k: ``conv_train``,
+``conv_deeper`` (5 convolutions, 75,242), ``conv_wider`` (61,834), ``conv_smallbatch`` (Train CNN,
+batch 32), ``conv_train_dp`` (Train CNN with DP-SGD gradients, :mod:`nosplug.amalgamation.dp`) and
+``mlp``; ``PAPER_PROBLEMS`` lists them with the spec's parameter counts. Further transfer problems:
+deeper, wider, other-activation MLPs and scikit-learn's digits. Images are scaled to [0, 1]
+without normalisation, as in the reference.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ from functools import lru_cache
 import torch
 from torch import Tensor, nn
 
+from nosplug.amalgamation.dp import DPSettings, dp_gradient
 from nosplug.errors import UserError
 
 
@@ -57,13 +62,33 @@ def conv(c1: int, k1: int, c2: int, k2: int, in_hw: int = 28) -> Callable[[], nn
     return build
 
 
+def conv_deeper() -> nn.Module:
+    """The paper's Deeper CNN (``conv_deeper_pool``): Conv16-3, Conv32-3, Conv32-3, Pool 2, Conv64-3,
+    Conv64-3, Pool 2, Dense 10; ReLU, VALID padding; 28 -> 26 -> 24 -> 22 -> 11 -> 9 -> 7 -> 3."""
+    layers: list[nn.Module] = []
+    chans = (1, 16, 32, 32, 64, 64)
+    for i, (a, b) in enumerate(itertools.pairwise(chans)):
+        layers += [nn.Conv2d(a, b, 3), nn.ReLU()]
+        if i in (2, 4):
+            layers.append(nn.MaxPool2d(2))
+    model = nn.Sequential(*layers, nn.Flatten(), nn.Linear(64 * 3 * 3, 10))
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d | nn.Linear):
+            nn.init.xavier_uniform_(m.weight)
+            nn.init.zeros_(m.bias)
+    return model
+
+
 @dataclass(frozen=True)
 class Problem:
+    """A model, its data and batch size; ``dp`` makes the optimizer see DP-SGD gradients."""
+
     name: str
     build: Callable[[], nn.Module]
     dataset: str = "mnist5k"
     batch_size: int = 128
     description: str = ""
+    dp: DPSettings | None = None
 
 
 PROBLEMS: dict[str, Problem] = {
@@ -79,9 +104,33 @@ PROBLEMS: dict[str, Problem] = {
         Problem("mlp_wider", mlp((784, 64, 10)), description="wider MLP 784-64-10"),
         Problem("mlp_relu", mlp((784, 20, 10), nn.ReLU), description="MLP with ReLU instead of sigmoid"),
         Problem("mlp_smallbatch", mlp((784, 20, 10)), batch_size=32, description="MLP, batch 32"),
-        Problem("conv_wider", conv(32, 3, 64, 5), description="the paper's Wider CNN, MNIST-5k"),
+        Problem("conv_wider", conv(32, 3, 64, 5), description="the paper's Wider CNN, MNIST-5k (61,834)"),
+        Problem("conv_deeper", conv_deeper, description="the paper's Deeper CNN, MNIST-5k (75,242)"),
+        Problem(
+            "conv_smallbatch",
+            conv(16, 3, 32, 5),
+            batch_size=32,
+            description="the paper's Small Batch: Train CNN, batch 32",
+        ),
+        Problem(
+            "conv_train_dp",
+            conv(16, 3, 32, 5),
+            description="the paper's MNIST-DP: Train CNN, per-example clip 1.0, noise 1.1 (evaluation only)",
+            dp=DPSettings(clip=1.0, noise_multiplier=1.1),
+        ),
         Problem("digits_mlp", mlp((64, 32, 10)), dataset="digits", description="MLP 64-32-10 on 8x8 digits"),
     )
+}
+
+
+#: The paper's evaluation problems available offline (spec §3.2) and their parameter counts.
+PAPER_PROBLEMS: dict[str, int] = {
+    "conv_train": 18_122,
+    "conv_deeper": 75_242,
+    "conv_wider": 61_834,
+    "conv_smallbatch": 18_122,
+    "conv_train_dp": 18_122,
+    "mlp": 15_910,
 }
 
 
@@ -94,7 +143,7 @@ def get_problem(name: str) -> Problem:
 
 @lru_cache(maxsize=4)
 def problem_data(dataset: str, seed: int = 0):
-    from nosplug.evaluation.datasets import load_dataset
+    from nosplug.tasks.datasets import load_dataset
 
     return load_dataset(dataset, seed=seed, normalize=False)
 
@@ -125,6 +174,22 @@ class FlatModel:
     def loss(self, theta: Tensor, x: Tensor, y: Tensor) -> Tensor:
         logits = torch.func.functional_call(self.module, self.params(theta), (x,))
         return nn.functional.cross_entropy(logits, y)
+
+
+def gradient(
+    problem: Problem,
+    model: FlatModel,
+    theta: Tensor,
+    x: Tensor,
+    y: Tensor,
+    gen: torch.Generator | None = None,
+) -> Tensor:
+    """The gradient an optimizer sees on ``problem``: the minibatch gradient, or the privatised one
+    (noise drawn from ``gen``) on a DP problem."""
+    if problem.dp is not None:
+        return dp_gradient(model.loss, theta, x, y, problem.dp, gen)
+    t = theta.detach().requires_grad_(True)
+    return torch.autograd.grad(model.loss(t, x, y), t)[0]
 
 
 def new_instance(problem: Problem, seed: int) -> FlatModel:

@@ -109,6 +109,10 @@ def normalise(data: dict[str, Any]) -> dict[str, Any]:
     ):
         if name not in PROBLEMS:
             raise AmalgamationConfigError(f"{where}: unknown problem {name!r} (known: {', '.join(PROBLEMS)})")
+    if PROBLEMS[out["run"]["problem"]].dp is not None:
+        raise AmalgamationConfigError(
+            f"run.problem: {out['run']['problem']!r} has DP gradients and is an evaluation problem only"
+        )
     from nosplug.primitives.registry import UnknownPrimitiveError, registry
 
     try:
