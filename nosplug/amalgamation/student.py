@@ -1,4 +1,5 @@
-"""Learned optimizers: the RNNProp student (spec §1) and the choice optimizer (spec §4.6).
+"""Learned optimizers: the RNNProp student (spec §1), the choice optimizer (spec §4.6) and the
+"Original" baseline (Andrychowicz et al. 2016, spec §6.1).
 
 Both are coordinate-wise: every scalar parameter is one row of a batch, with shared weights and
 its own recurrent state, so a whole model's parameters run as one batch of two fused LSTM cells
@@ -109,6 +110,39 @@ class RNNProp(nn.Module):
         h2, c2 = lstm_cell(h1, state["h2"], state["c2"], self.w2, self.b2)
         u = torch.tanh(torch.addmm(self.bd, h2, self.wd)).squeeze(1)
         return self.alpha * u, {"m": m, "v": v, "h1": h1, "c1": c1, "h2": h2, "c2": c2}
+
+
+class DMOptimizer(nn.Module):
+    """The "Original" learned optimizer (Andrychowicz et al. 2016; the reference's ``DMOptimizer``,
+    spec §6.1): the raw gradient -> LSTM(20) -> LSTM(20) -> Dense(1), update ``alpha · u`` with
+    alpha = 0.1 and no output squashing. 5,061 weights. A learned-optimizer baseline: it is
+    meta-trained by the same code as RNNProp, with the meta loss alone."""
+
+    kind = "original"
+
+    def __init__(self, hidden: int = 20, alpha: float = 0.1) -> None:
+        super().__init__()
+        self.hidden, self.alpha = hidden, alpha
+        self.w1, self.b1 = _lstm_params(1, hidden)
+        self.w2, self.b2 = _lstm_params(hidden, hidden)
+        wd = torch.empty(hidden, 1)
+        nn.init.xavier_uniform_(wd)
+        self.wd, self.bd = nn.Parameter(wd), nn.Parameter(torch.zeros(1))
+
+    def config(self) -> dict[str, Any]:
+        return {"kind": self.kind, "hidden": self.hidden, "alpha": self.alpha}
+
+    def init_state(self, n: int, like: Tensor) -> State:
+        zh = like.new_zeros(n, self.hidden)
+        return {"h1": zh, "c1": zh.clone(), "h2": zh.clone(), "c2": zh.clone()}
+
+    def forward(self, g: Tensor, state: State, frozen: bool = False) -> tuple[Tensor, State]:
+        if frozen:  # warm-up: nothing to accumulate, the recurrent state stays put
+            return g.new_zeros(g.shape), state
+        h1, c1 = lstm_cell(g.unsqueeze(1), state["h1"], state["c1"], self.w1, self.b1)
+        h2, c2 = lstm_cell(h1, state["h2"], state["c2"], self.w2, self.b2)
+        u = torch.addmm(self.bd, h2, self.wd).squeeze(1)
+        return self.alpha * u, {"h1": h1, "c1": c1, "h2": h2, "c2": c2}
 
 
 class ChoiceOptimizer(nn.Module):
