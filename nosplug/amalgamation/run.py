@@ -42,6 +42,7 @@ from nosplug.amalgamation.teachers import Teacher, TeacherError, pool_members, r
 from nosplug.amalgamation.train import MetaConfig, MetaTrainer, PeriodResult
 from nosplug.errors import UserError
 from nosplug.study import optuna_adapter
+from nosplug.study.artifacts import publish_student
 from nosplug.tomlconfig import check_sections, read_toml
 
 KIND = "amalgamation"
@@ -169,12 +170,19 @@ def meta_config(raw: dict[str, Any]) -> MetaConfig:
 # ----------------------------------------------------------------------------- storage
 def create_run(path: str | Path, *, name: str | None = None, storage: str | None = None,
                checkpoint_dir: str | None = None) -> optuna.Study:  # fmt: skip
-    from nosplug.study.runner import StudyExistsError, study_names
-    from nosplug.study.storage import open_storage, shown_url, storage_url
-
     raw = normalise(read_toml(path, AmalgamationConfigError))
     if name:
         raw["run"]["name"] = name
+    return create_run_from(raw, storage=storage, checkpoint_dir=checkpoint_dir)
+
+
+def create_run_from(
+    raw: dict[str, Any], *, storage: str | None = None, checkpoint_dir: str | None = None
+) -> optuna.Study:
+    """Create run ``raw["run"]["name"]`` from an already normalised config (see :func:`normalise`)."""
+    from nosplug.study.runner import StudyExistsError, study_names
+    from nosplug.study.storage import open_storage, shown_url, storage_url
+
     url = storage_url(storage)
     store = open_storage(url)
     run_name = raw["run"]["name"]
@@ -273,8 +281,11 @@ def run(
     *,
     max_periods: int | None = None,
     on_event: Callable[[dict[str, Any]], None] | None = None,
+    artifacts: str | None = None,
 ) -> dict[str, Any]:
-    """Train (or resume) amalgamation run ``name``; returns a summary."""
+    """Train (or resume) amalgamation run ``name``; returns a summary. The trained student is
+    attached to the run's study as Optuna artifacts (store: ``artifacts``, see
+    :func:`nosplug.study.storage.artifacts_url`), once, however often the run is repeated."""
     study = load_run(name, storage)
     raw = study.user_attrs[CONFIG_ATTR]
     ckdir = Path(study.user_attrs[DIR_ATTR])
@@ -295,6 +306,7 @@ def run(
             return {"done": False, "periods": budget.done}
         emit({"event": "phase_done", "phase": phase})
     study.set_user_attr("nosplug.student", str(ckdir / "student"))
+    emit({"event": "artifacts", "line": publish_student(study, ckdir / "student", storage, artifacts).line()})
     return {"done": True, "periods": budget.done, "student": str(ckdir / "student")}
 
 

@@ -13,6 +13,10 @@ from rich.table import Table
 from nosplug.cli.console import console, emit_json
 
 STORAGE_HELP = "Optuna storage URL (default: $NOSPLUG_STORAGE, else ./nosplug-studies/journal.log)."
+ARTIFACTS_HELP = (
+    "Artifact store for the trained student (a folder or s3://bucket/prefix; default: "
+    "$NOSPLUG_ARTIFACTS, else artifacts/ beside a journal or SQLite file)."
+)
 
 
 @click.group()
@@ -41,12 +45,19 @@ def create(config: str, name: str | None, storage: str | None, checkpoint_dir: s
 @amalgamate.command()
 @click.argument("name")
 @click.option("--storage", help=STORAGE_HELP)
+@click.option("--artifacts", help=ARTIFACTS_HELP)
 @click.option("--max-periods", type=click.IntRange(1), help="Stop after N curriculum periods (resume later).")
 @click.option("--threads", type=click.IntRange(1), help="Torch threads (default: all cores).")
 @click.option("--quiet", is_flag=True)
 @click.option("--jsonl", is_flag=True, help="One JSON object per event.")
 def run(
-    name: str, storage: str | None, max_periods: int | None, threads: int | None, quiet: bool, jsonl: bool
+    name: str,
+    storage: str | None,
+    artifacts: str | None,
+    max_periods: int | None,
+    threads: int | None,
+    quiet: bool,
+    jsonl: bool,
 ) -> None:
     """Meta-train run NAME; resumes from its last finished period after an interruption."""
     import torch
@@ -56,11 +67,13 @@ def run(
     if threads:
         torch.set_num_threads(threads)
     if jsonl:
-        summary = run_amalgamation(name, storage, max_periods=max_periods, on_event=emit_json)
+        summary = run_amalgamation(
+            name, storage, max_periods=max_periods, on_event=emit_json, artifacts=artifacts
+        )
         emit_json({"event": "summary", **summary})
         return
     if quiet:
-        run_amalgamation(name, storage, max_periods=max_periods)
+        run_amalgamation(name, storage, max_periods=max_periods, artifacts=artifacts)
         return
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
@@ -77,7 +90,9 @@ def run(
             else:
                 console.print(f"[dim]{escape(describe_event(e))}[/dim]")
 
-        summary = run_amalgamation(name, storage, max_periods=max_periods, on_event=on_event)
+        summary = run_amalgamation(
+            name, storage, max_periods=max_periods, on_event=on_event, artifacts=artifacts
+        )
     if summary["done"]:
         console.print(f"finished; student saved as {escape(summary['student'])}.pt/.json")
     else:
@@ -115,6 +130,8 @@ def describe_event(e: dict[str, Any]) -> str:
         return f"{phase} trained"
     if kind == "abandoned":
         return f"trial {e['trial']} was left running by a stopped process; marked failed"
+    if kind == "artifacts":
+        return e["line"]
     return f"{kind}: " + ", ".join(f"{k} {v}" for k, v in e.items() if k != "event")
 
 
@@ -237,3 +254,81 @@ def status(name: str, storage: str | None) -> None:
     console.print(t)
     student = Path(study.user_attrs[DIR_ATTR]) / "student.json"
     console.print(f"student: {escape(str(student)) if student.exists() else 'not trained yet'}")
+
+
+@amalgamate.command()
+@click.argument("config", type=click.Path(dir_okay=False))
+@click.option("--storage", help=STORAGE_HELP)
+@click.option(
+    "--checkpoint-dir", help="Where replicate checkpoints go (default ./nosplug-amalgamation/NAME)."
+)
+@click.option(
+    "--out", type=click.Path(dir_okay=False), help="Parquet file of every evaluation (default NAME.parquet)."
+)
+@click.option("--threads", type=click.IntRange(1), help="Torch threads (default: all cores).")
+@click.option("--jsonl", is_flag=True, help="One JSON object per event, then the summary rows and claims.")
+def protocol(
+    config: str,
+    storage: str | None,
+    checkpoint_dir: str | None,
+    out: str | None,
+    threads: int | None,
+    jsonl: bool,
+) -> None:
+    """Run (or resume) the paper's evaluation protocol of CONFIG: every method meta-trained in
+    replicates, evaluated with its teachers and the oracle; prints means with confidence intervals,
+    variance components and the paper's claims, and writes the Parquet file."""
+    import torch
+
+    from nosplug.amalgamation import protocol as proto
+    from nosplug.amalgamation import report
+
+    if threads:
+        torch.set_num_threads(threads)
+    study = proto.create(config, storage, checkpoint_dir)
+
+    def on_event(e: dict[str, Any]) -> None:
+        if jsonl:
+            emit_json(e)
+        elif e["event"] == "evaluated":
+            console.print(
+                f"[dim]{escape(e['method'])} r{e['replicate']} {e['problem']} run {e['run']}: best log val "
+                f"{e['best_log_val']:+.4f} ({e['seconds']:.1f} s)[/dim]"
+            )
+        elif e["event"] in ("train", "trained", "period", "repeat", "resumed", "abandoned"):
+            line = (
+                describe_event(e)
+                if e["event"] not in ("train", "trained")
+                else (
+                    f"meta-training {e['method']} replicate {e['replicate']}"
+                    + (f": done in {e['seconds']:.0f} s" if e["event"] == "trained" else "")
+                )
+            )
+            console.print(f"[dim]{escape(line)}[/dim]")
+
+    summary = proto.run_protocol(study, storage, on_event=on_event)
+    rows = proto.rows(study)
+    target = proto.export(study, out or f"{study.study_name}.parquet")
+    if jsonl:
+        for row in report.summary(rows):
+            emit_json({"event": "row", **row})
+        for c in report.claims(rows):
+            emit_json({"event": "claim", "name": c.name, "paper": c.paper, "verdict": c.verdict,
+                       "evidence": c.evidence})  # fmt: skip
+        emit_json({"event": "summary", **summary, "parquet": str(target)})
+        return
+    t = Table(title=f"protocol {study.study_name}: best log validation loss, mean [95 % CI], lower is better")
+    for col in ("problem", "method", "reps × runs", "mean [95 % CI]", "σ_meta", "σ_eval", "stability"):
+        t.add_column(col)
+    for s in sorted(report.summary(rows), key=lambda s: (s["problem"], s["kind"] != "student", s["mean"])):
+        t.add_row(
+            s["problem"],
+            escape(s["method"]) + (" (oracle)" if s["oracle"] else ""),
+            f"{s['replicates']} × {s['runs'] // max(1, s['replicates'])}",
+            f"{s['mean']:+.3f} [{s['low']:+.3f}, {s['high']:+.3f}]",
+            *(report.number(s[k]) for k in ("sd_meta", "sd_eval", "stability")),
+        )
+    console.print(t)
+    for c in report.claims(rows):
+        console.print(f"[bold]{escape(c.paper)}[/bold]: {c.verdict}. {escape(c.evidence)}")
+    console.print(f"wrote {len(rows)} evaluations to {escape(str(target))}")
