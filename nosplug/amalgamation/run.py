@@ -42,7 +42,6 @@ from nosplug.amalgamation.teachers import Teacher, TeacherError, pool_members, r
 from nosplug.amalgamation.train import MetaConfig, MetaTrainer, PeriodResult
 from nosplug.errors import UserError
 from nosplug.study import optuna_adapter
-from nosplug.study.artifacts import publish_student
 from nosplug.tomlconfig import check_sections, read_toml
 
 KIND = "amalgamation"
@@ -281,11 +280,8 @@ def run(
     *,
     max_periods: int | None = None,
     on_event: Callable[[dict[str, Any]], None] | None = None,
-    artifacts: str | None = None,
 ) -> dict[str, Any]:
-    """Train (or resume) amalgamation run ``name``; returns a summary. The trained student is
-    attached to the run's study as Optuna artifacts (store: ``artifacts``, see
-    :func:`nosplug.study.storage.artifacts_url`), once, however often the run is repeated."""
+    """Train (or resume) amalgamation run ``name``; returns a summary."""
     study = load_run(name, storage)
     raw = study.user_attrs[CONFIG_ATTR]
     ckdir = Path(study.user_attrs[DIR_ATTR])
@@ -306,7 +302,6 @@ def run(
             return {"done": False, "periods": budget.done}
         emit({"event": "phase_done", "phase": phase})
     study.set_user_attr("nosplug.student", str(ckdir / "student"))
-    emit({"event": "artifacts", "line": publish_student(study, ckdir / "student", storage, artifacts).line()})
     return {"done": True, "periods": budget.done, "student": str(ckdir / "student")}
 
 

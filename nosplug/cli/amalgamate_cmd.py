@@ -13,10 +13,6 @@ from rich.table import Table
 from nosplug.cli.console import console, emit_json
 
 STORAGE_HELP = "Optuna storage URL (default: $NOSPLUG_STORAGE, else ./nosplug-studies/journal.log)."
-ARTIFACTS_HELP = (
-    "Artifact store for the trained student (a folder or s3://bucket/prefix; default: "
-    "$NOSPLUG_ARTIFACTS, else artifacts/ beside a journal or SQLite file)."
-)
 
 
 @click.group()
@@ -45,19 +41,12 @@ def create(config: str, name: str | None, storage: str | None, checkpoint_dir: s
 @amalgamate.command()
 @click.argument("name")
 @click.option("--storage", help=STORAGE_HELP)
-@click.option("--artifacts", help=ARTIFACTS_HELP)
 @click.option("--max-periods", type=click.IntRange(1), help="Stop after N curriculum periods (resume later).")
 @click.option("--threads", type=click.IntRange(1), help="Torch threads (default: all cores).")
 @click.option("--quiet", is_flag=True)
 @click.option("--jsonl", is_flag=True, help="One JSON object per event.")
 def run(
-    name: str,
-    storage: str | None,
-    artifacts: str | None,
-    max_periods: int | None,
-    threads: int | None,
-    quiet: bool,
-    jsonl: bool,
+    name: str, storage: str | None, max_periods: int | None, threads: int | None, quiet: bool, jsonl: bool
 ) -> None:
     """Meta-train run NAME; resumes from its last finished period after an interruption."""
     import torch
@@ -67,13 +56,11 @@ def run(
     if threads:
         torch.set_num_threads(threads)
     if jsonl:
-        summary = run_amalgamation(
-            name, storage, max_periods=max_periods, on_event=emit_json, artifacts=artifacts
-        )
+        summary = run_amalgamation(name, storage, max_periods=max_periods, on_event=emit_json)
         emit_json({"event": "summary", **summary})
         return
     if quiet:
-        run_amalgamation(name, storage, max_periods=max_periods, artifacts=artifacts)
+        run_amalgamation(name, storage, max_periods=max_periods)
         return
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
@@ -90,9 +77,7 @@ def run(
             else:
                 console.print(f"[dim]{escape(describe_event(e))}[/dim]")
 
-        summary = run_amalgamation(
-            name, storage, max_periods=max_periods, on_event=on_event, artifacts=artifacts
-        )
+        summary = run_amalgamation(name, storage, max_periods=max_periods, on_event=on_event)
     if summary["done"]:
         console.print(f"finished; student saved as {escape(summary['student'])}.pt/.json")
     else:
@@ -130,8 +115,6 @@ def describe_event(e: dict[str, Any]) -> str:
         return f"{phase} trained"
     if kind == "abandoned":
         return f"trial {e['trial']} was left running by a stopped process; marked failed"
-    if kind == "artifacts":
-        return e["line"]
     return f"{kind}: " + ", ".join(f"{k} {v}" for k, v in e.items() if k != "event")
 
 
