@@ -259,12 +259,17 @@ class StudentOptimizer(torch.optim.Optimizer):
 
     All parameters with gradients run as one batch per step. The first ``warmup`` steps are plain
     SGD at ``warmup_lr`` while the moments follow the gradients and the recurrent state stays
-    frozen, as in the reference's evaluation (spec §1.3: 100 steps at 0.05).
+    frozen, as in the reference's evaluation (spec §1.3: 100 steps at 0.05). An RNNProp student
+    runs through :class:`~nosplug.amalgamation.fast.FastRNNProp` (same updates up to float
+    rounding, several times faster); ``fast=False`` runs the training module instead.
     """
 
-    def __init__(self, params, learned: nn.Module, warmup: int = 100, warmup_lr: float = 0.05) -> None:
+    def __init__(
+        self, params, learned: nn.Module, warmup: int = 100, warmup_lr: float = 0.05, fast: bool = True
+    ) -> None:
         super().__init__(params, {"warmup": warmup, "warmup_lr": warmup_lr})
         self.learned = learned.eval().requires_grad_(False)
+        self.fast = fast and isinstance(learned, RNNProp)
         self._flat: State | None = None
         self._steps = 0
 
@@ -279,18 +284,31 @@ class StudentOptimizer(torch.optim.Optimizer):
             return loss
         g = torch.cat([p.grad.reshape(-1) for p in params]).to(torch.float32)
         if self._flat is None or self._flat["n"] != g.numel():
-            ranks = torch.cat([g.new_full((p.numel(),), float(p.dim())) for p in params])
-            self._flat = {"n": g.numel(), "state": learned_state(self.learned, g, ranks)}
+            self._flat = {"n": g.numel()}
+            if self.fast:
+                from nosplug.amalgamation.fast import FastRNNProp
+
+                self._flat["fast"] = FastRNNProp(self.learned, g.numel())
+            else:
+                ranks = torch.cat([g.new_full((p.numel(),), float(p.dim())) for p in params])
+                self._flat["state"] = learned_state(self.learned, g, ranks)
         grp = self.param_groups[0]
         frozen = self._steps < grp["warmup"]
-        delta, self._flat["state"] = self.learned(g, self._flat["state"], frozen=frozen)
-        if frozen:
-            delta = grp["warmup_lr"] * g
-        offset = 0
-        for p in params:
-            n = p.numel()
-            p.sub_(delta[offset : offset + n].view_as(p).to(p.dtype))
-            offset += n
+        fast = self._flat.get("fast")
+        if fast is not None:
+            if frozen:
+                fast.moments(g)
+            delta = grp["warmup_lr"] * g if frozen else fast.step(g)
+        else:
+            delta, self._flat["state"] = self.learned(g, self._flat["state"], frozen=frozen)
+            if frozen:
+                delta = grp["warmup_lr"] * g
+        updates = [d.view_as(p) for d, p in zip(delta.split([p.numel() for p in params]), params)]
+        if all(p.dtype == torch.float32 for p in params):
+            torch._foreach_sub_(params, updates)
+        else:
+            for p, u in zip(params, updates):
+                p.sub_(u.to(p.dtype))
         self._steps += 1
         return loss
 
