@@ -17,6 +17,7 @@ from rich.progress import (
 from rich.table import Table
 
 from nosplug.cli.console import console
+from nosplug.cli.options import ARTIFACTS_HELP
 from nosplug.cli.study_cmd import STORAGE_HELP
 
 #: Kept here as well so ``nosplug report --help`` does not import matplotlib (the report package does).
@@ -26,6 +27,7 @@ DEFAULT_BASELINES = "adam,sgd,momentum,rmsprop"
 @click.command()
 @click.argument("study_name", metavar="STUDY")
 @click.option("--storage", help=STORAGE_HELP)
+@click.option("--artifacts", help=ARTIFACTS_HELP)
 @click.option(
     "--out",
     type=click.Path(file_okay=False),
@@ -51,6 +53,7 @@ DEFAULT_BASELINES = "adam,sgd,momentum,rmsprop"
 def report(
     study_name: str,
     storage: str | None,
+    artifacts: str | None,
     out: str | None,
     count: int,
     baselines: str | None,
@@ -60,13 +63,16 @@ def report(
     """Write a report of the search STUDY: fitness over timesteps, best genomes, learned LR
     schedules, and a comparison with zoo baselines under the study's own evaluation.
 
-    Reads the storage only. Baselines are trained at report time and cached in the report
+    Reads the storage, and attaches the report's files to the study as Optuna artifacts
+    (optuna-dashboard shows them). Baselines are trained at report time and cached in the report
     folder (baselines.json), so running the report again is fast.
     """
     import optuna
 
     from nosplug.reporting import build_report
+    from nosplug.study.artifacts import check, publish_report  # the files become the study's artifacts
 
+    check(storage, artifacts)  # a bad artifact store fails before the baselines are trained
     optuna.logging.set_verbosity(optuna.logging.WARNING)  # report-time evaluations use in-memory studies
     if no_baselines and baselines is not None:
         raise click.UsageError("--baselines and --no-baselines exclude each other")
@@ -122,6 +128,7 @@ def report(
     console.print(f"report of study [bold]{escape(rep.study)}[/bold] in {escape(str(rep.out))}:")
     for f in rep.files:
         console.print(f"  {escape(str(f))}")
+    console.print(escape(publish_report(rep.study, rep.files, storage, artifacts).line()), soft_wrap=True)
 
 
 def _comparison_table(rep: Any) -> Table:

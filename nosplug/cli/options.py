@@ -1,0 +1,8 @@
+"""Help texts of options that several commands share, so one option reads the same everywhere."""
+
+from __future__ import annotations
+
+ARTIFACTS_HELP = (
+    "Artifact store for results (a folder or s3://bucket/prefix; default: $NOSPLUG_ARTIFACTS, "
+    "else artifacts/ beside a journal or SQLite file)."
+)
