@@ -42,6 +42,8 @@ from nosplug.amalgamation.teachers import Teacher, TeacherError, pool_members, r
 from nosplug.amalgamation.train import MetaConfig, MetaTrainer, PeriodResult
 from nosplug.errors import UserError
 from nosplug.study import optuna_adapter
+from nosplug.study.artifacts import check as check_artifacts
+from nosplug.study.artifacts import publish_student
 from nosplug.tomlconfig import check_sections, read_toml
 
 KIND = "amalgamation"
@@ -280,9 +282,13 @@ def run(
     *,
     max_periods: int | None = None,
     on_event: Callable[[dict[str, Any]], None] | None = None,
+    artifacts: str | None = None,
 ) -> dict[str, Any]:
-    """Train (or resume) amalgamation run ``name``; returns a summary."""
+    """Train (or resume) amalgamation run ``name``; returns a summary. The trained student is
+    attached to the run's study as Optuna artifacts (store: ``artifacts``, see
+    :func:`nosplug.study.storage.artifacts_url`), once, however often the run is repeated."""
     study = load_run(name, storage)
+    check_artifacts(storage, artifacts)  # a bad artifact store fails now, not after meta-training
     raw = study.user_attrs[CONFIG_ATTR]
     ckdir = Path(study.user_attrs[DIR_ATTR])
     ckdir.mkdir(parents=True, exist_ok=True)
@@ -302,6 +308,7 @@ def run(
             return {"done": False, "periods": budget.done}
         emit({"event": "phase_done", "phase": phase})
     study.set_user_attr("nosplug.student", str(ckdir / "student"))
+    emit({"event": "artifacts", "line": publish_student(study, ckdir / "student", storage, artifacts).line()})
     return {"done": True, "periods": budget.done, "student": str(ckdir / "student")}
 
 

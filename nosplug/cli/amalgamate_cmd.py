@@ -11,6 +11,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from nosplug.cli.console import console, emit_json
+from nosplug.cli.options import ARTIFACTS_HELP
 
 STORAGE_HELP = "Optuna storage URL (default: $NOSPLUG_STORAGE, else ./nosplug-studies/journal.log)."
 
@@ -41,12 +42,19 @@ def create(config: str, name: str | None, storage: str | None, checkpoint_dir: s
 @amalgamate.command()
 @click.argument("name")
 @click.option("--storage", help=STORAGE_HELP)
+@click.option("--artifacts", help=ARTIFACTS_HELP)
 @click.option("--max-periods", type=click.IntRange(1), help="Stop after N curriculum periods (resume later).")
 @click.option("--threads", type=click.IntRange(1), help="Torch threads (default: all cores).")
 @click.option("--quiet", is_flag=True)
 @click.option("--jsonl", is_flag=True, help="One JSON object per event.")
 def run(
-    name: str, storage: str | None, max_periods: int | None, threads: int | None, quiet: bool, jsonl: bool
+    name: str,
+    storage: str | None,
+    artifacts: str | None,
+    max_periods: int | None,
+    threads: int | None,
+    quiet: bool,
+    jsonl: bool,
 ) -> None:
     """Meta-train run NAME; resumes from its last finished period after an interruption."""
     import torch
@@ -56,11 +64,13 @@ def run(
     if threads:
         torch.set_num_threads(threads)
     if jsonl:
-        summary = run_amalgamation(name, storage, max_periods=max_periods, on_event=emit_json)
+        summary = run_amalgamation(
+            name, storage, max_periods=max_periods, on_event=emit_json, artifacts=artifacts
+        )
         emit_json({"event": "summary", **summary})
         return
     if quiet:
-        run_amalgamation(name, storage, max_periods=max_periods)
+        run_amalgamation(name, storage, max_periods=max_periods, artifacts=artifacts)
         return
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
@@ -77,7 +87,9 @@ def run(
             else:
                 console.print(f"[dim]{escape(describe_event(e))}[/dim]")
 
-        summary = run_amalgamation(name, storage, max_periods=max_periods, on_event=on_event)
+        summary = run_amalgamation(
+            name, storage, max_periods=max_periods, on_event=on_event, artifacts=artifacts
+        )
     if summary["done"]:
         console.print(f"finished; student saved as {escape(summary['student'])}.pt/.json")
     else:
@@ -115,6 +127,8 @@ def describe_event(e: dict[str, Any]) -> str:
         return f"{phase} trained"
     if kind == "abandoned":
         return f"trial {e['trial']} was left running by a stopped process; marked failed"
+    if kind == "artifacts":
+        return e["line"]
     return f"{kind}: " + ", ".join(f"{k} {v}" for k, v in e.items() if k != "event")
 
 
