@@ -84,7 +84,7 @@ def _merge(base: dict[str, Any], over: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def load_config(path: str | Path) -> dict[str, Any]:
+def load_config(path: str | Path, storage: str | None = None) -> dict[str, Any]:
     """Read and resolve a protocol TOML: ``[protocol]``, ``[evaluation]``, ``[overrides]`` (merged
     into every method's config) and one ``[methods.NAME]`` table per method with ``config`` (an
     amalgamation TOML, relative to this file) and optional ``overrides``."""
@@ -100,7 +100,7 @@ def load_config(path: str | Path) -> dict[str, Any]:
             )
     for ref in out["evaluation"]["teachers"]:
         try:
-            resolve_teacher(ref, total_steps=1000)
+            resolve_teacher(ref, total_steps=1000, storage=storage)
         except UserError as exc:
             raise ProtocolConfigError(f"evaluation.teachers: {exc}") from None
     overrides = data.get("overrides", {})
@@ -120,7 +120,7 @@ def load_config(path: str | Path) -> dict[str, Any]:
         raw = _merge(_merge(raw, overrides), spec.get("overrides", {}))
         raw.setdefault("run", {})["name"] = f"{out['protocol']['name']}.{name}"
         try:
-            resolved[name] = amrun.normalise(raw)
+            resolved[name] = amrun.normalise(raw, storage)
         except UserError as exc:
             raise ProtocolConfigError(f"methods.{name}: {exc}") from None
     out["methods"] = resolved
@@ -137,7 +137,7 @@ def create(path: str | Path, storage: str | None = None, checkpoint_dir: str | N
     from nosplug.study.runner import study_names
     from nosplug.study.storage import open_storage, shown_url, storage_url
 
-    cfg = load_config(path)
+    cfg = load_config(path, storage)
     name = cfg["protocol"]["name"]
     url = storage_url(storage)
     store = open_storage(url)
@@ -192,7 +192,7 @@ def run_protocol(
 
         def teacher(problem: str, ref: str = ref):
             horizon = ev["epochs"] * steps_per_epoch(get_problem(problem))
-            return teacher_stepper(resolve_teacher(ref, total_steps=horizon))
+            return teacher_stepper(resolve_teacher(ref, total_steps=horizon, storage=storage))
 
         evaluated += _evaluate(study, done, TEACHER, ref, 0, teacher, ev, emit)
     return {"done": True, "evaluated": evaluated, "trials": len(rows(study))}

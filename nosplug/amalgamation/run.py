@@ -87,8 +87,9 @@ _SECTIONS: dict[str, dict[str, tuple[tuple[type, ...], Any]]] = {
 }
 
 
-def normalise(data: dict[str, Any]) -> dict[str, Any]:
-    """Validate an amalgamation config (errors name the key path) and fill defaults."""
+def normalise(data: dict[str, Any], storage: str | None = None) -> dict[str, Any]:
+    """Validate an amalgamation config (errors name the key path) and fill defaults; ``study:``
+    teachers are looked up in ``storage``."""
     out: dict[str, Any] = {"version": 1}
     out.update(check_sections(data, _SECTIONS, AmalgamationConfigError, free_sections=("meta",)))
     meta = data.get("meta", {})
@@ -130,7 +131,7 @@ def normalise(data: dict[str, Any]) -> dict[str, Any]:
             raise AmalgamationConfigError(f"{section}.pool: {exc}") from None
         for ref in refs:
             try:
-                resolve_teacher(ref, total_steps=1000)
+                resolve_teacher(ref, total_steps=1000, storage=storage)
             except UserError as exc:
                 raise AmalgamationConfigError(f"{section}.refs: {exc}") from None
     if loss.needs_teachers and not loss.single_teacher and not teacher_refs(out["teachers"]):
@@ -171,7 +172,7 @@ def meta_config(raw: dict[str, Any]) -> MetaConfig:
 # ----------------------------------------------------------------------------- storage
 def create_run(path: str | Path, *, name: str | None = None, storage: str | None = None,
                checkpoint_dir: str | None = None) -> optuna.Study:  # fmt: skip
-    raw = normalise(read_toml(path, AmalgamationConfigError))
+    raw = normalise(read_toml(path, AmalgamationConfigError), storage)
     if name:
         raw["run"]["name"] = name
     return create_run_from(raw, storage=storage, checkpoint_dir=checkpoint_dir)
@@ -208,7 +209,7 @@ def load_run(name: str, storage: str | None = None) -> optuna.Study:
     return study
 
 
-def _teachers_for(raw: dict[str, Any], ckdir: Path, phase: str) -> list[Teacher]:
+def _teachers_for(raw: dict[str, Any], ckdir: Path, phase: str, storage: str | None = None) -> list[Teacher]:
     if phase == "choice":
         return []
     loss = _loss(raw)
@@ -219,7 +220,7 @@ def _teachers_for(raw: dict[str, Any], ckdir: Path, phase: str) -> list[Teacher]
     if not loss.needs_teachers:
         return []
     horizon = teacher_horizon(raw)
-    return [resolve_teacher(r, total_steps=horizon) for r in teacher_refs(raw["teachers"])]
+    return [resolve_teacher(r, total_steps=horizon, storage=storage) for r in teacher_refs(raw["teachers"])]
 
 
 def teacher_horizon(raw: dict[str, Any]) -> int:
@@ -304,7 +305,7 @@ def run(
     for phase in phases(raw):
         if (ckdir / f"{phase}.json").exists():
             continue
-        if not _run_phase(study, raw, phase, ckdir, budget, emit):
+        if not _run_phase(study, raw, phase, ckdir, budget, emit, storage):
             return {"done": False, "periods": budget.done}
         emit({"event": "phase_done", "phase": phase})
     study.set_user_attr("nosplug.student", str(ckdir / "student"))
@@ -371,11 +372,12 @@ def _run_phase(
     ckdir: Path,
     budget: _Budget,
     emit: Callable[[dict[str, Any]], None],
+    storage: str | None = None,
 ) -> bool:
     """Train one phase to the end (True) or until the budget is spent (False)."""
     torch.manual_seed(raw["run"]["seed"] * 7919 + len(phase))  # the learned optimizer's initial weights
     learned, cfg, loss = _phase_setup(raw, phase, ckdir)
-    teachers = _teachers_for(raw, ckdir, phase)
+    teachers = _teachers_for(raw, ckdir, phase, storage)
     seed = raw["run"]["seed"] + (1 if phase == "choice" else 0)
     trainer = MetaTrainer(learned, teachers, loss, cfg, get_problem(raw["run"]["problem"]), seed=seed)
     curriculum = phase == "student"  # the choice optimizer's strategy is ``repeat`` (spec §4.6)

@@ -281,8 +281,9 @@ def parse_ref(ref: str) -> tuple[str, dict[str, Any]]:
     return name.strip(), kw
 
 
-def resolve_teacher(ref: str, *, total_steps: int | None = None) -> Teacher:
-    """A teacher from a reference string (see the module docstring)."""
+def resolve_teacher(ref: str, *, total_steps: int | None = None, storage: str | None = None) -> Teacher:
+    """A teacher from a reference string (see the module docstring); ``study:NAME`` is looked up
+    in ``storage`` (the amalgamation run's own storage; else $NOSPLUG_STORAGE or the default)."""
     if ref.startswith("torch:"):
         name, kw = parse_ref(ref[len("torch:") :])
         cls = getattr(torch.optim, name, None)
@@ -294,7 +295,7 @@ def resolve_teacher(ref: str, *, total_steps: int | None = None) -> Teacher:
             raise TeacherError(f"teacher {ref!r}: {exc}") from None
         return TorchTeacher(ref, lambda ps: cls(ps, **kw), float(kw.get("lr", math.nan)))
     if ref.startswith(("genome:", "study:")):
-        return _genome_teacher(ref, total_steps)
+        return _genome_teacher(ref, total_steps, storage)
     from nosplug.primitives.registry import UnknownPrimitiveError, registry
 
     name, kw = parse_ref(ref)
@@ -308,7 +309,7 @@ def resolve_teacher(ref: str, *, total_steps: int | None = None) -> Teacher:
         raise TeacherError(f"teacher {ref!r}: {exc}") from None
 
 
-def _genome_teacher(ref: str, total_steps: int | None) -> Teacher:
+def _genome_teacher(ref: str, total_steps: int | None, storage: str | None = None) -> Teacher:
     from nosplug import zoo
     from nosplug.optim import GraphOptimizer
 
@@ -318,7 +319,7 @@ def _genome_teacher(ref: str, total_steps: int | None) -> Teacher:
         from nosplug.study.runner import best_genomes
 
         name, _, rank = target.partition("#")
-        top = best_genomes(name, n=int(rank or 1))
+        top = best_genomes(name, storage, n=int(rank or 1))
         if len(top) < int(rank or 1):
             raise TeacherError(f"teacher {ref!r}: study {name!r} has only {len(top)} finished genomes")
         genome, _fit = top[int(rank or 1) - 1]

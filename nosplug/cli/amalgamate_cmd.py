@@ -181,7 +181,7 @@ def evaluate(name, storage, runs, epochs, problems, out, as_json) -> None:
         horizon = n_epochs * steps_per_epoch(get_problem(pname))
         optimizers = {"student": student}
         for ref in refs:
-            optimizers[ref] = teacher_stepper(resolve_teacher(ref, total_steps=horizon))
+            optimizers[ref] = teacher_stepper(resolve_teacher(ref, total_steps=horizon, storage=storage))
         results += run_eval(optimizers, [pname], n_runs, n_epochs, on_result=show)
     rows = summarise(results, "student", refs)
     target = Path(out) if out else ckdir / "evaluation.parquet"
