@@ -67,6 +67,7 @@ def test_every_tutorial_is_documented_and_listed() -> None:
         "03_write_an_operand_plugin.py",
         "04_amalgamate_zoo_teachers.py",
         "05_two_workers_on_postgresql.py",
+        "06_amalgamate_a_search.py",
     ]
     readme = (TUTORIALS / "README.md").read_text()
     for script in SCRIPTS:
@@ -193,3 +194,21 @@ def test_05_two_workers_on_postgresql_run_every_evaluation_once(tmp_path: Path) 
         workers = {t.user_attrs["worker"] for t in study.trials if t.user_attrs.get("reused_from") is None}
         assert len(workers) == 2 and len(study.trials) == int(s["trials"])
     assert (work / "machine-A.jsonl").is_file() and (work / "machine-B.jsonl").is_file()
+
+
+@pytest.mark.slow
+def test_06_amalgamates_a_search_hall_of_fame_and_benchmarks_it(tmp_path: Path) -> None:
+    out, work = run_tutorial("06_amalgamate_a_search.py", tmp_path)
+    s = summary(out)
+    assert s["teachers"] == "4" and int(s["periods"]) >= 2, s
+    assert int(s["rows"]) == 2 * 5 * 3, "2 problems x (student + 4 teachers) x 3 runs"
+    assert int(s["compared"]) == 8 and int(s["beaten"]) + int(s["worse"]) <= 8, s
+    text = out.stdout
+    assert re.search(r"study:hall-of-fame#1\(lr=[0-9.e-]+\)", text), "hall-of-fame teachers with their lrs"
+    assert "$ nosplug study run " in text and "$ nosplug amalgamate evaluate " in text
+    rows = re.findall(r"^(digits_mlp|mlp)\s+(\S+)\s+([+-][0-9.]+) ± ([0-9.]+)", text, re.M)
+    assert len(rows) == 10, text[-3000:]
+    table = pq.read_table(work / "benchmark.parquet").to_pylist()
+    student = [r["best_log_val"] for r in table if r["problem"] == "mlp" and r["optimizer"] == "student"]
+    shown = next(float(m) for p, name, m, _ in rows if (p, name) == ("mlp", "student"))
+    assert shown == pytest.approx(sum(student) / len(student), abs=1e-3), "the table is the Parquet's runs"
