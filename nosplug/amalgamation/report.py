@@ -149,7 +149,9 @@ def _compare_claim(
     scores = {m: _replicate_means(idx, m, problems) for m in (reference, *contenders)}
     verdicts = stats.compare(scores, reference, "minimize", normalisation="none", n_resamples=2000)
     outcomes = [v.outcome for v in verdicts.values()]
-    text = "; ".join(f"{c}: {v.sentence}" for c, v in verdicts.items())
+    text = "scores: minus each replicate's mean best log validation loss (higher is better); " + "; ".join(
+        f"{c}: {v.sentence}" for c, v in verdicts.items()
+    )
     if all(o == "worse" for o in outcomes):
         return SUPPORTED, text
     if any(o == "better" for o in outcomes):
