@@ -6,6 +6,7 @@ Public names (a stable contract, see docs/api.md)::
     nosplug.Genome.from_json(text); genome.to_json(); genome.formula(); genome.canonical_hash()
     nosplug.GraphOptimizer(model.parameters(), genome, lr=1e-3, total_steps=10_000)
     nosplug.plugin_manager()
+    nosplug.search(task, config=..., storage=..., name=...)   # run or resume a search in-process
 """
 
 from __future__ import annotations
@@ -29,7 +30,15 @@ def __getattr__(name: str):  # lazy: keep `import nosplug` light for the CLI and
         import nosplug.zoo as zoo
 
         return zoo
+    if name == "search":
+        from nosplug.study.api import search
+
+        return search
+    if name == "tasks":
+        import nosplug.tasks as tasks
+
+        return tasks
     raise AttributeError(f"module 'nosplug' has no attribute {name!r}")
 
 
-__all__ = ["Genome", "GraphOptimizer", "__version__", "plugin_manager", "registry", "zoo"]
+__all__ = ["Genome", "GraphOptimizer", "__version__", "plugin_manager", "registry", "search", "tasks", "zoo"]

@@ -72,12 +72,17 @@ def nosplug_decay_binary_ops() -> list[Any]:
 
 @hookspec
 def nosplug_datasets() -> list[Any]:
-    """Return :class:`~nosplug.evaluation.datasets.DatasetSpec` records."""
+    """Return :class:`~nosplug.tasks.datasets.DatasetSpec` records."""
 
 
 @hookspec
 def nosplug_surrogates() -> list[Any]:
-    """Return :class:`~nosplug.evaluation.surrogates.SurrogateSpec` records."""
+    """Return :class:`~nosplug.tasks.surrogates.SurrogateSpec` records."""
+
+
+@hookspec
+def nosplug_tasks() -> list[Any]:
+    """Return :class:`~nosplug.tasks.TaskSpec` records (what one evaluation trains)."""
 
 
 @hookspec

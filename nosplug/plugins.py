@@ -24,6 +24,7 @@ BUILTIN_PLUGINS: dict[str, str] = {
     "nosplug.schedules": "nosplug.builtin.schedules",
     "nosplug.datasets": "nosplug.builtin.datasets",
     "nosplug.surrogates": "nosplug.builtin.surrogates",
+    "nosplug.tasks": "nosplug.builtin.tasks",
     "nosplug.teachers": "nosplug.builtin.teachers",
     "nosplug.students": "nosplug.builtin.students",
     "nosplug.losses": "nosplug.builtin.losses",

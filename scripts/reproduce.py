@@ -179,18 +179,20 @@ def _train(genome, data, lr: float, steps: int, seed: int, budget: Budget) -> tu
     study = optuna.create_study(
         storage=optuna.storages.InMemoryStorage(), direction="maximize", pruner=optuna.pruners.NopPruner()
     )
-    run = final_run(genome, lr, data, preset, study.ask(), seed=seed)
+    task, splits = data
+    run = final_run(genome, lr, task, splits, preset, study.ask(), seed=seed)
     finite = [v for v in run.val_curve if math.isfinite(v)]
     return (run.best or 0.0), (finite[-1] if finite else 0.0)
 
 
 def _dataset(ds: str):
-    """The data set's seed-0 split, cached per process (the pool's workers load it once)."""
-    from nosplug.evaluation.datasets import load_dataset
+    """(classification task, its seed-0 splits), cached per process (the pool's workers load it once)."""
+    from nosplug.tasks.classification import ClassificationTask
 
     cached = _DATA.get(ds)
     if cached is None:
-        cached = _DATA[ds] = load_dataset(ds, seed=0, val_fraction=0.2)
+        task = ClassificationTask(ds, val_fraction=0.2)
+        cached = _DATA[ds] = (task, task.load(0))
     return cached
 
 
@@ -230,7 +232,7 @@ def run_nos(
     import multiprocessing
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
-    from nosplug.evaluation.datasets import DatasetNotFoundError
+    from nosplug.tasks.datasets import DatasetNotFoundError
 
     tasks = []
     for ds in datasets:
@@ -246,8 +248,8 @@ def run_nos(
             "steps": budget.steps[ds],
             "batch_size": budget.batch_size,
             "convnet_base": budget.base,
-            "train_examples": len(data.train_y),
-            "val_examples": len(data.val_y),
+            "train_examples": len(data[1].train),
+            "val_examples": len(data[1].val),
         }
         for name in optimizers:
             rec = store.setdefault(name, {"lr_test": {}, "runs": {}})

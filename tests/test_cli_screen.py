@@ -35,7 +35,7 @@ def test_the_live_screen_says_why_candidates_are_rejected_and_never_looks_finish
 
     calls = {"n": 0}
 
-    def fake(genome, data, preset, *, trial=None, seed=0, progress=None):
+    def fake(genome, task, data, preset, *, trial=None, seed=0, progress=None):
         calls["n"] += 1
         if calls["n"] <= 4:  # the first evaluations are all rejected
             return training.EvalResult(

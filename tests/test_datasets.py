@@ -10,14 +10,16 @@ import pytest
 import torch
 
 from nosplug.errors import UserError
-from nosplug.evaluation.datasets import Augment, Batches, DatasetNotFoundError, load_dataset
+from nosplug.tasks.base import Batches, Split
+from nosplug.tasks.datasets import Augment, DatasetNotFoundError, load_dataset
 
 
 def test_mnist5k_is_the_embedded_mnist_subset() -> None:
     d = load_dataset("mnist5k", seed=0, normalize=False)
     assert d.input_shape == (1, 28, 28) and d.num_classes == 10
-    assert len(d.train_y) + len(d.val_y) == 5000
-    assert len(d.val_y) == pytest.approx(500, abs=10)
+    # no official test split in the file: a stratified 10 % is held out as the test split
+    assert len(d.train_y) + len(d.val_y) + len(d.test_y) == 5000
+    assert len(d.val_y) == pytest.approx(500, abs=10) and len(d.test_y) == pytest.approx(500, abs=10)
     x = torch.cat([d.train_x, d.val_x])
     assert float(x.min()) >= 0.0 and float(x.max()) <= 1.0
     # real MNIST: mostly black background, ~19% ink, a dark border
@@ -28,7 +30,7 @@ def test_mnist5k_is_the_embedded_mnist_subset() -> None:
 
 def test_digits_is_embedded_too() -> None:
     d = load_dataset("digits", seed=0)
-    assert d.input_shape == (1, 8, 8) and len(d.train_y) + len(d.val_y) == 1797
+    assert d.input_shape == (1, 8, 8) and len(d.train_y) + len(d.val_y) + len(d.test_y) == 1797
 
 
 def test_split_is_deterministic_disjoint_and_stratified() -> None:
@@ -38,9 +40,16 @@ def test_split_is_deterministic_disjoint_and_stratified() -> None:
     full = load_dataset("digits", seed=1, normalize=False, val_fraction=0.5)
     rows_train = {tuple(r.flatten().tolist()) for r in a.train_x}
     rows_val = {tuple(r.flatten().tolist()) for r in a.val_x}
-    assert len(rows_train & rows_val) <= 3  # digits has a few duplicate images; indices are disjoint
-    counts = torch.bincount(a.val_y, minlength=10).float() / torch.bincount(a.train_y, minlength=10).float()
-    assert torch.allclose(counts, torch.full((10,), 1 / 9), atol=0.02)
+    rows_test = {tuple(r.flatten().tolist()) for r in a.test_x}
+    # digits has a few duplicate images; the indices themselves are disjoint
+    assert (
+        len(rows_train & rows_val) <= 3
+        and len(rows_train & rows_test) <= 3
+        and len(rows_val & rows_test) <= 3
+    )
+    for part in (a.val_y, a.test_y):  # stratified: 10 % of every class in each held-out split
+        counts = torch.bincount(part, minlength=10).float() / torch.bincount(a.train_y, minlength=10).float()
+        assert torch.allclose(counts, torch.full((10,), 1 / 8), atol=0.02)
     assert len(full.val_y) == pytest.approx(1797 / 2, abs=10)
 
 
@@ -55,7 +64,7 @@ def test_normalisation_uses_training_statistics_only() -> None:
 
 def test_limit_and_bad_arguments() -> None:
     d = load_dataset("mnist5k", seed=0, limit=600)
-    assert len(d.train_y) + len(d.val_y) == 600
+    assert len(d.train_y) + len(d.val_y) + len(d.test_y) == 600
     with pytest.raises(UserError, match="val_fraction"):
         load_dataset("digits", val_fraction=1.5)
     with pytest.raises(UserError, match=r"unknown dataset 'mnist' \(registered: .*mnist5k"):
@@ -140,7 +149,7 @@ def test_cifar10_loader_reads_the_real_on_disk_format(tmp_path: Path) -> None:
     data, labels = _fake_cifar10(tmp_path, per_batch=40)
     d = load_dataset("cifar10", root=tmp_path, normalize=False, seed=3)
     assert d.input_shape == (3, 32, 32) and d.num_classes == 10
-    assert len(d.train_y) + len(d.val_y) == 200
+    assert len(d.train_y) + len(d.val_y) == 200 and len(d.test_y) == 40  # CIFAR's own test batch
     loaded = _loaded_pixels(d)
     # CIFAR rows are channel-major (1024 R, 1024 G, 1024 B): the same bytes as CHW tensors
     assert loaded == {bytes(r): int(label) for r, label in zip(data, labels)}
@@ -157,20 +166,18 @@ def test_cifar100_loader_reads_fine_labels(tmp_path: Path) -> None:
 def test_batches_are_reproducible_and_cover_each_epoch() -> None:
     x = torch.arange(50, dtype=torch.float32).view(50, 1, 1, 1)
     y = torch.arange(50)
-    a, b = Batches(x, y, 10, seed=4), Batches(x, y, 10, seed=4)
-    first = [a.next_batch()[1] for _ in range(5)]
+    a, b = Batches(Split(x, y), 10, seed=4), Batches(Split(x, y), 10, seed=4)
+    first = [a.next()[1] for _ in range(5)]
     assert sorted(torch.cat(first).tolist()) == list(range(50))
-    assert all(torch.equal(f, b.next_batch()[1]) for f in first)
-    second = torch.cat([a.next_batch()[1] for _ in range(5)])
+    assert all(torch.equal(f, b.next()[1]) for f in first)
+    second = torch.cat([a.next()[1] for _ in range(5)])
     assert sorted(second.tolist()) == list(range(50)) and not torch.equal(second, torch.cat(first))
-    assert not torch.equal(Batches(x, y, 10, seed=5).next_batch()[1], first[0])
-    # the iterator is the same stream; drop_last holds leftovers over instead of a short batch
-    it = iter(Batches(x, y, 10, seed=4))
+    assert not torch.equal(Batches(Split(x, y), 10, seed=5).next()[1], first[0])
+    # the iterator is the same stream; leftovers that cannot fill a batch wait for a later epoch
+    it = iter(Batches(Split(x, y), 10, seed=4))
     assert all(torch.equal(f, next(it)[1]) for f in first)
-    short = Batches(x, y, 15, seed=0, drop_last=False)
-    assert [len(short.next_batch()[1]) for _ in range(4)] == [15, 15, 15, 5]
-    dropped = Batches(x, y, 15, seed=0)
-    assert [len(dropped.next_batch()[1]) for _ in range(4)] == [15, 15, 15, 15]
+    dropped = Batches(Split(x, y), 15, seed=0)
+    assert [len(dropped.next()[1]) for _ in range(4)] == [15, 15, 15, 15]
 
 
 def test_augmentation_is_batched_seeded_and_shape_preserving() -> None:

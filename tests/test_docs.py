@@ -95,9 +95,9 @@ def test_the_plugin_guides_example_module_registers_and_works() -> None:
 
     import nosplug
     from nosplug.amalgamation.teachers import resolve_teacher
-    from nosplug.evaluation.datasets import load_dataset
-    from nosplug.evaluation.surrogates import build_surrogate
     from nosplug.primitives.registry import registry
+    from nosplug.tasks.datasets import load_dataset
+    from nosplug.tasks.surrogates import build_surrogate
 
     text = (ROOT / "docs" / "plugins.md").read_text().split("## 3.", 1)[1]
     code = re.search(r"```python\n(.*?)```", text, re.S).group(1)

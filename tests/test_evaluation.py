@@ -11,16 +11,22 @@ import torch
 from torch import nn
 
 import nosplug
-from nosplug.evaluation.batched import BatchedProgramOptimizer, GroupedConvNet
+from nosplug.evaluation.batched import BatchedProgramOptimizer
 from nosplug.evaluation.presets import PRESETS, get_preset
 from nosplug.evaluation.pruners import FINAL, PRESCREEN, SWEEP, gate, pruner_for
 from nosplug.optim import GraphOptimizer, compile_genome
 from nosplug.optim.schedules import WarmupHoldCosine, cycled_momentum, warmup_hold_cosine_factor
+from nosplug.tasks.grouped import GroupedConvNet
 
 
-def _trial(preset):
+def _trial(task, preset=None):
+    """A trial whose pruner decides ``preset``'s gates (the classification task's by default)."""
+    from nosplug.tasks.classification import ClassificationTask
+
+    if preset is None:
+        task, preset = ClassificationTask("digits"), task
     study = optuna.create_study(
-        storage=optuna.storages.InMemoryStorage(), direction="maximize", pruner=pruner_for(preset)
+        storage=optuna.storages.InMemoryStorage(), direction="maximize", pruner=pruner_for(task, preset)
     )
     return study.ask()
 
@@ -51,6 +57,7 @@ def test_gate_thresholds_are_preset_settings() -> None:
     strict = PRESETS["paper"].with_overrides({"prescreen_gate": 0.5})
     assert gate(_trial(strict), PRESCREEN, 0.45)
     assert not gate(_trial(PRESETS["paper"]), PRESCREEN, 0.45)
+    assert PRESETS["paper"].prescreen_gate is None  # unset: the task's own gate (0.25 for accuracy)
 
 
 def test_a_minimised_metric_is_gated_from_above() -> None:
@@ -82,7 +89,7 @@ def test_preset_overrides_are_validated() -> None:
 
 
 def _tiny_convnet(seed: int, base: int = 4) -> nn.Module:
-    from nosplug.evaluation.surrogates import build_surrogate
+    from nosplug.tasks.surrogates import build_surrogate
 
     torch.manual_seed(seed)
     model = build_surrogate("convnet", (1, 8, 8), 10, base=base)
@@ -159,27 +166,30 @@ def test_frozen_copies_keep_their_weights() -> None:
 
 @pytest.fixture(scope="module")
 def mnist():
-    from nosplug.evaluation.datasets import load_dataset
+    """(the MNIST-5k classification task, its seed-0 splits)."""
+    from nosplug.tasks.classification import ClassificationTask
 
-    return load_dataset("mnist5k", seed=0)
+    task = ClassificationTask("mnist5k")
+    return task, task.load(0)
 
 
 @pytest.mark.slow
 def test_adam_reaches_a_convnet_accuracy_on_mnist5k(mnist) -> None:
-    """Quick preset, ConvNet base 16, 400 final steps on 4 500 MNIST images: >= 90% validation."""
-    from nosplug.evaluation.training import evaluate_genome
+    """Quick preset, ConvNet base 16, 400 final steps on 4 000 MNIST images: >= 90% validation."""
+    from nosplug.evaluation.training import evaluate_genome, for_stage
 
+    task, data = mnist
     study = optuna.create_study(
         storage=optuna.storages.InMemoryStorage(),
         direction="maximize",
-        pruner=pruner_for(get_preset("quick")),
+        pruner=pruner_for(*for_stage(task, "quick")),
     )
     trial = study.ask()
-    res = evaluate_genome(nosplug.zoo.load("adam-paper"), mnist, "quick", trial=trial)
+    res = evaluate_genome(nosplug.zoo.load("adam-paper"), task, data, "quick", trial=trial)
     assert res.status == "complete", res.reason
     assert res.fitness >= 0.90
     assert res.chosen_lr in get_preset("quick").all_lrs
-    assert len(res.lr_accuracies) == 7
+    assert len(res.lr_scores) == 7
     assert res.val_curve and max(res.val_curve) == res.fitness
     # the validation curve is the trial's intermediate values, keyed by training step
     stored = study.trials[0].intermediate_values
@@ -198,9 +208,10 @@ def test_degenerate_genome_is_pruned_before_the_final_run(mnist) -> None:
         '{"id": "out", "arity": 1, "unary": "identity", "binary": "add", "inputs": ["h0"]}]}'
     )
     small = get_preset("smoke").with_overrides({"integrity": False})
-    res = evaluate_genome(genome, mnist, small)
+    res = evaluate_genome(genome, *mnist, small)
     assert res.status == "pruned" and res.stage == "prescreen"
     assert res.final_steps_run == 0 and res.chosen_lr is None
+    assert "pre-screen: best training accuracy" in res.reason and "< 0.25" in res.reason
 
 
 def test_integrity_failure_stops_evaluation(mnist) -> None:
@@ -211,7 +222,7 @@ def test_integrity_failure_stops_evaluation(mnist) -> None:
         '{"id": "h0", "arity": 1, "unary": "min0", "binary": "add", "inputs": ["sign_g"]},'
         '{"id": "out", "arity": 1, "unary": "relu", "binary": "add", "inputs": ["h0"]}]}'
     )
-    res = evaluate_genome(genome, mnist, "smoke")
+    res = evaluate_genome(genome, *mnist, "smoke")
     assert res.status == "pruned" and res.stage == "integrity" and "integrity" in res.reason
 
 
@@ -221,10 +232,11 @@ def test_final_run_nan_terminates_with_best_so_far(mnist, monkeypatch) -> None:
     15 (mid second epoch), so the run certainly reaches NaN termination."""
     from nosplug.evaluation import training
 
-    real = training._batches
+    task, data = mnist
+    real = type(task).batches
 
-    def poisoned(data, preset, seed):
-        stream, count = real(data, preset, seed), [0]
+    def poisoned(self, data, seed, batch_size=None):
+        stream, count = real(self, data, seed, batch_size), [0]
 
         class Poisoned:
             def next(self):
@@ -234,10 +246,10 @@ def test_final_run_nan_terminates_with_best_so_far(mnist, monkeypatch) -> None:
 
         return Poisoned()
 
-    monkeypatch.setattr(training, "_batches", poisoned)
-    preset = get_preset("smoke").with_overrides({"final_floor": 0.0})
-    trial = _trial(preset)
-    run = training.final_run(nosplug.zoo.load("adam"), 1e-3, mnist, preset, trial)
+    monkeypatch.setattr(type(task), "batches", poisoned)
+    task, preset = training.for_stage(task, get_preset("smoke").with_overrides({"final_floor": 0.0}))
+    trial = _trial(task, preset)
+    run = training.final_run(nosplug.zoo.load("adam"), 1e-3, task, data, preset, trial)
     assert run.diverged and "non-finite" in run.why
     assert run.steps == 15 and run.val_steps == [10]
     assert run.best == run.val_curve[0] and math.isfinite(run.best)
@@ -247,28 +259,30 @@ def test_final_run_nan_terminates_with_best_so_far(mnist, monkeypatch) -> None:
 def test_a_run_that_diverges_before_any_validation_has_no_fitness(mnist, monkeypatch) -> None:
     from nosplug.evaluation import training
 
-    monkeypatch.setattr(
-        training, "validation_accuracy", lambda *a, **k: pytest.fail("a diverged epoch was validated")
-    )
+    task, data = mnist
+    monkeypatch.setattr(type(task), "evaluate", lambda *a, **k: pytest.fail("a diverged epoch was validated"))
     preset = get_preset("smoke").with_overrides({"final_floor": 0.0, "integrity": False})
     monkeypatch.setattr(
         training,
         "sweep",
         lambda genome, lrs, *a, **k: training.SweepResult([0.9] * len(lrs), [False] * len(lrs)),
     )
-    res = training.evaluate_genome(nosplug.zoo.load("sgd"), _nan_data(mnist), preset)
+    res = training.evaluate_genome(nosplug.zoo.load("sgd"), task, _nan_data(data), preset)
     assert res.status == "nonfinite" and res.fitness is None and res.stage == "final"
 
 
 def test_every_prescreen_rate_diverging_is_nonfinite_not_pruned(mnist) -> None:
     from nosplug.evaluation import training
 
+    task, data = mnist
     preset = get_preset("smoke").with_overrides({"integrity": False})
-    res = training.evaluate_genome(nosplug.zoo.load("sgd"), _nan_data(mnist), preset)
+    res = training.evaluate_genome(nosplug.zoo.load("sgd"), task, _nan_data(data), preset)
     assert res.status == "nonfinite" and res.stage == "prescreen", res.reason
 
 
 def _nan_data(data):
     import dataclasses
 
-    return dataclasses.replace(data, train_x=data.train_x * float("nan"))
+    from nosplug.tasks import Split
+
+    return dataclasses.replace(data, train=Split(data.train.x * float("nan"), data.train.y))

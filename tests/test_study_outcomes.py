@@ -29,7 +29,7 @@ CRASHY = textwrap.dedent(
     import os
     from pathlib import Path
 
-    from nosplug.evaluation.surrogates import MLP, SurrogateSpec, options_of
+    from nosplug.tasks.surrogates import MLP, SurrogateSpec, options_of
     from nosplug.hookspecs import hookimpl
 
 
@@ -150,7 +150,7 @@ def test_status_and_export_keep_pruned_nonfinite_and_crashed_apart(tmp_path: Pat
 
     outcomes = iter(["pruned", "nonfinite", "crash", "complete", "complete", "complete", "complete"])
 
-    def fake(genome, data, preset, *, trial=None, seed=0, progress=None):
+    def fake(genome, task, data, preset, *, trial=None, seed=0, progress=None):
         what = next(outcomes)
         if what == "crash":
             raise ValueError("boom")
@@ -332,7 +332,7 @@ def test_a_worker_whose_heartbeats_fail_stops_working_on_the_trial(tmp_path: Pat
 
     calls = {"evaluations": 0}
 
-    def slow(genome, data, preset, *, trial=None, seed=0, progress=None):
+    def slow(genome, task, data, preset, *, trial=None, seed=0, progress=None):
         calls["evaluations"] += 1
         for _ in range(100 if calls["evaluations"] == 1 else 1):  # the first one runs ~20 s
             time.sleep(0.2)

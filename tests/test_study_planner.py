@@ -7,10 +7,10 @@ import random
 import pytest
 
 import nosplug
+from nosplug.ga.elimination import Candidate, Elimination, Stage
+from nosplug.ga.particle_ga import GAConfig, ParticleGA
+from nosplug.ga.plan import Record
 from nosplug.genome.space import SearchSpace
-from nosplug.search.elimination import Candidate, Elimination, Stage
-from nosplug.search.particle_ga import GAConfig, ParticleGA
-from nosplug.search.plan import Record
 
 
 def fake_result(p, salt: str = "") -> Record:

@@ -7,7 +7,7 @@ import torch
 from torch import nn
 
 from nosplug.errors import UserError
-from nosplug.evaluation.surrogates import build_surrogate, parameter_count
+from nosplug.tasks.surrogates import build_surrogate, parameter_count
 
 PAPER_COUNTS = {32: 95_434, 48: 212_266, 64: 375_178, 96: 839_242, 128: 1_487_626}  # spec §7 table
 
@@ -60,7 +60,7 @@ def test_unknown_surrogate_and_option_are_clear_errors() -> None:
 
 def test_convnet_stacks_into_the_grouped_sweep_model() -> None:
     """batched.GroupedConvNet copies single ConvNets by layer order; both must compute the same."""
-    from nosplug.evaluation.batched import GroupedConvNet
+    from nosplug.tasks.grouped import GroupedConvNet
 
     models = [build_surrogate("convnet", (1, 8, 8), 10, base=4).eval() for _ in range(3)]
     grouped = GroupedConvNet.from_models(models, 10, 4).eval()

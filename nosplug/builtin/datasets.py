@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from nosplug.evaluation.datasets import DatasetSpec, load_cifar10, load_cifar100, load_digits, load_mnist5k
 from nosplug.hookspecs import hookimpl
+from nosplug.tasks.datasets import DatasetSpec, load_cifar10, load_cifar100, load_digits, load_mnist5k
 
 DATASETS = (
     DatasetSpec(

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from nosplug.evaluation.surrogates import MLP, ConvNet, Sphere, SurrogateSpec, options_of
 from nosplug.hookspecs import hookimpl
+from nosplug.tasks.surrogates import MLP, ConvNet, Sphere, SurrogateSpec, options_of
 
 SURROGATES = (
     SurrogateSpec(

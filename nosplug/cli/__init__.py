@@ -14,9 +14,11 @@ COMMANDS: dict[str, str] = {
     "plugins": "nosplug.cli.plugins_cmd:plugins",
     "genome": "nosplug.cli.genome_cmd:genome",
     "evaluate": "nosplug.cli.evaluate_cmd:evaluate",
+    "task": "nosplug.cli.task_cmd:task",
     "study": "nosplug.cli.study_cmd:study",
     "amalgamate": "nosplug.cli.amalgamate_cmd:amalgamate",
     "report": "nosplug.cli.report_cmd:report",
+    "dashboard": "nosplug.cli.dashboard_cmd:dashboard",
 }
 
 

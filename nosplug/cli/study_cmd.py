@@ -17,6 +17,7 @@ from rich.table import Table
 from rich.text import Text
 
 from nosplug.cli.console import console, emit_json, err_console
+from nosplug.cli.options import ARTIFACTS_HELP
 
 STORAGE_HELP = (
     "Optuna storage URL (default: $NOSPLUG_STORAGE, else the journal file ./nosplug-studies/journal.log)."
@@ -70,6 +71,7 @@ def list_cmd(storage: str | None) -> None:
 @study.command()
 @click.argument("name")
 @click.option("--storage", help=STORAGE_HELP)
+@click.option("--artifacts", help=ARTIFACTS_HELP)
 @click.option(
     "--workers", type=click.IntRange(1, 256), default=1, show_default=True, help="Local worker processes."
 )
@@ -77,14 +79,22 @@ def list_cmd(storage: str | None) -> None:
 @click.option(
     "--threads", type=click.IntRange(1), help="Torch threads per worker (default: cores / workers)."
 )
+@click.option("--device", help="Device to train on: auto, cpu, cuda, cuda:N, mps (default: workers.device).")
+@click.option(
+    "--devices",
+    help="One worker per device on the same study, e.g. cuda:0,cuda:1 (replaces --workers and --device).",
+)
 @click.option("--quiet", is_flag=True, help="Print nothing but errors.")
 @click.option("--jsonl", is_flag=True, help="Print one JSON object per event (for scripts).")
 def run(
     name: str,
     storage: str | None,
+    artifacts: str | None,
     workers: int,
     max_trials: int | None,
     threads: int | None,
+    device: str | None,
+    devices: str | None,
     quiet: bool,
     jsonl: bool,
 ) -> None:
@@ -98,14 +108,36 @@ def run(
 
     url = storage_url(storage)
     s = load(name, url)  # fail early, with one line, on a missing study or storage
+    per_worker = _device_list(devices, workers, device)
     try:
-        _run(s, name, url, workers, max_trials, threads, quiet, jsonl)
+        _run(s, name, url, len(per_worker), max_trials, threads, quiet, jsonl, artifacts, per_worker)
     except KeyboardInterrupt:
         err_console.print(
             f"interrupted: study {escape(name)} is saved; resume it with: "
             f"[bold]{escape(resume_command(name, storage))}[/bold]"
         )
         raise click.exceptions.Exit(130) from None
+
+
+def _device_list(devices: str | None, workers: int, device: str | None) -> list[str | None]:
+    """The device of each local worker: one per ``--devices`` entry, else ``--device`` (or the
+    study's ``workers.device``) for each of ``--workers``. Checked before anything starts."""
+    from nosplug.tasks.devices import resolve_device
+
+    if devices is None:
+        if device is not None:
+            resolve_device(device)
+        return [device] * workers
+    if device is not None or workers != 1:
+        raise click.UsageError(
+            "--devices gives each worker its device; do not combine it with --device or --workers"
+        )
+    listed = [d.strip() for d in devices.split(",") if d.strip()]
+    if not listed:
+        raise click.BadParameter("expected devices such as cuda:0,cuda:1", param_hint="--devices")
+    for d in listed:
+        resolve_device(d)
+    return listed
 
 
 def _resume_note(s) -> None:
@@ -133,18 +165,31 @@ def resume_command(name: str, storage: str | None) -> str:
     return f"nosplug study run {name}" + (f" --storage {shown_url(storage)}" if storage else "")
 
 
-def _run(s, name, url, workers, max_trials, threads, quiet, jsonl) -> None:
+def _run(s, name, url, workers, max_trials, threads, quiet, jsonl, artifacts=None, devices=None) -> None:
+    from nosplug.study.artifacts import line_if_done
     from nosplug.study.runner import Worker
 
+    devices = devices or [None] * workers
+    device = devices[0]
     if workers > 1:
-        _run_processes(name, url, workers, max_trials, threads, quiet, jsonl)
+        _run_processes(name, url, workers, max_trials, threads, quiet, jsonl, artifacts, devices)
+        if not (quiet or jsonl) and (line := line_if_done(s, url, artifacts)):  # the workers attached them
+            console.print(escape(line), soft_wrap=True)
         return
     if jsonl:
-        summary = Worker(name, url, max_trials=max_trials, threads=threads, on_event=emit_json).run()
+        summary = Worker(
+            name,
+            url,
+            max_trials=max_trials,
+            threads=threads,
+            on_event=emit_json,
+            artifacts=artifacts,
+            device=device,
+        ).run()
         emit_json({"event": "summary", **summary.__dict__})
         return
     if quiet:
-        Worker(name, url, max_trials=max_trials, threads=threads).run()
+        Worker(name, url, max_trials=max_trials, threads=threads, artifacts=artifacts, device=device).run()
         return
     _resume_note(s)
     monitor = Monitor(s)
@@ -155,18 +200,37 @@ def _run(s, name, url, workers, max_trials, threads, quiet, jsonl) -> None:
             if e["event"] in ("finished", "reused", "reclaimed", "planned", "stopped", "crashed", "retry"):
                 live.update(monitor.render())
 
-        summary = Worker(name, url, max_trials=max_trials, threads=threads, on_event=on_event).run()
+        summary = Worker(
+            name,
+            url,
+            max_trials=max_trials,
+            threads=threads,
+            on_event=on_event,
+            artifacts=artifacts,
+            device=device,
+        ).run()
         live.update(monitor.render())
     if not console.is_terminal:  # rich leaves the last frame of a non-terminal Live unterminated
         console.print()
     _summary(s, summary.done, summary.evaluated, summary.reused, summary.seconds)
+    if summary.artifacts:
+        console.print(escape(summary.artifacts), soft_wrap=True)
 
 
 def _run_processes(
-    name: str, url: str, k: int, max_trials: int | None, threads: int | None, quiet: bool, jsonl: bool
+    name: str,
+    url: str,
+    k: int,
+    max_trials: int | None,
+    threads: int | None,
+    quiet: bool,
+    jsonl: bool,
+    artifacts: str | None = None,
+    devices: list[str | None] | None = None,
 ) -> None:
-    """K worker processes on one study. Each child's error line (a crash that used up its
-    retries, a failed preflight) is collected and shown once, and the command fails."""
+    """K worker processes on one study (worker i on ``devices[i]`` when given). Each child's
+    error line (a crash that used up its retries, a failed preflight) is collected and shown
+    once, and the command fails."""
     import tempfile
 
     from nosplug.study.runner import load
@@ -177,12 +241,20 @@ def _run_processes(
         cmd += ["--max-trials", str(max_trials)]
     if threads:
         cmd += ["--threads", str(threads)]
+    if artifacts:
+        cmd += ["--artifacts", artifacts]
     env = {**os.environ, "NOSPLUG_WORKERS": str(k)}
     with contextlib.ExitStack() as files:
         logs = [files.enter_context(tempfile.TemporaryFile(mode="w+")) for _ in range(k)]
+        devices = devices or [None] * k
         procs = [
-            subprocess.Popen(cmd, env=env, stdout=None if jsonl else subprocess.DEVNULL, stderr=log)
-            for log in logs
+            subprocess.Popen(
+                cmd + (["--device", dev] if dev else []),
+                env=env,
+                stdout=None if jsonl else subprocess.DEVNULL,
+                stderr=log,
+            )
+            for log, dev in zip(logs, devices)
         ]
         codes = _wait_for(procs, load(name, url), quiet or jsonl)
         outputs = []
@@ -373,7 +445,7 @@ def status(name: str, storage: str | None, as_json: bool) -> None:
     """Where study NAME stands: trial states, phase, particles, best fitness."""
     from collections import Counter
 
-    from nosplug.search.plan import CRASHED
+    from nosplug.ga.plan import CRASHED
     from nosplug.study import trials as T
     from nosplug.study.runner import best, load, plan_state
     from nosplug.study.trials import ABANDONED, REUSED_FROM
@@ -482,6 +554,7 @@ def export(name: str, out: str | None, storage: str | None) -> None:
     "--steps", type=click.IntRange(1), help="Training steps per run (default: the evolution preset's)."
 )
 @click.option("--storage", help=STORAGE_HELP)
+@click.option("--artifacts", help=ARTIFACTS_HELP)
 @click.option("--workers", type=click.IntRange(1, 256), default=1, show_default=True)
 @click.option("--quiet", is_flag=True)
 def eliminate(
@@ -491,6 +564,7 @@ def eliminate(
     repeats: int | None,
     steps: int | None,
     storage: str | None,
+    artifacts: str | None,
     workers: int,
     quiet: bool,
 ) -> None:
@@ -525,6 +599,7 @@ def eliminate(
         run,
         name=el_name,
         storage=url,
+        artifacts=artifacts,
         workers=workers,
         max_trials=None,
         threads=None,

@@ -1,9 +1,16 @@
-"""Evaluation presets: every gate, step count and rate grid of spec §7-8, as configuration.
+"""Evaluation presets: the budget of one evaluation (spec §7-8) as configuration.
 
-``paper`` is the evolution phase of the published code (ConvNet base 48, 800-step sweep runs,
-16 000-step final run, validation every 400 steps); ``paper-init`` the initial-population phase
-(base 32, 8 000 steps, no augmentation). ``quick`` keeps every gate but shrinks the budgets so a
-candidate is judged in seconds on 2 CPU cores with MNIST-5k; ``smoke`` is for tests.
+A preset holds the learning-rate grids, step counts, the schedule, the gates' settings and, for
+classification tasks, which surrogate the stage trains. ``paper`` is the evolution phase of the
+published code (ConvNet base 48, 800-step sweep runs, 16 000-step final run, validation every 400
+steps); ``paper-init`` the initial-population phase (base 32, 8 000 steps, no augmentation).
+``quick`` keeps every gate but shrinks the budgets so a candidate is judged in seconds on 2 CPU
+cores with MNIST-5k; ``smoke`` is for tests; ``task`` is ``quick`` with the budget the task
+suggests (its batch size and step counts), the default for tasks other than classification.
+
+Gate thresholds left at None take the task's defaults, in the task's gate units: absolute
+training accuracies for classification (the paper's 25 % / 40 %), fractions of the untrained
+model's training loss for loss-based tasks.
 """
 
 from __future__ import annotations
@@ -17,22 +24,25 @@ from nosplug.errors import UserError
 @dataclass(frozen=True)
 class EvalPreset:
     name: str = "custom"
+    # classification tasks: the surrogate this stage trains (other tasks ignore these three)
     surrogate: str = "convnet"
     surrogate_options: dict[str, Any] = field(default_factory=lambda: {"base": 48})
-    batch_size: int = 128
     augment: bool = True
+    #: per-stage overrides of the task's options (any task; e.g. a wider model in a later stage)
+    task_options: dict[str, Any] = field(default_factory=dict)
+    batch_size: int = 128
     # gate 1: pre-screen rates, gate 2: the remaining sweep rates
     prescreen_lrs: tuple[float, ...] = (10.0, 1e-2, 1e-5)
     sweep_lrs: tuple[float, ...] = (1.0, 0.1, 1e-3, 1e-4)
     sweep_steps: int = 800
     sweep_epoch_steps: int = 200
-    run_gate: float = 0.25  # a sweep run stops when its epoch accuracy is below this ...
+    run_gate: float | None = None  # a sweep run stops when its epoch value is worse than this ...
     run_gate_from_epoch: int = 2  # ... at epoch index >= this
-    prescreen_gate: float = 0.25  # reject if every pre-screen run's best accuracy is below
-    sweep_gate: float = 0.40  # reject if the best of all sweep runs is below
+    prescreen_gate: float | None = None  # reject if every pre-screen run's best value is worse
+    sweep_gate: float | None = None  # reject if the best of all sweep runs is worse
     final_steps: int = 16000
     final_epoch_steps: int = 400  # validation once per final epoch
-    final_floor: float = 0.40  # stop (not reject) the final run below this training accuracy ...
+    final_floor: float | None = None  # stop (not reject) the final run worse than this ...
     final_floor_from_epoch: int = 4  # ... at epoch index >= this
     schedule_steps: int = 16000  # T of the LR schedule and of the decay functions
     warmup_steps: int = 800
@@ -43,6 +53,8 @@ class EvalPreset:
     #: ("sequential"), or "auto": batched for ConvNets up to base 8, where grouping pays on CPU
     #: (measured in benchmarks/bench_evaluation.py; wider grouped convolutions are slower on CPU).
     sweep_mode: str = "auto"
+    #: "bf16" runs the model's forward and loss under bf16 autocast (never the optimizer state)
+    precision: str = "fp32"
 
     def __post_init__(self) -> None:
         for f in (
@@ -57,6 +69,8 @@ class EvalPreset:
                 raise UserError(f"preset {self.name!r}: {f} must be positive, got {getattr(self, f)!r}")
         if self.sweep_mode not in ("auto", "batched", "sequential"):
             raise UserError(f"preset {self.name!r}: sweep_mode must be auto, batched or sequential")
+        if self.precision not in ("fp32", "bf16"):
+            raise UserError(f"preset {self.name!r}: precision must be fp32 or bf16")
         if not self.prescreen_lrs:
             raise UserError(f"preset {self.name!r}: prescreen_lrs must not be empty")
         if any(lr <= 0 for lr in (*self.prescreen_lrs, *self.sweep_lrs)):
@@ -80,6 +94,8 @@ class EvalPreset:
                     f"{where}.{key}: unknown evaluation setting (known: {', '.join(sorted(known))})"
                 )
             current = getattr(self, key)
+            if current is None and key.endswith(("_gate", "_floor")):
+                current = 0.0  # an unset gate takes a number
             if isinstance(current, tuple):
                 if not isinstance(value, list | tuple):
                     raise UserError(f"{where}.{key}: expected a list, got {type(value).__name__}")
@@ -138,6 +154,9 @@ PRESETS: dict[str, EvalPreset] = {
 }
 
 
+PRESETS["task"] = replace(PRESETS["quick"], name="task")
+
+
 def get_preset(name_or_preset: str | EvalPreset) -> EvalPreset:
     if isinstance(name_or_preset, EvalPreset):
         return name_or_preset
@@ -147,3 +166,10 @@ def get_preset(name_or_preset: str | EvalPreset) -> EvalPreset:
         raise UserError(
             f"unknown evaluation preset {name_or_preset!r} (known: {', '.join(PRESETS)})"
         ) from None
+
+
+def for_task(preset: EvalPreset, task) -> EvalPreset:
+    """The preset a task trains with: the ``task`` preset takes the task's suggested budget."""
+    if preset.name != "task" or not task.budget:
+        return preset
+    return replace(preset, **{k: (tuple(v) if isinstance(v, list) else v) for k, v in task.budget.items()})

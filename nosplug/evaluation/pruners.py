@@ -1,4 +1,4 @@
-"""The paper's early-stopping gates as an Optuna pruner.
+"""The paper's early-stopping gates as an Optuna pruner, in the task's gate units.
 
 An evaluation publishes each gate's value in the trial's user attribute ``gate`` (the stage, the
 value, and for the final run the epoch) and asks ``trial.should_prune()``; :class:`GatePruner`
@@ -20,6 +20,8 @@ from typing import Any
 
 import optuna
 from optuna.pruners import BasePruner
+
+from nosplug.tasks.base import Gates
 
 #: Trial user attribute holding the value of the gate being decided.
 GATE_ATTR = "gate"
@@ -72,7 +74,21 @@ def gate(trial: optuna.Trial, stage: str, value: float, epoch: int = 0) -> bool:
     return trial.should_prune()
 
 
-def pruner_for(preset) -> GatePruner:
+def stage_gates(task, preset) -> Gates:
+    """The task's gates with the preset's explicit thresholds (in the task's gate units)."""
+    g = task.gates
+    return Gates(
+        g.prescreen if preset.prescreen_gate is None else float(preset.prescreen_gate),
+        g.sweep if preset.sweep_gate is None else float(preset.sweep_gate),
+        g.run if preset.run_gate is None else float(preset.run_gate),
+        g.final_floor if preset.final_floor is None else float(preset.final_floor),
+        g.scale,
+    )
+
+
+def pruner_for(task, preset) -> GatePruner:
+    """The Optuna pruner that decides a stage's gates for ``task``."""
+    g = stage_gates(task, preset)
     return GatePruner(
-        preset.prescreen_gate, preset.sweep_gate, preset.final_floor, preset.final_floor_from_epoch
+        g.prescreen, g.sweep, g.final_floor, preset.final_floor_from_epoch, g.direction(task.train_metric)
     )

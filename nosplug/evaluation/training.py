@@ -1,28 +1,31 @@
-"""Turn a genome into a fitness (spec §6-8): integrity check, batched LR sweep, final run.
+"""Turn a genome into a fitness on a task (spec §6-8): integrity check, LR sweep, gates, final run.
 
-Stages, each gate decided by the trial's pruner (see :mod:`nosplug.evaluation.pruners`):
+Everything here is written against :class:`~nosplug.tasks.Task`: its model, data splits, loss,
+training metric (what the gates read) and metric (what fitness is read from, with its
+direction). Stages, each gate decided by the trial's pruner (:mod:`nosplug.evaluation.pruners`):
 
 1. integrity check (shifted sphere + decay check); a failure rejects the candidate (``pruned``
    at stage ``integrity``);
-2. pre-screen: the preset's pre-screen rates trained side by side in one grouped model; pruned
-   when their best training accuracy is below ``prescreen_gate`` (``nonfinite`` instead when
+2. pre-screen: the preset's pre-screen rates, trained side by side where a batched form pays;
+   pruned when their best training value misses ``prescreen_gate`` (``nonfinite`` instead when
    every rate diverged);
-3. sweep: the remaining rates likewise; pruned when the best of all rates is below
-   ``sweep_gate``; the best rate is chosen;
-4. final run at that rate with GraphOptimizer and the paper's schedule. The validation accuracy
+3. sweep: the remaining rates likewise; pruned when the best of all rates misses ``sweep_gate``;
+   the best rate is chosen. Sweep and selection read the *training* split only;
+4. final run at that rate with GraphOptimizer and the paper's schedule. The validation metric
    after each epoch is reported as the trial's intermediate value at that training step (the
-   curve optuna-dashboard plots; fitness is its maximum); the epoch-mean training accuracy is
+   curve optuna-dashboard plots; fitness is its best value); the epoch-mean training value is
    kept in ``train_curve``. When the training floor gate says stop, or the loss or an update
    turns non-finite (Keras' TerminateOnNaN in the paper), training stops but the candidate is
-   *not* rejected: fitness is the best validation accuracy so far. Only a run that diverges
-   before its first validation has no fitness (``nonfinite``).
+   *not* rejected: fitness is the best validation value so far. Only a run that diverges before
+   its first validation has no fitness (``nonfinite``).
 
-An exception is not an outcome of the candidate: it propagates to the caller (a study worker
-records it as a crash and retries).
+The test split is never read here. An exception is not an outcome of the candidate: it
+propagates to the caller (a study worker records it as a crash and retries).
 """
 
 from __future__ import annotations
 
+import contextlib
 import math
 import time
 from collections.abc import Callable, Sequence
@@ -31,15 +34,16 @@ from typing import Any
 
 import optuna
 import torch
-from torch import nn
+from torch import Tensor, nn
 
-from nosplug.evaluation.batched import BatchedProgramOptimizer, GroupedConvNet, GroupedMLP
-from nosplug.evaluation.presets import EvalPreset, get_preset
-from nosplug.evaluation.pruners import FINAL, PRESCREEN, SWEEP, gate, pruner_for
+from nosplug.evaluation.batched import BatchedProgramOptimizer
+from nosplug.evaluation.presets import EvalPreset, for_task, get_preset
+from nosplug.evaluation.pruners import FINAL, PRESCREEN, SWEEP, gate, pruner_for, stage_gates
 from nosplug.genome.model import Genome
 from nosplug.optim.graph_optimizer import GraphOptimizer
 from nosplug.optim.program import compile_genome
 from nosplug.optim.schedules import WarmupHoldCosine, cycled_momentum, warmup_hold_cosine_factor
+from nosplug.tasks.base import Gates, Task, TaskData
 
 Progress = Callable[[str, dict[str, Any]], None]
 
@@ -49,11 +53,11 @@ class EvalResult:
     """Everything an evaluation learned; stored as trial user attributes by studies."""
 
     status: str  # "complete" | "pruned" (a gate rejected it) | "nonfinite" (diverged, no fitness)
-    fitness: float | None
+    fitness: float | None  # best validation value of the task's metric
     stage: str  # last stage reached: integrity | prescreen | sweep | final
     reason: str
     integrity: dict[str, Any] | None = None
-    lr_accuracies: dict[str, float] = field(default_factory=dict)
+    lr_scores: dict[str, float] = field(default_factory=dict)  # best training value per rate
     chosen_lr: float | None = None
     val_curve: list[float] = field(default_factory=list)
     val_steps: list[int] = field(default_factory=list)  # training steps done at each validation
@@ -61,56 +65,175 @@ class EvalResult:
     final_steps_run: int = 0
     flip: bool = False
     duration: float = 0.0
+    metric: str = "accuracy"
+    untrained_loss: float | None = None  # L0 of relative gates
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
-# ----------------------------------------------------------------------------------- models
-def build_single(preset: EvalPreset, input_shape: Sequence[int], num_classes: int, seed: int) -> nn.Module:
-    from nosplug.evaluation.surrogates import build_surrogate
+# ----------------------------------------------------------------------------------- the stage
+def bind_stage(task: Task, preset: EvalPreset) -> Task:
+    """The task as an evaluation stage trains it: per-stage task options, and for classification
+    tasks the stage's surrogate (the paper trains a wider ConvNet in each stage)."""
+    from nosplug.tasks.classification import ClassificationTask, ModelSettings
 
-    torch.manual_seed(seed)
-    return build_surrogate(preset.surrogate, tuple(input_shape), num_classes, **preset.surrogate_options)
-
-
-def build_grouped(preset: EvalPreset, single: nn.Module, k: int, num_classes: int) -> nn.Module | None:
-    """K copies of ``single`` as one grouped model, or None if the surrogate has no grouped form."""
-    if preset.surrogate == "convnet":
-        base = int(preset.surrogate_options.get("base", 32))
-        bn = next(m for m in single.modules() if isinstance(m, nn.BatchNorm2d))
-        drop = next((m.p for m in single.modules() if isinstance(m, nn.Dropout)), 0.2)
-        return GroupedConvNet.from_models(
-            [single] * k, num_classes, base, dropout=drop, bn_momentum=bn.momentum, bn_eps=bn.eps
+    if preset.task_options:
+        task = task.with_options(**preset.task_options)
+    if isinstance(task, ClassificationTask):
+        task = task.with_model(
+            ModelSettings(preset.surrogate, dict(preset.surrogate_options), preset.augment)
         )
-    if preset.surrogate == "mlp":
-        linears = [m for m in single.modules() if isinstance(m, nn.Linear)]
-        sizes = [linears[0].in_features] + [m.out_features for m in linears]
-        grouped = GroupedMLP(k, sizes, activation=preset.surrogate_options.get("activation", "relu"))
-        with torch.no_grad():
-            for w, b, lin in zip(grouped.weights, grouped.biases, linears):
-                w.copy_(lin.weight.t().unsqueeze(0).expand_as(w))
-                b.copy_(lin.bias.unsqueeze(0).expand_as(b))
-        return grouped
-    return None
+    return task
 
 
-def _batches(data, preset: EvalPreset, seed: int):
-    from nosplug.evaluation.datasets import Augment, Batches
+@dataclass
+class _Setup:
+    """What every run of one evaluation shares."""
 
-    aug = Augment.paper() if preset.augment else None
-    return Batches(data.train_x, data.train_y, preset.batch_size, seed=seed, augment=aug)
+    task: Task
+    data: TaskData
+    preset: EvalPreset
+    gates: Gates
+    untrained_loss: float | None
+    device: torch.device
+
+    def units(self, value: float) -> float:
+        return self.gates.units(value, self.untrained_loss)
+
+    def autocast(self):
+        if self.preset.precision != "bf16":
+            return contextlib.nullcontext()
+        return torch.autocast(device_type=self.device.type, dtype=torch.bfloat16)
+
+    def schedule(self, t: int) -> tuple[float, float]:
+        p = self.preset
+        factor = warmup_hold_cosine_factor(t, p.schedule_steps, p.warmup_steps, p.hold_steps)
+        mom = cycled_momentum(t, p.schedule_steps, p.warmup_steps, p.hold_steps) if p.cycle_momentum else 0.9
+        return factor, mom
+
+
+def _setup(task: Task, data: TaskData, preset: EvalPreset, seed: int) -> _Setup:
+    gates = stage_gates(task, preset)
+    device = data.train.x.device
+    l0 = _untrained_loss(task, data, preset, seed, device) if gates.scale == "relative" else None
+    return _Setup(task, data, preset, gates, l0, device)
 
 
 @torch.no_grad()
-def validation_accuracy(model: nn.Module, x: torch.Tensor, y: torch.Tensor, chunk: int = 1000) -> float:
-    was = model.training
-    model.eval()
-    correct = 0
-    for i in range(0, len(x), chunk):
-        correct += (model(x[i : i + chunk]).argmax(-1) == y[i : i + chunk]).sum().item()
-    model.train(was)
-    return correct / max(1, len(x))
+def _untrained_loss(task: Task, data: TaskData, preset: EvalPreset, seed: int, device) -> float:
+    """L0 of relative gates: the fresh model's mean training loss on 4 minibatches of its own
+    stream (seeded apart from the training stream, which it leaves untouched)."""
+    model = task.model(seed, device)
+    batches = task.batches(data, seed + 2, preset.batch_size)
+    losses = [float(task.loss(model(x), y)) for x, y in (batches.next() for _ in range(4))]
+    return sum(losses) / len(losses)
+
+
+def _optimizer(model: nn.Module, genome: Genome, lr: float, preset: EvalPreset, seed: int):
+    opt = GraphOptimizer(
+        model.parameters(), genome, lr=lr, total_steps=preset.schedule_steps, nonfinite="skip", seed=seed
+    )
+    sched = WarmupHoldCosine(
+        opt,
+        preset.schedule_steps,
+        preset.warmup_steps,
+        preset.hold_steps,
+        cycle_momentum=preset.cycle_momentum,
+    )
+    return opt, sched
+
+
+# ----------------------------------------------------------------------------------- one run
+@dataclass
+class Run:
+    """One training run: epoch-mean training values, validation values (final runs) and the
+    training step each was taken at, steps trained, why it stopped, whether it diverged, and
+    (final runs) the best validation value, its fitness."""
+
+    train_curve: list[float] = field(default_factory=list)
+    val_curve: list[float] = field(default_factory=list)
+    val_steps: list[int] = field(default_factory=list)
+    steps: int = 0
+    why: str = "completed"
+    diverged: bool = False
+    best: float | None = None
+
+
+def _run(
+    s: _Setup,
+    genome: Genome,
+    lr: float,
+    seed: int,
+    *,
+    final: bool,
+    trial: optuna.Trial | None = None,
+    progress: Progress | None = None,
+) -> Run:
+    """Train one model at ``lr``: a sweep run (``final=False``: training values only, stopped by
+    the run gate) or the final run (validated every epoch, reported to ``trial``, stopped by the
+    floor gate through the pruner)."""
+    p, task = s.preset, s.task
+    steps, epoch_steps = (
+        (p.final_steps, p.final_epoch_steps) if final else (p.sweep_steps, p.sweep_epoch_steps)
+    )
+    model = task.model(seed, s.device)
+    opt, sched = _optimizer(model, genome, lr, p, seed)
+    batches = task.batches(s.data, seed, p.batch_size)
+    run = Run()
+    total = torch.zeros((), device=s.device)
+    count = 0
+    torch.manual_seed(seed + 1)  # dropout masks
+    for t in range(steps):
+        x, y = batches.next()
+        with s.autocast():
+            out = model(x)
+            loss = task.loss(out, y)
+        if not bool(torch.isfinite(loss)):
+            run.diverged = True
+        else:
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            sched.step()
+            run.diverged = opt.last_step_nonfinite
+        if run.diverged:  # as TerminateOnNaN: stop at once, no value for the partial epoch
+            run.why = "non-finite loss or update (terminated)"
+            break
+        run.steps = t + 1
+        total += task.batch_train_metric(out.detach(), y, loss.detach()).float()
+        count += len(y)
+        if (t + 1) % epoch_steps and t + 1 != steps:
+            continue
+        epoch = t // epoch_steps
+        value = float(total) / max(1, count)
+        total.zero_()
+        count = 0
+        run.train_curve.append(value)
+        if not final:
+            if progress:
+                progress("sweep_epoch", {"lrs": [lr], "values": [value], "epoch": epoch})
+            if epoch >= p.run_gate_from_epoch and not _passes(s, s.gates.run, value):
+                break
+            continue
+        val = task.evaluate(model, s.data.val)
+        run.val_curve.append(val)
+        run.val_steps.append(t + 1)
+        if trial is not None:
+            trial.report(val, t + 1)
+        if progress:
+            progress("final_epoch", {"epoch": epoch, "train": value, "val": val})
+        if trial is not None and gate(trial, FINAL, s.units(value), epoch):
+            run.why = f"training {task.train_metric.name} {value:.4g} missed the floor (stopped early)"
+            break
+    return run
+
+
+def _passes(s: _Setup, threshold: float, value: float) -> bool:
+    units = s.units(value)
+    if not math.isfinite(units):
+        return False
+    return units >= threshold if s.gates.direction(s.task.train_metric) == "maximize" else units <= threshold
 
 
 # ----------------------------------------------------------------------------------- sweep
@@ -120,258 +243,222 @@ BATCHED_MAX_BASE = 8
 
 @dataclass
 class SweepResult:
-    """Per rate: the best epoch-mean training accuracy, and whether the run diverged (its loss
-    or update turned non-finite) before the sweep's end."""
+    """Per rate: the best epoch-mean training value, and whether the run diverged (its loss or
+    update turned non-finite) before the sweep's end."""
 
-    accuracies: list[float]
+    values: list[float]
     diverged: list[bool]
+
+
+def sweep_mode(task: Task, preset: EvalPreset, device: torch.device) -> str:
+    """Which way the sweep trains its rates: ``grouped`` (a task's grouped model), ``vmap``
+    (parameters stacked, ``torch.func``), or ``sequential``.
+
+    ``auto`` batches on accelerators whenever the task can be batched. On CPU it batches where
+    that measured faster (benchmarks/bench_evaluation.py): grouped ConvNets up to base 8 and
+    grouped MLPs; separate runs otherwise (wider grouped convolutions and ``vmap`` do not beat
+    one model at a time on 2 CPU cores).
+    """
+    from nosplug.tasks.classification import ClassificationTask
+
+    mode = preset.sweep_mode
+    if mode == "sequential":
+        return "sequential"
+    grouped = isinstance(task, ClassificationTask) and task.settings.surrogate in ("convnet", "mlp")
+    if mode == "batched":
+        return "grouped" if grouped else ("vmap" if _vmappable(task) else "sequential")
+    if device.type != "cpu":
+        return "grouped" if grouped else ("vmap" if _vmappable(task) else "sequential")
+    small = grouped and (
+        task.settings.surrogate == "mlp" or int(task.settings.options.get("base", 32)) <= BATCHED_MAX_BASE
+    )
+    return "grouped" if small else "sequential"
+
+
+def _vmappable(task: Task) -> bool:
+    """Stacked copies need models without running statistics (BatchNorm updates them in place)."""
+    model = task.build_model(0)
+    return not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
 
 
 def sweep(
     genome: Genome,
     lrs: Sequence[float],
-    data,
+    task: Task,
+    data: TaskData,
     preset: EvalPreset,
     seed: int = 0,
     progress: Progress | None = None,
+    *,
+    mode: str | None = None,
+    setup: _Setup | None = None,
 ) -> SweepResult:
-    """The sweep in the preset's mode; both modes give the same result per rate (tested)."""
-    mode = preset.sweep_mode
-    if mode == "auto":
-        base = int(preset.surrogate_options.get("base", 32))
-        mode = "batched" if preset.surrogate != "convnet" or base <= BATCHED_MAX_BASE else "sequential"
-    if mode == "batched":
-        return sweep_batched(genome, lrs, data, preset, seed, progress)
-    return _sequential(genome, lrs, data, preset, seed, progress)
+    """Train each rate of ``lrs`` for the preset's sweep steps; every path gives the same result
+    per rate as a single run of that rate (tested)."""
+    s = setup or _setup(task, data, preset, seed)
+    mode = mode or sweep_mode(s.task, preset, s.device)
+    if mode == "sequential" or len(lrs) < 2:
+        runs = [_run(s, genome, lr, seed, final=False, progress=progress) for lr in lrs]
+        return SweepResult([_best_train(s, r) for r in runs], [r.diverged for r in runs])
+    return _sweep_batched(s, genome, lrs, seed, progress, mode)
 
 
-def _sequential(genome, lrs, data, preset, seed, progress) -> SweepResult:
-    runs = [sweep_single(genome, lr, data, preset, seed, progress) for lr in lrs]
-    return SweepResult([a for a, _ in runs], [d for _, d in runs])
+def _best_train(s: _Setup, run: Run) -> float:
+    best = s.task.train_metric.best(run.train_curve)
+    return s.task.train_metric.worst if best is None else best
 
 
-def sweep_batched(
-    genome: Genome,
-    lrs: Sequence[float],
-    data,
-    preset: EvalPreset,
-    seed: int = 0,
-    progress: Progress | None = None,
+class _Copies:
+    """K copies of one freshly initialised model: per-copy losses and training-metric sums."""
+
+    def __init__(self, s: _Setup, seed: int, k: int, mode: str) -> None:
+        self.task, self.k = s.task, k
+        model = s.task.model(seed, s.device)
+        if mode == "grouped":
+            self.grouped = s.task.grouped_model(model, k)
+            if self.grouped is None:
+                raise ValueError(f"task {s.task.name} has no grouped model")
+            self.params = [q for q in self.grouped.parameters() if q.requires_grad]
+            return
+        from torch.func import functional_call, vmap
+
+        self.grouped = None
+        self.stacked = {n: q.detach().expand(k, *q.shape).clone().requires_grad_(q.requires_grad)
+                        for n, q in model.named_parameters()}  # fmt: skip
+        self.buffers = {n: b.expand(k, *b.shape).clone() for n, b in model.named_buffers()}
+        self.params = [q for q in self.stacked.values() if q.requires_grad]
+
+        def one(params, buffers, x, y):
+            out = functional_call(model, (params, buffers), (x,))
+            loss = self.task.loss(out, y)
+            return loss, self.task.batch_train_metric(out, y, loss).float()
+
+        self._vmapped = vmap(one, in_dims=(0, 0, None, None), randomness="different")
+
+    def forward(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+        if self.grouped is not None:
+            out = self.grouped(x)  # (batch, K, ...)
+            losses = torch.stack([self.task.loss(out[:, i], y) for i in range(self.k)])
+            sums = torch.stack(
+                [
+                    self.task.batch_train_metric(out[:, i].detach(), y, losses[i].detach()).float()
+                    for i in range(self.k)
+                ]
+            )
+            return losses, sums
+        losses, sums = self._vmapped(self.stacked, self.buffers, x, y)
+        return losses, sums.detach()
+
+
+def _sweep_batched(
+    s: _Setup, genome: Genome, lrs: Sequence[float], seed: int, progress, mode: str
 ) -> SweepResult:
-    """Best epoch-mean training accuracy of each rate, all rates trained as one grouped model."""
-    k = len(lrs)
-    single = build_single(preset, data.input_shape, data.num_classes, seed)
-    grouped = build_grouped(preset, single, k, data.num_classes)
-    if grouped is None:
-        return _sequential(genome, lrs, data, preset, seed, progress)
-    program = compile_genome(genome)
+    p, k = s.preset, len(lrs)
+    copies = _Copies(s, seed, k, mode)
     gen = torch.Generator().manual_seed(seed)
-    opt = BatchedProgramOptimizer(list(grouped.parameters()), program, lrs, preset.schedule_steps, gen)
-    batches = _batches(data, preset, seed)
-    best = [0.0] * k
-    stopped = [False] * k
-    diverged = [False] * k
-    correct = torch.zeros(k)
-    seen = 0
+    opt = BatchedProgramOptimizer(copies.params, compile_genome(genome), lrs, p.schedule_steps, gen)
+    batches = s.task.batches(s.data, seed, p.batch_size)
+    best: list[float | None] = [None] * k
+    stopped, diverged = [False] * k, [False] * k
+    totals = torch.zeros(k, device=s.device)
+    count = 0
     torch.manual_seed(seed + 1)  # dropout masks
-    for t in range(preset.sweep_steps):
+    for t in range(p.sweep_steps):
         x, y = batches.next()
-        logits = grouped(x)  # (B, K, C)
-        losses = nn.functional.cross_entropy(
-            logits.permute(0, 2, 1), y.unsqueeze(1).expand(-1, k), reduction="none"
-        ).mean(0)
+        with s.autocast():
+            losses, sums = copies.forward(x, y)
+        bad = ~torch.isfinite(losses) & opt.alive
+        for i in torch.nonzero(bad).flatten().tolist():
+            diverged[i] = True
         finite = torch.isfinite(losses) & opt.alive
         opt.zero_grad()
         torch.where(finite, losses, torch.zeros_like(losses)).sum().backward()
-        with torch.no_grad():
-            correct += (logits.argmax(-1) == y.unsqueeze(1)).float().sum(0)
-            seen += len(y)
-        for i in torch.nonzero(~torch.isfinite(losses) & opt.alive).flatten().tolist():
-            diverged[i] = True
+        totals += torch.where(finite, sums, torch.zeros_like(sums))
+        count += len(y)
         for i in torch.nonzero(~finite).flatten().tolist():
             opt.freeze(i)
         alive_before = opt.alive.clone()
-        opt.step(
-            warmup_hold_cosine_factor(t, preset.schedule_steps, preset.warmup_steps, preset.hold_steps),
-            cycled_momentum(t, preset.schedule_steps, preset.warmup_steps, preset.hold_steps)
-            if preset.cycle_momentum
-            else 0.9,
-        )
+        opt.step(*s.schedule(t))
         for i in torch.nonzero(alive_before & ~opt.alive).flatten().tolist():
             diverged[i] = True  # the step froze it: its update turned non-finite
-        if (t + 1) % preset.sweep_epoch_steps == 0 or t + 1 == preset.sweep_steps:
-            epoch = t // preset.sweep_epoch_steps
-            accs = (correct / max(1, seen)).tolist()
-            for i in range(k):
-                if stopped[i]:
-                    continue
-                if not bool(opt.alive[i]):
-                    stopped[i] = True
-                    continue
-                best[i] = max(best[i], accs[i])
-                if epoch >= preset.run_gate_from_epoch and accs[i] < preset.run_gate:
-                    stopped[i] = True
-                    opt.freeze(i)
-            correct.zero_()
-            seen = 0
-            if progress:
-                progress("sweep_epoch", {"lrs": list(lrs), "accuracies": accs, "epoch": epoch})
-            if all(stopped):
-                break
-    return SweepResult(best, diverged)
-
-
-def sweep_single(
-    genome: Genome, lr: float, data, preset: EvalPreset, seed: int = 0, progress: Progress | None = None
-) -> tuple[float, bool]:
-    """One sweep run on its own (the reference the batched sweep is tested against):
-    (best epoch-mean training accuracy, whether it diverged)."""
-    model = build_single(preset, data.input_shape, data.num_classes, seed)
-    opt = GraphOptimizer(
-        model.parameters(), genome, lr=lr, total_steps=preset.schedule_steps, nonfinite="skip", seed=seed
-    )
-    sched = WarmupHoldCosine(
-        opt,
-        preset.schedule_steps,
-        preset.warmup_steps,
-        preset.hold_steps,
-        cycle_momentum=preset.cycle_momentum,
-    )
-    batches = _batches(data, preset, seed)
-    best, correct, seen = 0.0, 0.0, 0
-    torch.manual_seed(seed + 1)
-    for t in range(preset.sweep_steps):
-        x, y = batches.next()
-        logits = model(x)
-        loss = nn.functional.cross_entropy(logits, y)
-        if not math.isfinite(loss.item()):
-            return best, True
-        opt.zero_grad()
-        loss.backward()
-        opt.step()
-        sched.step()
-        if opt.last_step_nonfinite:
-            return best, True
-        correct += (logits.argmax(-1) == y).float().sum().item()
-        seen += len(y)
-        if (t + 1) % preset.sweep_epoch_steps == 0 or t + 1 == preset.sweep_steps:
-            epoch = t // preset.sweep_epoch_steps
-            acc = correct / max(1, seen)
-            best = max(best, acc)
-            correct, seen = 0.0, 0
-            if progress:
-                progress("sweep_epoch", {"lrs": [lr], "accuracies": [acc], "epoch": epoch})
-            if epoch >= preset.run_gate_from_epoch and acc < preset.run_gate:
-                break
-    return best, False
+        if (t + 1) % p.sweep_epoch_steps and t + 1 != p.sweep_steps:
+            continue
+        epoch = t // p.sweep_epoch_steps
+        values = (totals / max(1, count)).tolist()
+        totals.zero_()
+        count = 0
+        for i in range(k):
+            if stopped[i]:
+                continue
+            if not bool(opt.alive[i]):
+                stopped[i] = True
+                continue
+            if best[i] is None or s.task.train_metric.better(values[i], best[i]):  # type: ignore[arg-type]
+                best[i] = values[i]
+            if epoch >= p.run_gate_from_epoch and not _passes(s, s.gates.run, values[i]):
+                stopped[i] = True
+                opt.freeze(i)
+        if progress:
+            progress("sweep_epoch", {"lrs": list(lrs), "values": values, "epoch": epoch})
+        if all(stopped):
+            break
+    worst = s.task.train_metric.worst
+    return SweepResult([worst if b is None else b for b in best], diverged)
 
 
 # ----------------------------------------------------------------------------------- final run
-@dataclass
-class FinalRun:
-    """A final training run: validation accuracy after each epoch (and the training step it was
-    taken at), epoch-mean training accuracy, steps trained, and why it stopped."""
-
-    val_curve: list[float]
-    val_steps: list[int]
-    train_curve: list[float]
-    steps: int
-    why: str
-    diverged: bool
-
-    @property
-    def best(self) -> float | None:
-        """Fitness: the best validation accuracy, None when the run diverged before any."""
-        finite = [v for v in self.val_curve if math.isfinite(v)]
-        return max(finite) if finite else None
-
-
 def final_run(
     genome: Genome,
     lr: float,
-    data,
+    task: Task,
+    data: TaskData,
     preset: EvalPreset,
     trial: optuna.Trial,
     seed: int = 0,
     progress: Progress | None = None,
-) -> FinalRun:
-    """Train at ``lr``; validation accuracy goes to ``trial`` as the intermediate value at each
-    epoch's training step, and the floor gate is asked after every epoch."""
-    model = build_single(preset, data.input_shape, data.num_classes, seed)
-    opt = GraphOptimizer(
-        model.parameters(), genome, lr=lr, total_steps=preset.schedule_steps, nonfinite="skip", seed=seed
-    )
-    sched = WarmupHoldCosine(
-        opt,
-        preset.schedule_steps,
-        preset.warmup_steps,
-        preset.hold_steps,
-        cycle_momentum=preset.cycle_momentum,
-    )
-    batches = _batches(data, preset, seed)
-    run = FinalRun([], [], [], 0, "completed", False)
-    correct, seen = 0.0, 0
-    torch.manual_seed(seed + 1)
-    for t in range(preset.final_steps):
-        x, y = batches.next()
-        logits = model(x)
-        loss = nn.functional.cross_entropy(logits, y)
-        if not math.isfinite(loss.item()):
-            run.diverged = True
-        else:
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            sched.step()
-            run.diverged = opt.last_step_nonfinite
-        if run.diverged:  # as TerminateOnNaN: stop at once, no validation of the partial epoch
-            run.steps = t
-            run.why = "non-finite loss or update (terminated)"
-            break
-        run.steps = t + 1
-        correct += (logits.argmax(-1) == y).float().sum().item()
-        seen += len(y)
-        if (t + 1) % preset.final_epoch_steps == 0 or t + 1 == preset.final_steps:
-            epoch = t // preset.final_epoch_steps
-            acc = correct / max(1, seen)
-            val = validation_accuracy(model, data.val_x, data.val_y)
-            run.train_curve.append(acc)
-            run.val_curve.append(val)
-            run.val_steps.append(t + 1)
-            correct, seen = 0.0, 0
-            trial.report(val, t + 1)
-            if progress:
-                progress("final_epoch", {"epoch": epoch, "train_acc": acc, "val_acc": val})
-            if gate(trial, FINAL, acc, epoch):
-                run.why = f"training accuracy {acc:.3f} below the floor {preset.final_floor} (stopped early)"
-                break
+    *,
+    setup: _Setup | None = None,
+) -> Run:
+    """Train at ``lr`` for the preset's final steps; validation values go to ``trial``."""
+    s = setup or _setup(task, data, preset, seed)
+    run = _run(s, genome, lr, seed, final=True, trial=trial, progress=progress)
+    run.best = s.task.metric.best(run.val_curve)
     return run
 
 
 # ----------------------------------------------------------------------------------- entry point
+def for_stage(task: Task, preset: EvalPreset | str) -> tuple[Task, EvalPreset]:
+    """(the task bound to the stage, the preset it trains with)."""
+    p = for_task(get_preset(preset), task)
+    return bind_stage(task, p), p
+
+
 def evaluate_genome(
     genome: Genome,
-    data,
-    preset: EvalPreset | str = "quick",
+    task: Task,
+    data: TaskData,
+    preset: EvalPreset | str = "task",
     *,
     trial: optuna.Trial | None = None,
     seed: int = 0,
     progress: Progress | None = None,
 ) -> EvalResult:
-    """Evaluate ``genome`` on ``data`` (a :class:`~nosplug.evaluation.datasets.Splits`).
+    """Evaluate ``genome`` on ``task`` with ``data`` (its splits, on the device to train on).
 
-    Without ``trial`` an in-memory Optuna study with the preset's pruner is created, so the
-    gate decisions go through exactly the same pruner code as inside a study.
+    Without ``trial`` an in-memory Optuna study with the stage's pruner is created, so the gate
+    decisions go through exactly the same pruner code as inside a study.
     """
-    preset = get_preset(preset)
+    task, preset = for_stage(task, preset)
     own_study = None
     if trial is None:
         own_study = optuna.create_study(
-            storage=optuna.storages.InMemoryStorage(), direction="maximize", pruner=pruner_for(preset)
+            storage=optuna.storages.InMemoryStorage(),
+            direction=task.metric.direction,
+            pruner=pruner_for(task, preset),
         )
         trial = own_study.ask()
     start = time.perf_counter()
-    result = _evaluate(genome, data, preset, trial, seed, progress)
+    result = _evaluate(genome, task, data, preset, trial, seed, progress)
     result.duration = time.perf_counter() - start
     if own_study is not None:
         state = {"complete": optuna.trial.TrialState.COMPLETE, "pruned": optuna.trial.TrialState.PRUNED}.get(
@@ -384,7 +471,13 @@ def evaluate_genome(
 
 
 def _evaluate(
-    genome: Genome, data, preset: EvalPreset, trial: optuna.Trial, seed: int, progress: Progress | None
+    genome: Genome,
+    task: Task,
+    data: TaskData,
+    preset: EvalPreset,
+    trial: optuna.Trial,
+    seed: int,
+    progress: Progress | None,
 ) -> EvalResult:
     integrity = None
     flip = False
@@ -396,50 +489,68 @@ def _evaluate(
         if progress:
             progress("integrity", integrity)
         if not check.passed:
-            return EvalResult("pruned", None, "integrity", f"integrity check: {check.reason}", integrity)
+            return EvalResult(
+                "pruned",
+                None,
+                "integrity",
+                f"integrity check: {check.reason}",
+                integrity,
+                metric=task.metric.name,
+            )
         flip = check.flip
         genome = apply_flip(genome, check)
-    accs: dict[str, float] = {}
-    pre = sweep(genome, preset.prescreen_lrs, data, preset, seed, progress)
-    accs.update({repr(lr): a for lr, a in zip(preset.prescreen_lrs, pre.accuracies)})
-    best_pre = max(pre.accuracies)
-    if gate(trial, PRESCREEN, best_pre):
+    s = _setup(task, data, preset, seed)
+    result = EvalResult("pruned", None, "prescreen", "", integrity, flip=flip, metric=task.metric.name,
+                        untrained_loss=s.untrained_loss)  # fmt: skip
+    pre = sweep(genome, preset.prescreen_lrs, task, data, preset, seed, progress, setup=s)
+    result.lr_scores.update({repr(lr): v for lr, v in zip(preset.prescreen_lrs, pre.values)})
+    best_pre = _best_of(task, pre.values)
+    if gate(trial, PRESCREEN, s.units(best_pre)):
         if all(pre.diverged):
-            status, why = "nonfinite", "pre-screen: every rate diverged (non-finite loss or update)"
+            result.status, result.reason = (
+                "nonfinite",
+                "pre-screen: every rate diverged (non-finite loss or update)",
+            )
         else:
-            status = "pruned"
-            why = f"pre-screen: best training accuracy {best_pre:.3f} < {preset.prescreen_gate}"
-        return EvalResult(status, None, "prescreen", why, integrity, accs, flip=flip)
-    rest = sweep(genome, preset.sweep_lrs, data, preset, seed, progress) if preset.sweep_lrs else None
-    if rest is not None:
-        accs.update({repr(lr): a for lr, a in zip(preset.sweep_lrs, rest.accuracies)})
-    all_lrs, all_accs = list(preset.all_lrs), [*pre.accuracies, *(rest.accuracies if rest else [])]
-    best_i = max(range(len(all_accs)), key=lambda i: all_accs[i])
-    if gate(trial, SWEEP, all_accs[best_i]):
-        return EvalResult(
-            "pruned",
-            None,
-            "sweep",
-            f"sweep: best training accuracy {all_accs[best_i]:.3f} < {preset.sweep_gate}",
-            integrity,
-            accs,
-            flip=flip,
-        )
-    lr = all_lrs[best_i]
-    run = final_run(genome, lr, data, preset, trial, seed, progress)
-    status = "complete" if run.best is not None else "nonfinite"
-    why = run.why if run.best is not None else "final run: diverged before its first validation"
-    return EvalResult(
-        status,
-        run.best,
-        "final",
-        why,
-        integrity,
-        accs,
-        lr,
-        run.val_curve,
-        run.val_steps,
-        run.train_curve,
-        run.steps,
-        flip,
+            result.reason = "pre-screen: " + _missed(s, best_pre, s.gates.prescreen)
+        return result
+    rest = (
+        sweep(genome, preset.sweep_lrs, task, data, preset, seed, progress, setup=s)
+        if preset.sweep_lrs
+        else None
     )
+    if rest is not None:
+        result.lr_scores.update({repr(lr): v for lr, v in zip(preset.sweep_lrs, rest.values)})
+    all_lrs, values = list(preset.all_lrs), [*pre.values, *(rest.values if rest else [])]
+    best_i = min(range(len(values)), key=lambda i: (task.train_metric.key(values[i]), i))
+    if gate(trial, SWEEP, s.units(values[best_i])):
+        result.stage = "sweep"
+        result.reason = "sweep: " + _missed(s, values[best_i], s.gates.sweep)
+        return result
+    lr = all_lrs[best_i]
+    run = final_run(genome, lr, task, data, preset, trial, seed, progress, setup=s)
+    result.stage, result.chosen_lr = "final", lr
+    result.val_curve, result.val_steps, result.train_curve = run.val_curve, run.val_steps, run.train_curve
+    result.final_steps_run, result.fitness = run.steps, run.best
+    if run.best is None:
+        result.status, result.reason = "nonfinite", "final run: diverged before its first validation"
+    else:
+        result.status, result.reason = "complete", run.why
+    return result
+
+
+def _best_of(task: Task, values: Sequence[float]) -> float:
+    best = task.train_metric.best(values)
+    return task.train_metric.worst if best is None else best
+
+
+def _missed(s: _Setup, value: float, threshold: float) -> str:
+    """Why a gate rejected: the value against the threshold, in words a reader can check."""
+    name = f"best training {s.task.train_metric.name}"
+    if s.gates.scale == "relative":
+        l0 = s.untrained_loss or math.nan
+        return (
+            f"{name} {value:.4g} = {value / l0:.2f} x the untrained {l0:.4g}, above {threshold:g} x"
+        )
+    sign = "<" if s.gates.direction(s.task.train_metric) == "maximize" else ">"
+    return f"{name} {value:.3f} {sign} {threshold:g}"

@@ -67,6 +67,7 @@ KINDS: tuple[Kind, ...] = (
     Kind("decay_binary_ops", "nosplug_decay_binary_ops", "decay binary op", "decay_binary"),
     Kind("datasets", "nosplug_datasets", "dataset", "dataset"),
     Kind("surrogates", "nosplug_surrogates", "surrogate", "surrogate"),
+    Kind("tasks", "nosplug_tasks", "task", "task"),
     Kind("teachers", "nosplug_teachers", "teacher", "teacher"),
     Kind("students", "nosplug_students", "student", "student"),
     Kind("amalgamation_losses", "nosplug_amalgamation_losses", "amalgamation loss", "amalgamation_loss"),

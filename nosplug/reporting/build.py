@@ -97,8 +97,8 @@ def build_report(
         on_event: progress callback (``stage`` messages, ``baseline_start`` / ``baseline``).
     """
     from nosplug import zoo
-    from nosplug.search.particle_ga import EVOLUTION
-    from nosplug.search.plan import derived_seed
+    from nosplug.ga.particle_ga import EVOLUTION
+    from nosplug.ga.plan import derived_seed
     from nosplug.study.export import trial_rows
     from nosplug.study.runner import ELIMINATION, GA, best, context, load, plan_state, ranking_stage
     from nosplug.study.trials import KIND_ATTR
@@ -184,7 +184,7 @@ def build_report(
 
     # -- comparison with baselines -------------------------------------------------------
     cache = compare.ResultCache(out_dir / compare.CACHE_FILE)
-    fp = compare.fingerprint(preset, ctx.raw["data"])
+    fp = compare.fingerprint(preset, {"task": ctx.raw.get("task"), "data": ctx.raw["data"]})
     seed = int(ctx.raw["study"]["seed"])
     todo: list[tuple[str, bool, Genome, compare.Result | None]] = []
     for b in report.best:
@@ -201,7 +201,7 @@ def build_report(
             result = known or compare.stored_result(rows, EVOLUTION, h, eval_seed) or cache.get(key)
             if result is None:
                 emit({"event": "baseline_start", "label": label, "index": i, "total": len(todo)})
-                result = compare.evaluate(genome, ctx.data(), preset, eval_seed)
+                result = compare.evaluate(genome, ctx.task, ctx.data(), preset, eval_seed)
                 if result.status != "error":  # crashes are not cached: they may be transient
                     cache.put(key, result, genome=label, hash=h, seed=eval_seed, preset=preset.name)
             report.comparison.append(ComparisonRow(label, search, h, result))
@@ -282,7 +282,7 @@ def _bar(row: ComparisonRow) -> figures.Bar:
 
 def _summary(study: Any, ctx: Any, rows: list[dict[str, Any]], plan: Any) -> list[tuple[str, str]]:
     """Label/value lines describing the study, its search settings and its state."""
-    from nosplug.search.particle_ga import EVOLUTION, INIT
+    from nosplug.ga.particle_ga import EVOLUTION, INIT
 
     raw, ga = ctx.raw, ctx.config.ga
     d = raw["data"]

@@ -33,7 +33,7 @@ CACHE_VERSION = 1
 class Result:
     """The outcome of one evaluation and where it came from (``study``, ``cache``, ``evaluated``)."""
 
-    status: str  # complete | pruned | failed
+    status: str  # complete | pruned | nonfinite | error (a crash: shown as such, never cached)
     fitness: float | None
     chosen_lr: float | None
     reason: str
@@ -99,13 +99,14 @@ def stored_result(
     return None
 
 
-def evaluate(genome: Genome, data: Any, preset: EvalPreset, seed: int) -> Result:
-    """Evaluate ``genome`` as a study trial would; a crash becomes a failed result, not an abort."""
+def evaluate(genome: Genome, task: Any, data: Any, preset: EvalPreset, seed: int) -> Result:
+    """Evaluate ``genome`` as a study trial would; a crash becomes an ``error`` result shown as
+    such (never a fitness), so one broken baseline does not lose the rest of the report."""
     from nosplug.evaluation.training import evaluate_genome
 
     start = time.perf_counter()
     try:
-        res = evaluate_genome(genome, data, preset, seed=seed)
+        res = evaluate_genome(genome, task, data, preset, seed=seed)
     except Exception as exc:  # one broken baseline must not lose the rest of the report
         return Result(
             "error",

@@ -1,7 +1,8 @@
 """Study configuration files (TOML), validated with errors that name the offending key path.
 
-A config holds everything a worker needs to rebuild the search: data, search space, GA settings,
-one evaluation preset per stage, elimination stages and worker settings. ``nosplug study create``
+A config holds everything a worker needs to rebuild the search: the task (``[task]``; without
+it, image classification on ``[data]``), search space, GA settings, one evaluation preset per
+stage, elimination stages and worker settings. ``nosplug study create``
 stores the validated config (with initial genomes resolved to JSON) in the study's user
 attributes, so workers on other machines need only the storage URL and the study name.
 """
@@ -10,14 +11,16 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 from nosplug.errors import UserError
 from nosplug.evaluation.presets import EvalPreset, get_preset
+from nosplug.ga.particle_ga import EVOLUTION, INIT, GAConfig
 from nosplug.genome.model import Genome
 from nosplug.genome.space import SearchSpace
-from nosplug.search.particle_ga import EVOLUTION, INIT, GAConfig
+from nosplug.tasks.base import Task
 from nosplug.tomlconfig import check_sections, read_toml
 
 CONFIG_VERSION = 1
@@ -33,12 +36,17 @@ _SCHEMA: dict[str, dict[str, tuple[tuple[type, ...], Any]]] = {
         "name": ((str,), None),
         "seed": ((int,), 0),
         "description": ((str,), ""),
-        "direction": ((str,), "maximize"),
+        "direction": ((str,), ""),
+    },
+    "task": {
+        "name": ((str,), "classification"),
+        "options": ((dict,), {}),
     },
     "data": {
         "dataset": ((str,), "mnist5k"),
         "limit": ((int,), 0),
         "val_fraction": ((float, int), 0.1),
+        "test_fraction": ((float, int), 0.1),
         "root": ((str,), ""),
     },
     "ga": {
@@ -57,6 +65,7 @@ _SCHEMA: dict[str, dict[str, tuple[tuple[type, ...], Any]]] = {
         "lease_seconds": ((float, int), 60.0),
         "poll_seconds": ((float, int), 1.0),
         "retries": ((int,), 1),
+        "device": ((str,), "auto"),
     },
     "elimination": {
         "top": ((int,), 50),
@@ -80,6 +89,10 @@ class StudyConfig:
     def __post_init__(self) -> None:
         self.raw = normalise(self.raw, self.source)
         r = self.raw
+        if not r["study"]["direction"]:
+            # a new config: the task's metric decides (the study stores it, so reading a stored
+            # study never needs the task's module, which may live only on the workers)
+            r["study"]["direction"] = self.task.metric.direction
         self.space = _wrap(lambda: SearchSpace.from_dict(r["space"]), "space")
         g = r["ga"]
         genomes = tuple(Genome.from_dict(d) for d in g["initial_genomes"])
@@ -93,8 +106,26 @@ class StudyConfig:
             initial_genomes=genomes,
             max_draws=g["max_draws"],
             max_initial_population=g["max_initial_population"],
+            direction=r["study"]["direction"],
         )
         self.stages = {name: stage_preset(r["evaluation"][name], f"evaluation.{name}") for name in _STAGES}
+
+    @cached_property
+    def task(self) -> Task:
+        """The study's task, built on first use (workers, preflight and reports need it)."""
+        task = study_task(self.raw)
+        wanted = self.raw["study"]["direction"]
+        if wanted and wanted != task.metric.direction:
+            raise ConfigError(
+                f"study.direction: {wanted!r}, but task {task.name!r} has metric "
+                f"{task.metric.name!r} to {task.metric.direction}"
+            )
+        return task
+
+    def check_task(self) -> Task:
+        """Build the task now (``study create``: a bad task name or option is an error before
+        anything is stored)."""
+        return self.task
 
     @property
     def name(self) -> str:
@@ -109,10 +140,44 @@ class StudyConfig:
         return cls(read_toml(path, ConfigError), str(path))
 
 
+def task_options(raw: Mapping[str, Any]) -> tuple[str, dict[str, Any]]:
+    """(task name, options) of a normalised config. Classification tasks also read ``[data]``
+    (the only way configs named their data before tasks existed); other tasks take ``task.options``."""
+    name = raw["task"]["name"]
+    options = dict(raw["task"]["options"])
+    data = raw["data"]
+    defaults = {k: v for k, (_t, v) in _SCHEMA["data"].items()}
+    given = {k: v for k, v in data.items() if v != defaults[k]}
+    spec = _task_spec(name)
+    accepted = set(spec.options) if spec is not None else set()
+    for key, value in data.items() if name == "classification" else given.items():
+        if key not in accepted:
+            raise ConfigError(
+                f"data.{key}: task {name!r} does not read [data]; give its settings as task.options"
+            )
+        options.setdefault(key, value)
+    return name, options
+
+
+def _task_spec(name: str):
+    from nosplug.tasks.resolve import task_specs
+
+    return task_specs().get(name) if ":" not in name else None
+
+
+def study_task(raw: Mapping[str, Any]) -> Task:
+    """The study's task, built (cheap: data is loaded by workers, not here)."""
+    from nosplug.tasks.resolve import resolve_task
+
+    name, options = task_options(raw)
+    return _wrap(lambda: resolve_task(name, options), "task")
+
+
 def stage_preset(stage: Mapping[str, Any], where: str) -> EvalPreset:
-    """An evaluation stage: ``preset = NAME`` plus any preset setting as an override."""
+    """An evaluation stage: ``preset = NAME`` (default ``task``: the task's own budget) plus any
+    preset setting as an override."""
     settings = dict(stage)
-    name = settings.pop("preset", "quick")
+    name = settings.pop("preset", "task")
     if not isinstance(name, str):
         raise ConfigError(f"{where}.preset: expected a preset name, got {name!r}")
     base = _wrap(lambda: get_preset(name), f"{where}.preset")
@@ -141,7 +206,7 @@ def normalise(data: Mapping[str, Any], source: str = "<dict>") -> dict[str, Any]
             raise ConfigError(f"evaluation.{key}: unknown stage (known: {', '.join(_STAGES)})")
     out["evaluation"] = {}
     for stage in _STAGES:
-        value = evaluation.get(stage, {"preset": "quick"})
+        value = evaluation.get(stage, {"preset": "task"})
         if not isinstance(value, Mapping):
             raise ConfigError(f"evaluation.{stage}: expected a table")
         out["evaluation"][stage] = dict(value)
@@ -158,8 +223,8 @@ def _check_ranges(c: dict[str, Any]) -> None:
     name = c["study"]["name"]
     if not name or not all(ch.isalnum() or ch in "-_." for ch in name):
         raise ConfigError(f"study.name: use letters, digits, '-', '_' or '.', got {name!r}")
-    if c["study"]["direction"] != "maximize":
-        raise ConfigError("study.direction: fitness is a validation accuracy; only 'maximize' is supported")
+    if c["study"]["direction"] not in ("", "maximize", "minimize"):
+        raise ConfigError("study.direction: the task's metric sets it; leave it out (or maximize / minimize)")
     for key in ("initial_population", "particles", "timesteps", "mutations", "tries", "max_draws"):
         if c["ga"][key] < 1:
             raise ConfigError(f"ga.{key}: must be at least 1, got {c['ga'][key]}")
@@ -170,6 +235,8 @@ def _check_ranges(c: dict[str, Any]) -> None:
         )
     if not 0 < c["data"]["val_fraction"] < 1:
         raise ConfigError(f"data.val_fraction: must lie in (0, 1), got {c['data']['val_fraction']}")
+    if not 0 <= c["data"]["test_fraction"] < 1 - c["data"]["val_fraction"]:
+        raise ConfigError("data.test_fraction: must lie in [0, 1 - val_fraction)")
     if c["data"]["limit"] < 0:
         raise ConfigError("data.limit: must be 0 (all) or positive")
     w = c["workers"]

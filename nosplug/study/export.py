@@ -41,6 +41,7 @@ SCHEMA = pa.schema(
         ("formula", pa.string()),
         ("status", pa.string()),
         ("fitness", pa.float64()),
+        ("metric", pa.string()),
         ("reason", pa.string()),
         ("error", pa.string()),
         ("eval_stage", pa.string()),
@@ -49,7 +50,7 @@ SCHEMA = pa.schema(
         ("integrity_flip", pa.bool_()),
         ("integrity_reason", pa.string()),
         ("sweep_lrs", pa.list_(pa.float64())),
-        ("sweep_accuracies", pa.list_(pa.float64())),
+        ("sweep_values", pa.list_(pa.float64())),
         ("chosen_lr", pa.float64()),
         ("fixed_lr", pa.float64()),
         ("final_steps_run", pa.int64()),
@@ -76,7 +77,7 @@ def trial_rows(study: optuna.Study) -> list[dict[str, Any]]:
         a = t.user_attrs
         integ = a.get("integrity") or {}
         evaluated = T.evaluated_genome(a) if T.GENOME in a else None  # with the integrity check's flip
-        sweep = a.get("lr_accuracies") or {}
+        sweep = a.get("lr_scores") or a.get("lr_accuracies") or {}  # the latter: nosplug 0.1 studies
         lrs = sorted(sweep, key=float, reverse=True)
         rows.append(
             {
@@ -100,6 +101,7 @@ def trial_rows(study: optuna.Study) -> list[dict[str, Any]]:
                 "formula": evaluated.formula() if evaluated else None,
                 "status": a.get(T.STATUS),
                 "fitness": a.get(T.FITNESS),
+                "metric": a.get("metric", "accuracy"),
                 "reason": a.get(T.REASON),
                 "error": a.get(T.ERROR),
                 "eval_stage": a.get("eval_stage"),
@@ -108,7 +110,7 @@ def trial_rows(study: optuna.Study) -> list[dict[str, Any]]:
                 "integrity_flip": integ.get("flip"),
                 "integrity_reason": integ.get("reason"),
                 "sweep_lrs": [float(x) for x in lrs] if sweep else None,
-                "sweep_accuracies": [float(sweep[x]) for x in lrs] if sweep else None,
+                "sweep_values": [float(sweep[x]) for x in lrs] if sweep else None,
                 "chosen_lr": a.get("chosen_lr"),
                 "fixed_lr": a.get(T.FIXED_LR),
                 "final_steps_run": a.get("final_steps_run"),

@@ -22,7 +22,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import lru_cache
+from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Any
 
@@ -32,15 +32,17 @@ from optuna.trial import FrozenTrial, TrialState
 
 from nosplug.errors import EvaluationCrashError, UserError
 from nosplug.evaluation.presets import EvalPreset
+from nosplug.ga.elimination import Candidate, Elimination, Stage
+from nosplug.ga.particle_ga import EVOLUTION, ParticleGA
+from nosplug.ga.plan import COMPLETE, CRASHED, NONFINITE, PlanResult, Record
 from nosplug.genome.model import Genome
-from nosplug.search.elimination import Candidate, Elimination, Stage
-from nosplug.search.particle_ga import EVOLUTION, ParticleGA
-from nosplug.search.plan import COMPLETE, CRASHED, NONFINITE, PlanResult, Record
+from nosplug.study import artifacts as _artifacts
 from nosplug.study import optuna_adapter as oa
 from nosplug.study import trials as T
-from nosplug.study.config import ConfigError, StudyConfig, stage_preset
+from nosplug.study.config import ConfigError, StudyConfig, stage_preset, study_task, task_options
 from nosplug.study.locks import planning_lock
 from nosplug.study.storage import StorageError, open_storage, shown_url, storage_url
+from nosplug.tasks.base import Task, TaskData
 
 GA, ELIMINATION = "particle-ga", "elimination"
 Event = dict[str, Any]
@@ -86,6 +88,7 @@ def create_study(
         raw = dict(cfg.raw)
         raw["study"] = {**raw["study"], "name": name}
         cfg = StudyConfig(raw, cfg.source)
+    cfg.check_task()
     _check_models(cfg)
     if exist_ok and cfg.name in study_names(open_storage(storage_url(storage))):
         existing = load(cfg.name, storage)
@@ -95,27 +98,30 @@ def create_study(
                 "different config; choose another name with --name"
             )
         return existing
-    return _create(cfg.name, storage, GA, cfg.raw)
+    return _create(cfg.name, storage, GA, cfg.raw, cfg.raw["study"]["direction"])
 
 
 def _check_models(cfg: StudyConfig) -> None:
-    """Before anything is written: the dataset is registered and every stage's model builds with
-    its options (the data itself may live only on the workers' machines, so it is not loaded)."""
-    from nosplug.primitives.registry import registry
+    """Before anything is written: every stage binds to the task, and classification stages'
+    models build with their options from the dataset's declared shape (the data itself may live
+    only on the workers' machines, and other tasks may need their data to build, so the workers'
+    preflight builds those)."""
+    from nosplug.evaluation.training import for_stage
+    from nosplug.tasks.classification import ClassificationTask
 
-    try:
-        spec = registry().get("datasets", cfg.raw["data"]["dataset"])
-    except UserError as exc:
-        raise ConfigError(f"data.dataset: {exc}") from None
     stages = dict(cfg.stages)
     for i, st in enumerate(cfg.raw["elimination"]["stages"]):
         stages[f"elimination.stages[{i}]"] = stage_preset(
             {k: v for k, v in st.items() if k not in ("name", "keep")}, f"elimination.stages[{i}]"
         )
-    try:
-        check_stage_models(stages, spec.input_shape, spec.num_classes)
-    except PreflightError as exc:
-        raise ConfigError(str(exc).removeprefix("evaluation.elimination.")) from None
+    for where, preset in stages.items():
+        where = where if where.startswith("elimination") else f"evaluation.{where}"
+        try:
+            task, _p = for_stage(cfg.task, preset)
+            if isinstance(task, ClassificationTask):
+                task.build_model(0)
+        except Exception as exc:
+            raise ConfigError(f"{where}: {_first_line(exc)}") from None
 
 
 def _jsonable(raw: dict[str, Any]) -> Any:
@@ -125,7 +131,9 @@ def _jsonable(raw: dict[str, Any]) -> Any:
     return json.loads(json.dumps(raw))
 
 
-def _create(name: str, storage: str | None, kind: str, raw: dict[str, Any]) -> optuna.Study:
+def _create(
+    name: str, storage: str | None, kind: str, raw: dict[str, Any], direction: str = "maximize"
+) -> optuna.Study:
     url = storage_url(storage)
     store = open_storage(url)
     if name in study_names(store):
@@ -133,7 +141,7 @@ def _create(name: str, storage: str | None, kind: str, raw: dict[str, Any]) -> o
             f"a study named {name!r} already exists in {shown_url(url)}; continue it with "
             f"`nosplug study run {name}` or choose another name with --name"
         )
-    study = optuna.create_study(study_name=name, storage=store, direction="maximize")
+    study = optuna.create_study(study_name=name, storage=store, direction=direction)
     study.set_user_attr(T.KIND_ATTR, kind)
     study.set_user_attr(T.CONFIG_ATTR, raw)
     from nosplug import __version__
@@ -165,16 +173,21 @@ def load(name: str, storage: str | None = None) -> optuna.Study:
     return study
 
 
-@lru_cache(maxsize=8)
-def _load_data(dataset: str, seed: int, limit: int, val_fraction: float, root: str):
-    from nosplug.evaluation.datasets import load_dataset
+@lru_cache(maxsize=4)
+def _load_data(task_json: str, seed: int, device: str) -> TaskData:
+    """A task's splits for one data seed, on ``device``: loaded and moved once per worker."""
+    import json
 
-    return load_dataset(dataset, seed=seed, limit=limit or None, val_fraction=val_fraction, root=root or None)
+    from nosplug.tasks.resolve import resolve_task
+
+    ref = json.loads(task_json)
+    return resolve_task(ref["name"], ref["options"]).load(seed).to(torch.device(device))
 
 
 @dataclass
 class StudyContext:
-    """Everything derived from a study's stored config: planner, stage presets, data settings."""
+    """Everything derived from a study's stored config: planner, stage presets, and the task
+    (built on first use: reading a study's plan or results never needs the task's module)."""
 
     study: optuna.Study
     kind: str
@@ -183,15 +196,22 @@ class StudyContext:
     presets: dict[str, EvalPreset]
     config: StudyConfig | None = None
 
+    @cached_property
+    def task(self) -> Task:
+        return self.config.task if self.config is not None else study_task(self.raw)
+
     @property
     def name(self) -> str:
         return self.study.study_name
 
-    def data(self):
-        d = self.raw["data"]
-        return _load_data(
-            d["dataset"], self.raw["study"]["seed"], d["limit"], float(d["val_fraction"]), d["root"]
-        )
+    def data(self, device: torch.device | str = "cpu") -> TaskData:
+        """The task's splits for the study seed (fixed for the whole study, so every genome is
+        judged on the same validation set), on ``device``."""
+        import json
+
+        name, options = task_options(self.raw)
+        ref = json.dumps({"name": name, "options": options}, sort_keys=True)
+        return _load_data(ref, int(self.raw["study"]["seed"]), str(torch.device(device)))
 
     @property
     def workers(self) -> dict[str, Any]:
@@ -214,7 +234,8 @@ def context(study: optuna.Study) -> StudyContext:
             Candidate(c["source"], Genome.from_dict(c["genome"]), c["lr"], c["fitness"])
             for c in raw["candidates"]
         ]
-        planner = Elimination(cands, stages, raw["repeats"], raw["study"]["seed"])
+        direction = raw["study"].get("direction") or "maximize"
+        planner = Elimination(cands, stages, raw["repeats"], raw["study"]["seed"], direction)
         return StudyContext(study, kind, raw, planner, presets)
     raise NotASearchError(
         f"study {study.study_name!r} is an {kind} run, not a search or elimination study"
@@ -223,27 +244,38 @@ def context(study: optuna.Study) -> StudyContext:
 
 
 # ----------------------------------------------------------------------------- preflight
-def check_stage_models(presets: dict[str, EvalPreset], input_shape, num_classes: int) -> None:
-    """Build each stage's model once: an unknown surrogate or option fails here, named by stage."""
-    from nosplug.evaluation.training import build_single
+def check_stage_models(ctx: StudyContext, data: TaskData) -> None:
+    """Bind each stage to the task and build its model on the data's device: an unknown
+    surrogate or option, or a task that cannot build, fails here, named by stage."""
+    from nosplug.evaluation.training import for_stage
 
-    for stage, preset in presets.items():
+    device = data.train.x.device
+    for stage, preset in ctx.presets.items():
         try:
-            build_single(preset, input_shape, num_classes, seed=0)
+            task, _preset = for_stage(ctx.task, preset)
+            task.model(0, device)
         except Exception as exc:
             raise PreflightError(f"evaluation.{stage}: {_first_line(exc)}") from exc
 
 
-def preflight(ctx: StudyContext) -> None:
-    """Find, before the first trial, what would make every evaluation of the study fail."""
+def preflight(ctx: StudyContext, device: torch.device | str | None = None) -> torch.device:
+    """Find, before the first trial, what would make every evaluation of the study fail; returns
+    the device the worker trains on."""
+    from nosplug.tasks.devices import resolve_device
+
     try:
-        data = ctx.data()
+        dev = resolve_device(device or ctx.workers.get("device", "auto"))
+    except UserError as exc:
+        raise PreflightError(f"study {ctx.name!r} cannot run: {exc}") from exc
+    try:
+        data = ctx.data(dev)
     except Exception as exc:
         raise PreflightError(f"study {ctx.name!r} cannot run: data: {_first_line(exc)}") from exc
     try:
-        check_stage_models(ctx.presets, data.input_shape, data.num_classes)
+        check_stage_models(ctx, data)
     except PreflightError as exc:
         raise PreflightError(f"study {ctx.name!r} cannot run: {exc}") from exc
+    return dev
 
 
 # ----------------------------------------------------------------------------- reading
@@ -269,7 +301,7 @@ RANKING_RULE = (
 def ranking_stage(study: optuna.Study) -> str | None:
     """The stage whose evaluations are ranked (see :data:`RANKING_RULE`); None for studies that
     are not searches (their stages are elimination rounds, all of which count)."""
-    from nosplug.search.particle_ga import INIT
+    from nosplug.ga.particle_ga import INIT
 
     if study.user_attrs.get(T.KIND_ATTR, GA) != GA:
         return None
@@ -291,9 +323,10 @@ def best(study: optuna.Study, n: int = 10, stage: str | None = None) -> list[Fro
     done = _scored(study)
     if stage is not None:
         done = [t for t in done if t.user_attrs.get(T.STAGE) == stage]
+    sign = -1.0 if study.direction == optuna.study.StudyDirection.MAXIMIZE else 1.0
     seen: set[str] = set()
     out: list[FrozenTrial] = []
-    for t in sorted(done, key=lambda t: (-t.user_attrs[T.FITNESS], t.number)):
+    for t in sorted(done, key=lambda t: (sign * t.user_attrs[T.FITNESS], t.number)):
         h = t.user_attrs.get(T.HASH)
         if h in seen:
             continue
@@ -345,6 +378,7 @@ def create_elimination(
         raise UserError(f"study {name!r} has no finished evaluations to eliminate from")
     raw = {
         "study": ctx.raw["study"],
+        "task": ctx.raw["task"],
         "data": ctx.raw["data"],
         "workers": ctx.raw["workers"],
         "source": name,
@@ -355,7 +389,9 @@ def create_elimination(
     }
     for i, s in enumerate(stages):
         stage_preset({k: v for k, v in s.items() if k not in ("name", "keep")}, f"elimination.stages[{i}]")
-    return _create(elimination_name or f"{name}.elimination", storage, ELIMINATION, raw)
+    return _create(
+        elimination_name or f"{name}.elimination", storage, ELIMINATION, raw, source.direction.name.lower()
+    )
 
 
 def parse_stages(text: str, base_stage: dict[str, Any], steps: int | None = None) -> list[dict[str, Any]]:
@@ -384,6 +420,7 @@ class WorkerSummary:
     lost: int = 0  # trials given up because the worker no longer held them
     done: bool = False
     seconds: float = 0.0
+    artifacts: str = ""  # one line: the best genomes attached to their trials, or why not
 
 
 class Worker:
@@ -397,8 +434,13 @@ class Worker:
         max_trials: int | None = None,
         on_event: Callable[[Event], None] | None = None,
         threads: int | None = None,
+        artifacts: str | None = None,
+        device: str | None = None,
     ) -> None:
         self.url = storage_url(storage)
+        self.device_name = device  # None: the study's workers.device
+        self.artifacts = artifacts  # artifact store URL (None: $NOSPLUG_ARTIFACTS or beside the journal)
+        _artifacts.check(self.url, artifacts)  # a bad store fails now, not after the search
         self.study = load(name, self.url)
         self.ctx = context(self.study)
         self.name = name
@@ -426,9 +468,12 @@ class Worker:
         Raises :class:`PreflightError` before the first trial when every evaluation would fail,
         and :class:`~nosplug.errors.EvaluationCrashError` when an evaluation keeps raising after
         ``workers.retries`` retries (the study is then not done; running it again retries).
+        A finished search attaches its best genomes to their trials as Optuna artifacts
+        (:func:`nosplug.study.artifacts.publish_best`); if that fails for another reason than a
+        missing artifact store it raises :class:`~nosplug.study.artifacts.ArtifactError`.
         """
         torch.set_num_threads(self.threads)
-        preflight(self.ctx)
+        self.device = preflight(self.ctx, self.device_name)
         summary = WorkerSummary()
         start = time.perf_counter()
         while self.max_trials is None or summary.evaluated < self.max_trials:
@@ -466,6 +511,8 @@ class Worker:
             else:
                 summary.evaluated += 1
         summary.seconds = time.perf_counter() - start
+        if summary.done:  # results beside the trials for optuna-dashboard; idempotent, see study/artifacts.py
+            summary.artifacts = _artifacts.publish_best(self.study, self.url, self.artifacts).line()
         self.on_event({"event": "stopped", "done": summary.done, "evaluated": summary.evaluated})
         return summary
 
@@ -661,20 +708,20 @@ class Worker:
 
     def _evaluate(self, t: FrozenTrial, lost: threading.Event) -> dict[str, Any]:
         from nosplug.evaluation.pruners import pruner_for
-        from nosplug.evaluation.training import evaluate_genome, final_run
+        from nosplug.evaluation.training import evaluate_genome, final_run, for_stage
 
         attrs = t.user_attrs
         stage = attrs[T.STAGE]
-        preset = self.ctx.presets[stage]
+        task, preset = for_stage(self.ctx.task, self.ctx.presets[stage])
         genome = Genome.from_json(attrs[T.GENOME])
         seed = int(attrs[T.SEED])
         study = self._stage_studies.get(stage)
         if study is None:
             study = self._stage_studies[stage] = optuna.load_study(
-                study_name=self.name, storage=oa.storage_of(self.study), pruner=pruner_for(preset)
+                study_name=self.name, storage=oa.storage_of(self.study), pruner=pruner_for(task, preset)
             )
         trial = oa.live_trial(study, t)
-        data = self.ctx.data()
+        data = self.ctx.data(self.device)
 
         def check(_what: str, _info: dict[str, Any]) -> None:  # called after every epoch
             if lost.is_set():
@@ -682,7 +729,7 @@ class Worker:
 
         if attrs.get(T.FIXED_LR) is not None:
             started = time.perf_counter()
-            run = final_run(genome, float(attrs[T.FIXED_LR]), data, preset, trial, seed, check)
+            run = final_run(genome, float(attrs[T.FIXED_LR]), task, data, preset, trial, seed, check)
             return {
                 "status": COMPLETE if run.best is not None else NONFINITE,
                 "fitness": run.best,
@@ -691,9 +738,10 @@ class Worker:
                 "chosen_lr": float(attrs[T.FIXED_LR]),
                 "final_steps_run": run.steps,
                 T.TRAIN_CURVE: run.train_curve,
+                "metric": task.metric.name,
                 "duration": time.perf_counter() - started,
             }  # the validation curve was reported to the trial as it ran
-        res = evaluate_genome(genome, data, preset, trial=trial, seed=seed, progress=check)
+        res = evaluate_genome(genome, task, data, preset, trial=trial, seed=seed, progress=check)
         out = res.to_dict()
         for k in ("val_curve", "val_steps"):
             out.pop(k)

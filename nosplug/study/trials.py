@@ -15,8 +15,8 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
+from nosplug.ga.plan import COMPLETE, CRASHED, FAILED, PRUNED, Planned, Record
 from nosplug.genome.model import Genome
-from nosplug.search.plan import COMPLETE, CRASHED, FAILED, PRUNED, Planned, Record
 
 #: Study user attribute holding the normalised config (JSON).
 CONFIG_ATTR = "nosplug.config"
@@ -50,7 +50,9 @@ RESULT_ATTRS = (
     "reason",
     "eval_stage",
     "integrity",
-    "lr_accuracies",
+    "lr_scores",
+    "metric",
+    "untrained_loss",
     "chosen_lr",
     "final_steps_run",
     "flip",

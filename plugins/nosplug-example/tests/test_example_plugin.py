@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 
 import nosplug
-from nosplug.evaluation.surrogates import build_surrogate
+from nosplug.tasks.surrogates import build_surrogate
 from nosplug.genome.decay import evaluate_decay
 from nosplug.genome.model import DecayGraph, DecayNode, Genome
 

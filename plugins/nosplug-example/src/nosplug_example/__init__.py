@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from nosplug.evaluation.surrogates import SurrogateSpec
+from nosplug.tasks.surrogates import SurrogateSpec
 from nosplug.hookspecs import hookimpl
 from nosplug.primitives import EMASpec, Operand, Schedule
 

@@ -22,7 +22,7 @@ Phases (keys in brackets name the evaluations):
 Where the reference runs slots sequentially, retries here run in *rounds* (every slot's first
 try, then every rejected slot's second try, ...), which makes the plan independent of which
 worker finishes first; the tabu list grows in that fixed order. Everything random comes from
-:func:`~nosplug.search.plan.key_rng`, so a plan depends only on the seed and the results.
+:func:`~nosplug.ga.plan.key_rng`, so a plan depends only on the seed and the results.
 """
 
 from __future__ import annotations
@@ -34,14 +34,14 @@ from dataclasses import dataclass, field
 import numpy as np
 from deap import base, tools
 
+from nosplug.ga.deap_types import as_individual, same_genome
+from nosplug.ga.plan import Planned, PlanResult, Record, derived_seed, key_rng
 from nosplug.genome.model import Genome
 from nosplug.genome.mutation import mutate
 from nosplug.genome.random import random_genome
 from nosplug.genome.space import SearchSpace
 from nosplug.primitives.registry import Registry
 from nosplug.primitives.registry import registry as default_registry
-from nosplug.search.deap_types import as_individual, same_genome
-from nosplug.search.plan import Planned, PlanResult, Record, derived_seed, key_rng
 
 INIT, EVOLUTION = "init", "evolution"
 
@@ -61,7 +61,9 @@ class GAConfig:
     max_draws: int = 500
     #: Bound on random initial genomes when too few pass the gates (0: 4 x initial_population).
     max_initial_population: int = 0
-    rejected_fitness: float = -1.0
+    #: The task metric's direction: fitness values are compared this way.
+    direction: str = "maximize"
+    rejected_fitness: float = -1.0  # in score units (higher is better), as the reference
 
     @property
     def expected_evaluations(self) -> int:
@@ -72,6 +74,10 @@ class GAConfig:
     @property
     def n_particles(self) -> int:
         return len(self.initial_genomes) if self.initial_genomes else self.particles
+
+    def score(self, fitness: float) -> float:
+        """Fitness as a score where higher is better, whatever the task's direction."""
+        return float(fitness) if self.direction == "maximize" else -float(fitness)
 
     @property
     def init_bound(self) -> int:
@@ -146,7 +152,7 @@ class ParticleGA:
                 progress["phase"] = "initial population"
                 return PlanResult(new, False, progress)
             passing = [k for k in keys if records[k].accepted]
-            ranked = sorted(passing, key=lambda k: (-float(records[k].fitness), k))  # type: ignore[arg-type]
+            ranked = sorted(passing, key=lambda k: (-cfg.score(records[k].fitness), k))  # type: ignore[arg-type]
             starts = [(records[k].genome, k) for k in ranked[: cfg.particles]]
             if len(starts) < cfg.particles:
                 progress["fewer_particles"] = (
@@ -234,7 +240,7 @@ class ParticleGA:
                     evals += 1
                     rec = records[key]
                     if rec.accepted:
-                        accepted[int(key.rsplit("m", 1)[1])] = float(rec.fitness)  # type: ignore[arg-type]
+                        accepted[int(key.rsplit("m", 1)[1])] = cfg.score(rec.fitness)  # type: ignore[arg-type]
             # move: the best child (first on ties); if every slot failed, the first failed child
             fitness = [accepted.get(m, cfg.rejected_fitness) for m in range(cfg.mutations)]
             candidates = [(m, latest.get(m)) for m in range(cfg.mutations) if latest.get(m) is not None]
@@ -275,7 +281,7 @@ class ParticleGA:
         """The best distinct genomes evaluated in ``stage`` (DEAP's HallOfFame, unique by hash)."""
         hof = tools.HallOfFame(size, similar=same_genome)
         pop = [
-            as_individual(r.genome, float(r.fitness))  # type: ignore[arg-type]
+            as_individual(r.genome, self.config.score(r.fitness))  # type: ignore[arg-type]
             for key, r in sorted(records.items())
             if r.accepted and (key.startswith("p") if stage == EVOLUTION else key.startswith("init/"))
         ]

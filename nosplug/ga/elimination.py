@@ -11,8 +11,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from nosplug.ga.plan import Planned, PlanResult, Record, derived_seed
 from nosplug.genome.model import Genome
-from nosplug.search.plan import Planned, PlanResult, Record, derived_seed
 
 
 @dataclass(frozen=True)
@@ -33,7 +33,12 @@ class Elimination:
     name = "elimination"
 
     def __init__(
-        self, candidates: Sequence[Candidate], stages: Sequence[Stage], repeats: int, seed: int
+        self,
+        candidates: Sequence[Candidate],
+        stages: Sequence[Stage],
+        repeats: int,
+        seed: int,
+        direction: str = "maximize",
     ) -> None:
         if not stages:
             raise ValueError("elimination needs at least one stage")
@@ -41,6 +46,7 @@ class Elimination:
         self.stages = list(stages)
         self.repeats = repeats
         self.seed = seed
+        self.direction = direction
 
     def key(self, stage: Stage, cand: Candidate, repeat: int) -> str:
         return f"{stage.name}/{cand.source}/rep{repeat}"
@@ -60,14 +66,18 @@ class Elimination:
             if any(k not in records or not records[k].finished for ks in keys.values() for k in ks):
                 progress["current"] = stage.name
                 return PlanResult(new, False, progress)
-            means = {src: self.mean(records, ks) for src, ks in keys.items()}
-            order = sorted(range(len(pool)), key=lambda i: (-means[pool[i].source], i))
+            means = {src: self.mean(records, ks, self.direction) for src, ks in keys.items()}
+            sign = -1.0 if self.direction == "maximize" else 1.0
+            order = sorted(range(len(pool)), key=lambda i: (sign * means[pool[i].source], i))
             pool = [pool[i] for i in order[: stage.keep]]
             progress["stages"].append({"stage": stage.name, "survivors": [c.source for c in pool]})
         progress["winners"] = [c.source for c in pool]
         return PlanResult(new, True, progress)
 
     @staticmethod
-    def mean(records: Mapping[str, Record], keys: Sequence[str]) -> float:
-        vals = [records[k].fitness if records[k].accepted else 0.0 for k in keys]
+    def mean(records: Mapping[str, Record], keys: Sequence[str], direction: str = "maximize") -> float:
+        """Mean fitness over repeats; a rejected or diverged run counts as 0 (accuracy) or as
+        +inf for a metric to minimise, so it can never look good."""
+        worst = 0.0 if direction == "maximize" else float("inf")
+        vals = [records[k].fitness if records[k].accepted else worst for k in keys]
         return sum(vals) / len(vals)  # type: ignore[arg-type]

@@ -8,15 +8,16 @@ Built-in datasets (registered by :mod:`nosplug.builtin.datasets` through ``nospl
   torchvision; never downloaded (this machine has no internet, and surprise downloads are bad
   manners anyway), so a missing folder is an error that says where the files go.
 
-The validation set is carved out of the training split (the test split is never used for
-selection, as in the paper), reproducibly from the seed.
+The validation and test sets are carved out of the pool reproducibly from the seed (CIFAR keeps
+its official test split); the test split is never used for selection. Minibatch streams live in
+:mod:`nosplug.tasks.base`.
 """
 
 from __future__ import annotations
 
 import gzip
 import os
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -51,7 +52,7 @@ class DatasetSpec:
 
 @dataclass
 class Splits:
-    """Normalised train/validation tensors of one dataset for one seed."""
+    """Normalised train/validation/test tensors of one dataset for one seed."""
 
     name: str
     train_x: Tensor
@@ -62,6 +63,8 @@ class Splits:
     num_classes: int
     mean: tuple[float, ...]
     std: tuple[float, ...]
+    test_x: Tensor | None = None
+    test_y: Tensor | None = None
 
 
 def data_root(root: str | os.PathLike | None = None) -> Path:
@@ -91,51 +94,78 @@ def load_dataset(
     *,
     seed: int = 0,
     val_fraction: float = 0.1,
+    test_fraction: float = 0.1,
     limit: int | None = None,
     root: str | os.PathLike | None = None,
     normalize: bool = True,
 ) -> Splits:
-    """A seeded, stratified train/validation split of dataset ``name``, normalised per channel.
+    """Seeded, stratified train/validation/test splits of dataset ``name``, normalised per channel.
 
-    Normalisation statistics come from the training part only. ``limit`` keeps at most that many
-    examples (train + validation), chosen by the same seeded shuffle.
+    The test split is the dataset's official one when it has one (CIFAR); otherwise a stratified
+    ``test_fraction`` of the pool (MNIST-5k, digits), chosen before the validation part, so the
+    search and its learning-rate selection never see it. Normalisation statistics come from the
+    training part only. ``limit`` keeps at most that many examples of the pool, chosen by the same
+    seeded shuffle.
     """
     if not 0 < val_fraction < 1:
         raise UserError(f"val_fraction must lie in (0, 1), got {val_fraction}")
+    if not 0 <= test_fraction < 1 or val_fraction + test_fraction >= 1:
+        raise UserError(f"test_fraction must lie in [0, 1 - val_fraction), got {test_fraction}")
     spec = _spec(name)
-    x, y, _tx, _ty = _raw(name, str(data_root(root)))
+    x, y, tx, ty = _raw(name, str(data_root(root)))
     gen = torch.Generator().manual_seed(int(seed))
     order = torch.randperm(len(y), generator=gen)
     if limit is not None:
         if limit < 10:
             raise UserError(f"limit must be at least 10 examples, got {limit}")
         order = order[:limit]
-    # stratified: every class contributes val_fraction of its examples to validation
-    val_idx, train_idx = [], []
-    labels = y[order]
-    for c in torch.unique(labels).tolist():
-        members = order[labels == c]
-        n_val = max(1, round(len(members) * val_fraction)) if len(members) > 1 else 0
-        val_idx.append(members[:n_val])
-        train_idx.append(members[n_val:])
-    vi = torch.cat(val_idx)[torch.randperm(sum(len(v) for v in val_idx), generator=gen)]
-    ti = torch.cat(train_idx)[torch.randperm(sum(len(t) for t in train_idx), generator=gen)]
-    train_x, val_x = x[ti], x[vi]
+    own_test = tx is None and test_fraction > 0
+    fractions = (test_fraction if own_test else 0.0, val_fraction)
+    test_idx, val_idx, train_idx = _stratified(order, y, fractions, gen)
+    if own_test:
+        tx, ty = x[test_idx], y[test_idx]
+    train_x, val_x = x[train_idx], x[val_idx]
     dims = (0, 2, 3)
     mean = train_x.mean(dim=dims) if normalize else torch.zeros(x.shape[1])
     std = train_x.std(dim=dims).clamp_min(1e-6) if normalize else torch.ones(x.shape[1])
     shape = (1, -1, 1, 1)
+
+    def norm(t: Tensor) -> Tensor:
+        return ((t - mean.view(shape)) / std.view(shape)).contiguous()
+
     return Splits(
         name=name,
-        train_x=((train_x - mean.view(shape)) / std.view(shape)).contiguous(),
-        train_y=y[ti].clone(),
-        val_x=((val_x - mean.view(shape)) / std.view(shape)).contiguous(),
-        val_y=y[vi].clone(),
+        train_x=norm(train_x),
+        train_y=y[train_idx].clone(),
+        val_x=norm(val_x),
+        val_y=y[val_idx].clone(),
         input_shape=tuple(x.shape[1:]),  # type: ignore[arg-type]
         num_classes=max(int(spec.num_classes), int(y.max()) + 1),
         mean=tuple(mean.tolist()),
         std=tuple(std.tolist()),
+        test_x=None if tx is None else norm(tx),
+        test_y=None if ty is None else ty.clone(),
     )
+
+
+def _stratified(order: Tensor, y: Tensor, fractions: tuple[float, ...], gen: torch.Generator) -> list[Tensor]:
+    """Split ``order`` into len(fractions) + 1 parts: every class contributes each fraction of its
+    examples to the matching part (at least one when the fraction is positive); the rest is last."""
+    parts: list[list[Tensor]] = [[] for _ in range(len(fractions) + 1)]
+    labels = y[order]
+    for c in torch.unique(labels).tolist():
+        members = order[labels == c]
+        start = 0
+        for i, f in enumerate(fractions):
+            n = (max(1, round(len(members) * f)) if f > 0 else 0) if len(members) > len(fractions) else 0
+            parts[i].append(members[start : start + n])
+            start += n
+        parts[-1].append(members[start:])
+    out = []
+    for p in parts:
+        idx = torch.cat(p)
+        out.append(idx[torch.randperm(len(idx), generator=gen)])
+    return out
 
 
 # ----------------------------------------------------------------------------- built-in loaders
@@ -227,75 +257,30 @@ class Augment:
 
     def __call__(self, x: Tensor, generator: torch.Generator) -> Tensor:
         n, c, h, w = x.shape
+        dev = x.device  # random draws come from the (CPU) generator, then move to the data's device
+
+        def randint(high: int) -> Tensor:
+            return torch.randint(0, high, (n,), generator=generator).to(dev)
+
         p = min(self.pad_crop, h // 8, w // 8)
         if p > 0:
             padded = torch.nn.functional.pad(x, (p, p, p, p), mode="reflect")
-            dy = torch.randint(0, 2 * p + 1, (n,), generator=generator)
-            dx = torch.randint(0, 2 * p + 1, (n,), generator=generator)
-            rows = (dy[:, None] + torch.arange(h)[None, :])[:, None, :, None].expand(n, c, h, w + 2 * p)
-            x = padded.gather(2, rows)
-            cols = (dx[:, None] + torch.arange(w)[None, :])[:, None, None, :].expand(n, c, h, w)
+            dy, dx = randint(2 * p + 1), randint(2 * p + 1)
+            rows = (dy[:, None] + torch.arange(h, device=dev)[None, :])[:, None, :, None]
+            x = padded.gather(2, rows.expand(n, c, h, w + 2 * p))
+            cols = (dx[:, None] + torch.arange(w, device=dev)[None, :])[:, None, None, :].expand(n, c, h, w)
             x = x.gather(3, cols)
         if self.flip:
-            mask = torch.rand(n, generator=generator) < 0.5
+            mask = (torch.rand(n, generator=generator) < 0.5).to(dev)
             x = torch.where(mask[:, None, None, None], x.flip(3), x)
         size = min(self.cutout, h // 2, w // 2)
         if size > 0:
             # as tensorflow_addons: a size x size square centred anywhere in the image, clipped at
             # the border, filled with 0 (the mean, on normalised inputs)
-            cy = torch.randint(0, h, (n,), generator=generator) - size // 2
-            cx = torch.randint(0, w, (n,), generator=generator) - size // 2
-            ys, xs = torch.arange(h)[None, :], torch.arange(w)[None, :]
+            cy = randint(h) - size // 2
+            cx = randint(w) - size // 2
+            ys, xs = torch.arange(h, device=dev)[None, :], torch.arange(w, device=dev)[None, :]
             in_y = ((ys >= cy[:, None]) & (ys < cy[:, None] + size))[:, :, None]
             in_x = ((xs >= cx[:, None]) & (xs < cx[:, None] + size))[:, None, :]
             x = x.masked_fill((in_y & in_x)[:, None], 0.0)
         return x
-
-
-class Batches:
-    """An endless, reproducible minibatch stream: reshuffled every epoch by its own generator."""
-
-    def __init__(
-        self,
-        x: Tensor,
-        y: Tensor,
-        batch_size: int,
-        *,
-        seed: int = 0,
-        augment: Augment | None = None,
-        drop_last: bool = True,
-    ) -> None:
-        if batch_size < 1:
-            raise UserError(f"batch_size must be positive, got {batch_size}")
-        self.x, self.y = x, y
-        self.batch_size = min(batch_size, len(y))
-        self.augment = augment
-        self.drop_last = drop_last
-        self.generator = torch.Generator().manual_seed(int(seed))
-        self.epoch = 0
-        self._order = torch.empty(0, dtype=torch.int64)
-        self._pos = 0
-
-    def next_batch(self) -> tuple[Tensor, Tensor]:
-        """The next minibatch (x, y), augmented if the stream has an :class:`Augment`.
-
-        A new epoch (a fresh permutation from the stream's own generator) starts when the current
-        one cannot fill a batch; with ``drop_last`` the leftover examples wait for a later epoch.
-        """
-        n = len(self.y)
-        if self._pos + (self.batch_size if self.drop_last else 1) > len(self._order):
-            self._order = torch.randperm(n, generator=self.generator)
-            self._pos = 0
-            self.epoch += 1
-        idx = self._order[self._pos : self._pos + self.batch_size]
-        self._pos += len(idx)
-        xb = self.x[idx]
-        if self.augment is not None:
-            xb = self.augment(xb, self.generator)
-        return xb, self.y[idx]
-
-    def __iter__(self) -> Iterator[tuple[Tensor, Tensor]]:
-        while True:
-            yield self.next_batch()
-
-    next = next_batch  # the training loop's spelling
