@@ -84,6 +84,10 @@ class Claim:
     evidence: str
 
 
+def _finite(v: float | None) -> bool:
+    return v is not None and math.isfinite(v)
+
+
 def _value(row: dict[str, Any]) -> float:
     v = row["best_log_val"]
     return v if v is not None and math.isfinite(v) else DIVERGED_LOG_VAL
@@ -127,7 +131,7 @@ def summary(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
                 "method": method, "kind": kinds[method], "problem": problem, "replicates": vc.replicates,
                 "runs": vc.runs, "mean": vc.mean, "low": vc.low, "high": vc.high, "sd_meta": vc.sd_meta,
                 "sd_eval": vc.sd_eval, "stability": float(np.mean(stab)) if stab else math.nan,
-                "diverged": sum(1 for x in all_runs if not math.isfinite(x["best_log_val"] or math.inf)),
+                "diverged": sum(1 for x in all_runs if not _finite(x["best_log_val"])),
                 "oracle": best.get(problem) == method,
             })  # fmt: skip
     return out
