@@ -7,6 +7,7 @@ Public names (a stable contract, see docs/api.md)::
     nosplug.GraphOptimizer(model.parameters(), genome, lr=1e-3, total_steps=10_000)
     nosplug.plugin_manager()
     nosplug.search(task, config=..., storage=..., name=...)   # run or resume a search in-process
+    nosplug.benchmark(contenders, tasks, seeds=..., tuning_trials=...)   # a fair comparison
 """
 
 from __future__ import annotations
@@ -34,6 +35,10 @@ def __getattr__(name: str):  # lazy: keep `import nosplug` light for the CLI and
         from nosplug.study.api import search
 
         return search
+    if name == "benchmark":
+        import nosplug.benchmark as benchmark  # a module you can call: nosplug.benchmark(...)
+
+        return benchmark
     if name == "tasks":
         import nosplug.tasks as tasks
 
@@ -41,4 +46,14 @@ def __getattr__(name: str):  # lazy: keep `import nosplug` light for the CLI and
     raise AttributeError(f"module 'nosplug' has no attribute {name!r}")
 
 
-__all__ = ["Genome", "GraphOptimizer", "__version__", "plugin_manager", "registry", "search", "tasks", "zoo"]
+__all__ = [
+    "Genome",
+    "GraphOptimizer",
+    "__version__",
+    "benchmark",
+    "plugin_manager",
+    "registry",
+    "search",
+    "tasks",
+    "zoo",
+]

@@ -54,7 +54,7 @@ def check_sections(
             if key not in keys:
                 raise error(f"{section}.{key}: unknown key (known: {', '.join(keys)})")
             types = keys[key][0]
-            if isinstance(value, bool) or not isinstance(value, types):
+            if (isinstance(value, bool) and bool not in types) or not isinstance(value, types):
                 expected = " or ".join(t.__name__ for t in types)
                 raise error(f"{section}.{key}: expected {expected}, got {value!r}")
             sec[key] = copy.deepcopy(value)

@@ -554,10 +554,12 @@ def verdict(comparison: Comparison, *, alpha: float = 0.05, reference_label: str
     else:
         test_text = f"Wilcoxon not testable ({t.reason})"
     seeds = set(c.seeds_per_task)
+    tasks = f"{c.n_tasks} task{'s' if c.n_tasks != 1 else ''}"
     if len(seeds) == 1:
-        size = f"{c.n_tasks} tasks × {seeds.pop()} seeds"
+        n = seeds.pop()
+        size = f"{tasks} × {n} seed{'s' if n != 1 else ''}"
     else:
-        size = f"{c.n_tasks} tasks, {t.n_pairs} paired runs"
+        size = f"{tasks}, {t.n_pairs} paired runs"
     sentence = (
         f"{lead} {label}: IQM {c.iqm.format(3)} vs {c.reference_iqm.format(3)}, "
         f"P(improvement) {poi.format(2)}, {test_text}, {size}"

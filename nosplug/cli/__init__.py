@@ -15,6 +15,7 @@ COMMANDS: dict[str, str] = {
     "genome": "nosplug.cli.genome_cmd:genome",
     "evaluate": "nosplug.cli.evaluate_cmd:evaluate",
     "task": "nosplug.cli.task_cmd:task",
+    "benchmark": "nosplug.cli.benchmark_cmd:benchmark",
     "study": "nosplug.cli.study_cmd:study",
     "amalgamate": "nosplug.cli.amalgamate_cmd:amalgamate",
     "report": "nosplug.cli.report_cmd:report",

@@ -160,6 +160,64 @@ class Run:
     best: float | None = None
 
 
+def train_loop(
+    task: Task,
+    model: nn.Module,
+    opt: torch.optim.Optimizer,
+    sched: Any,
+    batches: Any,
+    steps: int,
+    epoch_steps: int,
+    on_epoch: Callable[[int, int, float, float], bool],
+    autocast: Callable[[], Any] = contextlib.nullcontext,
+) -> Run:
+    """Train ``model`` for ``steps`` minibatches with any optimizer; after every epoch call
+    ``on_epoch(epoch, steps_done, train_value, train_seconds)``, which returns True to stop.
+
+    ``train_value`` is the epoch mean of the task's training metric; ``train_seconds`` the
+    wall-clock spent in forward, backward and the optimizer's step so far (evaluation inside
+    ``on_epoch`` is not counted). A non-finite loss, or a step an optimizer reports non-finite
+    (``last_step_nonfinite``, as GraphOptimizer does), stops the run at once without a value for
+    the partial epoch (Keras' TerminateOnNaN).
+    """
+    run = Run()
+    total = torch.zeros((), device=next(model.parameters()).device)
+    count = 0
+    seconds = 0.0
+    for t in range(steps):
+        started = time.perf_counter()
+        x, y = batches.next()
+        with autocast():
+            out = model(x)
+            loss = task.loss(out, y)
+        if not bool(torch.isfinite(loss)):
+            run.diverged = True
+        else:
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            if sched is not None:
+                sched.step()
+            run.diverged = bool(getattr(opt, "last_step_nonfinite", False))
+        if run.diverged:
+            run.why = "non-finite loss or update (terminated)"
+            break
+        run.steps = t + 1
+        total += task.batch_train_metric(out.detach(), y, loss.detach()).float()
+        count += len(y)
+        if (t + 1) % epoch_steps and t + 1 != steps:
+            seconds += time.perf_counter() - started
+            continue
+        value = float(total) / max(1, count)  # synchronises the device: the epoch's work is done
+        seconds += time.perf_counter() - started
+        total.zero_()
+        count = 0
+        run.train_curve.append(value)
+        if on_epoch(t // epoch_steps, t + 1, value, seconds):
+            break
+    return run
+
+
 def _run(
     s: _Setup,
     genome: Genome,
@@ -180,52 +238,32 @@ def _run(
     model = task.model(seed, s.device)
     opt, sched = _optimizer(model, genome, lr, p, seed)
     batches = task.batches(s.data, seed, p.batch_size)
-    run = Run()
-    total = torch.zeros((), device=s.device)
-    count = 0
     torch.manual_seed(seed + 1)  # dropout masks
-    for t in range(steps):
-        x, y = batches.next()
-        with s.autocast():
-            out = model(x)
-            loss = task.loss(out, y)
-        if not bool(torch.isfinite(loss)):
-            run.diverged = True
-        else:
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            sched.step()
-            run.diverged = opt.last_step_nonfinite
-        if run.diverged:  # as TerminateOnNaN: stop at once, no value for the partial epoch
-            run.why = "non-finite loss or update (terminated)"
-            break
-        run.steps = t + 1
-        total += task.batch_train_metric(out.detach(), y, loss.detach()).float()
-        count += len(y)
-        if (t + 1) % epoch_steps and t + 1 != steps:
-            continue
-        epoch = t // epoch_steps
-        value = float(total) / max(1, count)
-        total.zero_()
-        count = 0
-        run.train_curve.append(value)
+    why: list[str] = []
+    val_curve: list[float] = []
+    val_steps: list[int] = []
+
+    def on_epoch(epoch: int, done: int, value: float, _seconds: float) -> bool:
         if not final:
             if progress:
                 progress("sweep_epoch", {"lrs": [lr], "values": [value], "epoch": epoch})
-            if epoch >= p.run_gate_from_epoch and not _passes(s, s.gates.run, value):
-                break
-            continue
+            return epoch >= p.run_gate_from_epoch and not _passes(s, s.gates.run, value)
         val = task.evaluate(model, s.data.val)
-        run.val_curve.append(val)
-        run.val_steps.append(t + 1)
+        val_curve.append(val)
+        val_steps.append(done)
         if trial is not None:
-            trial.report(val, t + 1)
+            trial.report(val, done)
         if progress:
             progress("final_epoch", {"epoch": epoch, "train": value, "val": val})
         if trial is not None and gate(trial, FINAL, s.units(value), epoch):
-            run.why = f"training {task.train_metric.name} {value:.4g} missed the floor (stopped early)"
-            break
+            why.append(f"training {task.train_metric.name} {value:.4g} missed the floor (stopped early)")
+            return True
+        return False
+
+    run = train_loop(task, model, opt, sched, batches, steps, epoch_steps, on_epoch, s.autocast)
+    run.val_curve, run.val_steps = val_curve, val_steps
+    if why:
+        run.why = why[0]
     return run
 
 
@@ -549,8 +587,6 @@ def _missed(s: _Setup, value: float, threshold: float) -> str:
     name = f"best training {s.task.train_metric.name}"
     if s.gates.scale == "relative":
         l0 = s.untrained_loss or math.nan
-        return (
-            f"{name} {value:.4g} = {value / l0:.2f} x the untrained {l0:.4g}, above {threshold:g} x"
-        )
+        return f"{name} {value:.4g} = {value / l0:.2f} x the untrained {l0:.4g}, above {threshold:g} x"
     sign = "<" if s.gates.direction(s.task.train_metric) == "maximize" else ">"
     return f"{name} {value:.3f} {sign} {threshold:g}"

@@ -31,7 +31,7 @@ class Planned:
     """One evaluation to run: the key names it uniquely inside its study."""
 
     key: str
-    genome: Genome
+    genome: Genome | None
     stage: str  # which evaluation settings apply (e.g. "init", "evolution", "base64")
     seed: int  # the evaluation's own seed (data order, initial weights)
     attrs: dict[str, Any] = field(default_factory=dict)  # particle, timestep, parent, ...
@@ -43,12 +43,13 @@ class Record:
     """What the study knows about one key."""
 
     key: str
-    genome: Genome
+    genome: Genome | None  # None for evaluations that train no genome (benchmark runs of torch.optim)
     finished: bool
     status: str | None = None  # COMPLETE | PRUNED | NONFINITE (| FAILED in old studies) once finished
     fitness: float | None = None
     chosen_lr: float | None = None
     number: int | None = None  # the Optuna trial number
+    attrs: dict[str, Any] = field(default_factory=dict)  # the trial's planned attributes
 
     @property
     def accepted(self) -> bool:

@@ -44,7 +44,7 @@ from nosplug.study.locks import planning_lock
 from nosplug.study.storage import StorageError, open_storage, shown_url, storage_url
 from nosplug.tasks.base import Task, TaskData
 
-GA, ELIMINATION = "particle-ga", "elimination"
+GA, ELIMINATION, BENCHMARK = "particle-ga", "elimination", "benchmark"
 Event = dict[str, Any]
 
 
@@ -237,6 +237,10 @@ def context(study: optuna.Study) -> StudyContext:
         direction = raw["study"].get("direction") or "maximize"
         planner = Elimination(cands, stages, raw["repeats"], raw["study"]["seed"], direction)
         return StudyContext(study, kind, raw, planner, presets)
+    if kind == BENCHMARK:
+        from nosplug.benchmark.planner import BenchmarkPlanner
+
+        return StudyContext(study, kind, raw, BenchmarkPlanner(raw), {})
     raise NotASearchError(
         f"study {study.study_name!r} is an {kind} run, not a search or elimination study"
         + ("; use `nosplug amalgamate` commands with it" if kind == "amalgamation" else "")
@@ -267,6 +271,14 @@ def preflight(ctx: StudyContext, device: torch.device | str | None = None) -> to
         dev = resolve_device(device or ctx.workers.get("device", "auto"))
     except UserError as exc:
         raise PreflightError(f"study {ctx.name!r} cannot run: {exc}") from exc
+    if ctx.kind == BENCHMARK:
+        from nosplug.benchmark.study import preflight as benchmark_preflight
+
+        try:
+            benchmark_preflight(ctx.raw, dev)
+        except Exception as exc:
+            raise PreflightError(f"benchmark {ctx.name!r} cannot run: {_first_line(exc)}") from exc
+        return dev
     try:
         data = ctx.data(dev)
     except Exception as exc:
@@ -317,8 +329,11 @@ def _scored(study: optuna.Study) -> list[FrozenTrial]:
 def best(study: optuna.Study, n: int = 10, stage: str | None = None) -> list[FrozenTrial]:
     """The top ``n`` distinct genomes by fitness among finished evaluations of ``stage`` (default:
     :func:`ranking_stage`); reused copies and repeated genomes are skipped."""
-    if study.user_attrs.get(T.KIND_ATTR, GA) not in (GA, ELIMINATION):
-        context(study)  # raises NotASearchError with the study's kind
+    kind = study.user_attrs.get(T.KIND_ATTR, GA)
+    if kind not in (GA, ELIMINATION):
+        raise NotASearchError(
+            f"study {study.study_name!r} is a {kind} study, not a search or elimination study"
+        )
     stage = stage or ranking_stage(study)
     done = _scored(study)
     if stage is not None:
@@ -511,7 +526,8 @@ class Worker:
             else:
                 summary.evaluated += 1
         summary.seconds = time.perf_counter() - start
-        if summary.done:  # results beside the trials for optuna-dashboard; idempotent, see study/artifacts.py
+        if summary.done and self.ctx.kind in (GA, ELIMINATION):  # best genomes beside their trials, for
+            # optuna-dashboard; idempotent, see study/artifacts.py
             summary.artifacts = _artifacts.publish_best(self.study, self.url, self.artifacts).line()
         self.on_event({"event": "stopped", "done": summary.done, "evaluated": summary.evaluated})
         return summary
@@ -702,6 +718,15 @@ class Worker:
                 return
             last_ok = time.time()
 
+    def _lost_check(self, lost: threading.Event) -> Callable[[str, dict[str, Any]], None]:
+        """A progress callback (called after every epoch) that stops a trial this worker lost."""
+
+        def check(_what: str, _info: dict[str, Any]) -> None:
+            if lost.is_set():
+                raise TrialLostError(getattr(self, "_lost_reason", "lost"))
+
+        return check
+
     def _lose(self, lost: threading.Event, reason: str) -> None:
         self._lost_reason = reason
         lost.set()
@@ -711,6 +736,10 @@ class Worker:
         from nosplug.evaluation.training import evaluate_genome, final_run, for_stage
 
         attrs = t.user_attrs
+        if self.ctx.kind == BENCHMARK:
+            from nosplug.benchmark.study import evaluate as benchmark_run
+
+            return benchmark_run(self.ctx.raw, attrs, self.device, self._lost_check(lost))
         stage = attrs[T.STAGE]
         task, preset = for_stage(self.ctx.task, self.ctx.presets[stage])
         genome = Genome.from_json(attrs[T.GENOME])
@@ -722,10 +751,7 @@ class Worker:
             )
         trial = oa.live_trial(study, t)
         data = self.ctx.data(self.device)
-
-        def check(_what: str, _info: dict[str, Any]) -> None:  # called after every epoch
-            if lost.is_set():
-                raise TrialLostError(getattr(self, "_lost_reason", "lost"))
+        check = self._lost_check(lost)
 
         if attrs.get(T.FIXED_LR) is not None:
             started = time.perf_counter()

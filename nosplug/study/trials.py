@@ -67,14 +67,11 @@ def worker_id() -> str:
 
 
 def planned_attrs(p: Planned) -> dict[str, Any]:
-    attrs: dict[str, Any] = {
-        KEY: p.key,
-        STAGE: p.stage,
-        GENOME: p.genome.to_json(),
-        HASH: p.genome.canonical_hash(),
-        FORMULA: p.genome.formula(),
-        SEED: p.seed,
-    }
+    attrs: dict[str, Any] = {KEY: p.key, STAGE: p.stage, SEED: p.seed}
+    if p.genome is not None:
+        attrs.update(
+            {GENOME: p.genome.to_json(), HASH: p.genome.canonical_hash(), FORMULA: p.genome.formula()}
+        )
     if p.lr is not None:
         attrs[FIXED_LR] = p.lr
     attrs.update(p.attrs)
@@ -82,7 +79,10 @@ def planned_attrs(p: Planned) -> dict[str, Any]:
 
 
 def reuse_signature(attrs: dict[str, Any]) -> str:
-    """Evaluations with equal signatures give identical results, so one may stand for another."""
+    """Evaluations with equal signatures give identical results, so one may stand for another.
+    An evaluation without a genome (a benchmark run) is only ever itself."""
+    if HASH not in attrs:
+        return f"key|{attrs.get(KEY)}"
     return f"{attrs.get(STAGE)}|{attrs.get(HASH)}|{attrs.get(SEED)}|{attrs.get(FIXED_LR)}"
 
 
@@ -110,7 +110,9 @@ class GenomeCache:
     def __init__(self) -> None:
         self._by_trial: dict[int, Genome] = {}
 
-    def genome(self, t: FrozenTrial) -> Genome:
+    def genome(self, t: FrozenTrial) -> Genome | None:
+        if GENOME not in t.user_attrs:
+            return None
         g = self._by_trial.get(t.number)
         if g is None:
             g = self._by_trial[t.number] = Genome.from_json(t.user_attrs[GENOME])
@@ -147,6 +149,7 @@ def to_record(t: FrozenTrial, cache: GenomeCache) -> Record:
         fitness=fitness,
         chosen_lr=t.user_attrs.get("chosen_lr"),
         number=t.number,
+        attrs=t.user_attrs,
     )
 
 

@@ -1,0 +1,192 @@
+"""Benchmark configs (TOML or a dict): contenders × tasks × seeds, with equal tuning budgets.
+
+```toml
+[benchmark]
+name = "bench"
+reference = "torch:Adam"               # what every verdict compares with
+contenders = ["opt6", "torch:Adam", "torch:SGD(momentum=0.9, nesterov=True)"]
+
+[tuning]
+trials = 8                             # the same for every contender
+lr = [1e-5, 10.0]                      # log-uniform range of the learning rate
+max_warmup = 0.25                      # the schedule's warm-up fraction is tuned in [0, this]
+extra = { "torch:Adam" = ["beta1", "beta2"] }   # what else a torch: contender tunes
+
+[evaluation]
+seeds = 5                              # fresh seeds, results on the test split
+
+[[tasks]]
+name = "diabetes-mlp"                  # any task; options, preset and preset overrides optional
+```
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from nosplug.errors import UserError
+from nosplug.tomlconfig import check_sections, read_toml
+
+
+class BenchmarkConfigError(ValueError, UserError):
+    """A benchmark config is malformed; the message starts with the key path."""
+
+
+_SCHEMA: dict[str, dict[str, tuple[tuple[type, ...], Any]]] = {
+    "benchmark": {
+        "name": ((str,), None),
+        "seed": ((int,), 0),
+        "reference": ((str,), "torch:Adam"),
+        "contenders": ((list,), None),
+        "allow_unequal_budgets": ((bool,), False),
+        "normalisation": ((str,), "reference"),
+        "target": ((dict,), {}),
+        "description": ((str,), ""),
+    },
+    "tuning": {
+        "trials": ((int,), 8),
+        "sampler": ((str,), "tpe"),
+        "lr": ((list,), [1e-5, 10.0]),
+        "max_warmup": ((float, int), 0.25),
+        "per_contender": ((dict,), {}),
+        "extra": ((dict,), {}),
+    },
+    "evaluation": {
+        "seeds": ((int,), 5),
+    },
+    "workers": {
+        "threads": ((int,), 0),
+        "heartbeat_seconds": ((float, int), 5.0),
+        "lease_seconds": ((float, int), 60.0),
+        "poll_seconds": ((float, int), 1.0),
+        "retries": ((int,), 1),
+        "device": ((str,), "auto"),
+    },
+}
+
+
+def read(path: str | Path, storage: str | None = None) -> dict[str, Any]:
+    return normalise(read_toml(path, BenchmarkConfigError), storage)
+
+
+def normalise(data: Mapping[str, Any], storage: str | None = None) -> dict[str, Any]:
+    """Check keys, types and the fairness rules; fill defaults; resolve every task's direction and
+    every ``study:`` contender's genome (stored, so the benchmark does not move if the search
+    goes on)."""
+    out = check_sections(data, _SCHEMA, BenchmarkConfigError, free_sections=("tasks", "genomes"))
+    b, tu = out["benchmark"], out["tuning"]
+    name = b["name"]
+    if not name or not all(ch.isalnum() or ch in "-_." for ch in name):
+        raise BenchmarkConfigError(f"benchmark.name: use letters, digits, '-', '_' or '.', got {name!r}")
+    specs = [s.strip() for s in b["contenders"] if isinstance(s, str) and s.strip()]
+    if len(specs) != len(b["contenders"]) or not specs:
+        raise BenchmarkConfigError(
+            "benchmark.contenders: a list of contender specs (e.g. 'opt6', 'torch:Adam')"
+        )
+    if len(set(specs)) != len(specs):
+        raise BenchmarkConfigError(
+            f"benchmark.contenders: listed twice: {sorted({s for s in specs if specs.count(s) > 1})}"
+        )
+    if b["reference"] not in specs:
+        specs.append(b["reference"])  # the reference is tuned and evaluated like everyone else
+    b["contenders"] = specs
+    if tu["trials"] < 1:
+        raise BenchmarkConfigError("tuning.trials: at least 1")
+    if tu["sampler"] not in ("tpe", "random"):
+        raise BenchmarkConfigError("tuning.sampler: tpe or random")
+    lr = tu["lr"]
+    if len(lr) != 2 or not all(isinstance(v, (int, float)) for v in lr) or not 0 < lr[0] < lr[1]:
+        raise BenchmarkConfigError(f"tuning.lr: [low, high] with 0 < low < high, got {lr!r}")
+    tu["lr"] = [float(v) for v in lr]
+    if not 0 <= tu["max_warmup"] < 1:
+        raise BenchmarkConfigError("tuning.max_warmup: a fraction in [0, 1)")
+    for spec, n in tu["per_contender"].items():
+        if spec not in specs:
+            raise BenchmarkConfigError(f"tuning.per_contender.{spec}: not a contender")
+        if not isinstance(n, int) or n < 1:
+            raise BenchmarkConfigError(f"tuning.per_contender.{spec}: a positive number of trials")
+        if n != tu["trials"] and not b["allow_unequal_budgets"]:
+            raise BenchmarkConfigError(
+                f"tuning.per_contender.{spec}: {n} tuning trials where the others get {tu['trials']}; "
+                "equal budgets are what make the comparison fair (set benchmark.allow_unequal_budgets = true "
+                "to allow it, and the report will say so)"
+            )
+    for spec, names in tu["extra"].items():
+        if spec not in specs:
+            raise BenchmarkConfigError(f"tuning.extra.{spec}: not a contender")
+        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
+            raise BenchmarkConfigError(f"tuning.extra.{spec}: a list of hyperparameter names")
+    if out["evaluation"]["seeds"] < 1:
+        raise BenchmarkConfigError("evaluation.seeds: at least 1")
+    if b["normalisation"] not in ("reference", "minmax", "none"):
+        raise BenchmarkConfigError("benchmark.normalisation: reference, minmax or none")
+    out["tasks"] = _tasks(data.get("tasks"))
+    for key in b["target"]:
+        if key not in {t["label"] for t in out["tasks"]}:
+            raise BenchmarkConfigError(f"benchmark.target.{key}: not a task of this benchmark")
+    out["genomes"] = dict(data.get("genomes", {}))
+    _check_contenders(out, storage)
+    return out
+
+
+def _tasks(given: Any) -> list[dict[str, Any]]:
+    from nosplug.evaluation.presets import get_preset
+    from nosplug.evaluation.training import for_stage
+    from nosplug.tasks.resolve import resolve_task
+
+    if not isinstance(given, list) or not given:
+        raise BenchmarkConfigError("tasks: at least one [[tasks]] table with a name")
+    out = []
+    for i, t in enumerate(given):
+        where = f"tasks[{i}]"
+        if isinstance(t, str):
+            t = {"name": t}
+        if not isinstance(t, Mapping) or not isinstance(t.get("name"), str):
+            raise BenchmarkConfigError(f"{where}: a table with a task name")
+        unknown = set(t) - {"name", "options", "preset", "overrides", "label"}
+        if unknown:
+            raise BenchmarkConfigError(
+                f"{where}: unknown key(s) {sorted(unknown)} (name, options, preset, overrides, label)"
+            )
+        entry = {
+            "name": t["name"],
+            "options": dict(t.get("options", {})),
+            "preset": t.get("preset", "task"),
+            "overrides": dict(t.get("overrides", {})),
+            "label": t.get("label") or t["name"],
+        }
+        try:
+            task = resolve_task(entry["name"], entry["options"])
+            preset = get_preset(entry["preset"]).with_overrides(
+                entry["overrides"], where=f"{where}.overrides"
+            )
+            for_stage(task, preset)
+        except UserError as exc:
+            raise BenchmarkConfigError(f"{where}: {exc}") from None
+        entry["direction"] = task.metric.direction
+        entry["metric"] = task.metric.name
+        out.append(entry)
+    labels = [e["label"] for e in out]
+    if len(set(labels)) != len(labels):
+        raise BenchmarkConfigError("tasks: two tasks have the same label; give each a label")
+    return out
+
+
+def _check_contenders(raw: dict[str, Any], storage: str | None) -> None:
+    """Every spec resolves here and now (a typo fails before anything is stored)."""
+    from nosplug.benchmark.contenders import resolve
+
+    extra = raw["tuning"]["extra"]
+    for spec in raw["benchmark"]["contenders"]:
+        try:
+            c = resolve(spec, extra.get(spec, ()), storage, raw["genomes"])
+        except UserError as exc:
+            raise BenchmarkConfigError(f"benchmark.contenders: {exc}") from None
+        if spec.startswith("study:"):
+            raw["genomes"][spec] = c.genome.to_dict()
+
+
+def trials_for(raw: Mapping[str, Any], spec: str) -> int:
+    return int(raw["tuning"]["per_contender"].get(spec, raw["tuning"]["trials"]))

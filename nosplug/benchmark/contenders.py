@@ -1,0 +1,237 @@
+"""Benchmark contenders: what optimizer a spec names, and which hyperparameters it may tune.
+
+Spec strings (stored in the benchmark's study, resolved by each worker):
+
+* ``adam``, ``opt6``, ``path/to/genome.json``: a genome, run by GraphOptimizer;
+* ``study:NAME`` or ``study:NAME#k``: the k-th best genome of a search, as evaluated (sign flip
+  applied);
+* ``torch:Adam``, ``torch:SGD(momentum=0.9, nesterov=True)``: any ``torch.optim`` class with its
+  arguments;
+* ``student:PATH`` (a saved amalgamation student) or ``pretrained:NAME`` (a shipped one).
+
+Every contender tunes the same things with the same budget: its learning rate (log-uniform) and
+the base schedule's shape (the warm-up fraction of the warmup-hold-cosine schedule). A ``torch:``
+contender may also tune its betas and weight decay when the benchmark config lists them for it
+(``extra_tuning``). A learned optimizer has no learning rate and no schedule: it tunes the rate
+of its SGD warm-up (spec §1.3), the one scale it has.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import optuna
+import torch
+from optuna.distributions import BaseDistribution, FloatDistribution
+
+from nosplug.errors import UserError
+from nosplug.optim.schedules import WarmupHoldCosine
+
+#: Hyperparameters a ``torch:`` contender may tune besides the rate and schedule, and their ranges.
+EXTRA_TUNING: dict[str, BaseDistribution] = {
+    "beta1": FloatDistribution(0.5, 0.99),
+    "beta2": FloatDistribution(0.9, 0.9999),
+    "weight_decay": FloatDistribution(1e-6, 1e-1, log=True),
+    "momentum": FloatDistribution(0.5, 0.99),
+}
+
+
+class ContenderError(UserError):
+    """A contender spec names nothing nosplug can build."""
+
+
+@dataclass
+class Contender:
+    """One optimizer of a benchmark: how to build it and what it tunes."""
+
+    spec: str
+    kind: str  # genome | torch | student
+    genome: Any = None
+    torch_class: type | None = None
+    torch_kwargs: dict[str, Any] = field(default_factory=dict)
+    student: Any = None  # a callable params -> Optimizer, taking warmup_lr
+    extra: tuple[str, ...] = ()
+
+    def space(self, lr_range: tuple[float, float], max_warmup: float) -> dict[str, BaseDistribution]:
+        """The tuning space (Optuna distributions) of this contender."""
+        if self.kind == "student":
+            return {"warmup_lr": FloatDistribution(1e-3, 1.0, log=True)}
+        out: dict[str, BaseDistribution] = {
+            "lr": FloatDistribution(lr_range[0], lr_range[1], log=True),
+            "warmup": FloatDistribution(0.0, max_warmup),
+        }
+        out.update({k: EXTRA_TUNING[k] for k in self.extra})
+        return out
+
+    def tuned_names(self) -> list[str]:
+        return ["warmup_lr"] if self.kind == "student" else ["lr", "warmup", *self.extra]
+
+    def build(self, params: Iterable[torch.Tensor], hp: Mapping[str, float], total_steps: int, seed: int = 0):
+        """(optimizer, scheduler or None) for a run of ``total_steps`` with hyperparameters ``hp``."""
+        params = list(params)
+        if self.kind == "student":
+            return self.student(params, float(hp["warmup_lr"])), None
+        if self.kind == "genome":
+            from nosplug.optim import GraphOptimizer
+
+            opt = GraphOptimizer(
+                params, self.genome, lr=hp["lr"], total_steps=total_steps, nonfinite="skip", seed=seed
+            )
+            cycle = True  # the paper's schedule cycles the momentum of genomes with momentum
+        else:
+            kw = dict(self.torch_kwargs)
+            kw["lr"] = hp["lr"]
+            if "beta1" in hp or "beta2" in hp:
+                b1, b2 = kw.get("betas", (0.9, 0.999))
+                kw["betas"] = (hp.get("beta1", b1), hp.get("beta2", b2))
+            for k in ("weight_decay", "momentum"):
+                if k in hp:
+                    kw[k] = hp[k]
+            assert self.torch_class is not None
+            opt = self.torch_class(params, **kw)
+            cycle = False  # a torch optimizer keeps its own momentum / betas
+        sched = WarmupHoldCosine.from_fractions(
+            opt, total_steps, warmup=hp.get("warmup", 0.0), cycle_momentum=cycle
+        )
+        return opt, sched
+
+
+def resolve(
+    spec: str,
+    extra_tuning: Sequence[str] = (),
+    storage: str | None = None,
+    genomes: Mapping[str, Any] | None = None,
+) -> Contender:
+    """The contender a spec names (see the module docstring); a bad spec is one clear error.
+    ``genomes`` holds genomes already resolved for ``study:`` specs (a benchmark stores them)."""
+    if not isinstance(spec, str) or not spec.strip():
+        raise ContenderError(f"a contender is a spec string such as 'adam' or 'torch:Adam', got {spec!r}")
+    spec = spec.strip()
+    unknown = set(extra_tuning) - set(EXTRA_TUNING)
+    if unknown:
+        raise ContenderError(
+            f"contender {spec!r}: cannot tune {sorted(unknown)} (tunable: {sorted(EXTRA_TUNING)})"
+        )
+    if spec.startswith("torch:"):
+        return _torch(spec, tuple(extra_tuning))
+    if extra_tuning:
+        raise ContenderError(f"contender {spec!r}: only torch: contenders tune {', '.join(extra_tuning)}")
+    if spec.startswith(("student:", "pretrained:")):
+        return _student(spec)
+    if genomes and spec in genomes:
+        from nosplug.genome.model import Genome
+
+        return Contender(spec, "genome", genome=Genome.from_dict(dict(genomes[spec])))
+    return Contender(spec, "genome", genome=_genome(spec, storage))
+
+
+def _torch(spec: str, extra: tuple[str, ...]) -> Contender:
+    from nosplug.amalgamation.teachers import parse_ref
+
+    try:
+        name, kw = parse_ref(spec[len("torch:") :])
+    except UserError as exc:
+        raise ContenderError(f"contender {spec!r}: {exc}") from None
+    cls = getattr(torch.optim, name, None)
+    if not (isinstance(cls, type) and issubclass(cls, torch.optim.Optimizer)):
+        raise ContenderError(f"contender {spec!r}: torch.optim has no optimizer {name!r}")
+    if "lr" in kw:
+        raise ContenderError(f"contender {spec!r}: the learning rate is tuned, do not fix it")
+    try:
+        cls([torch.zeros(1, requires_grad=True)], lr=1e-3, **kw)
+    except (TypeError, ValueError) as exc:
+        raise ContenderError(f"contender {spec!r}: {exc}") from None
+    for k in extra:
+        probe = {"beta1": "betas", "beta2": "betas"}.get(k, k)
+        if probe not in cls.__init__.__code__.co_varnames:
+            raise ContenderError(f"contender {spec!r}: torch.optim.{name} has no {probe!r} to tune")
+    return Contender(spec, "torch", torch_class=cls, torch_kwargs=kw, extra=extra)
+
+
+def _genome(spec: str, storage: str | None):
+    if spec.startswith("study:"):
+        from nosplug.study.runner import best_genomes
+
+        name, _, rank = spec[len("study:") :].partition("#")
+        k = int(rank) if rank.isdigit() else 1
+        top = best_genomes(name, storage, n=k)
+        if len(top) < k:
+            raise ContenderError(f"contender {spec!r}: study {name!r} has only {len(top)} finished genomes")
+        return top[k - 1][0]
+    from nosplug import zoo
+
+    try:
+        return zoo.load(spec)
+    except UserError as exc:
+        raise ContenderError(
+            f"contender {spec!r}: {exc}; or use torch:NAME(...), study:NAME#k, pretrained:NAME"
+        ) from None
+
+
+def _student(spec: str) -> Contender:
+    try:
+        return _student_contender(spec)
+    except UserError as exc:
+        raise ContenderError(f"contender {spec!r}: {exc}") from None
+
+
+def _student_contender(spec: str) -> Contender:
+    from nosplug import amalgamation
+
+    kind, _, ref = spec.partition(":")
+    if kind == "pretrained":
+        amalgamation.pretrained_info(ref)  # an unknown name fails here
+
+        def make(params, warmup_lr: float):
+            return amalgamation.pretrained(ref, params, warmup_lr=warmup_lr)
+    else:
+        amalgamation.load(ref)  # a missing or foreign file fails here
+
+        def make(params, warmup_lr: float):
+            return amalgamation.load(ref, params, warmup_lr=warmup_lr)
+
+    return Contender(spec, "student", student=make)
+
+
+def default_params(space: Mapping[str, BaseDistribution]) -> dict[str, float]:
+    """A point in the middle of a space (geometric mean for log scales), for smoke checks."""
+    out = {}
+    for k, d in space.items():
+        assert isinstance(d, FloatDistribution)
+        out[k] = math.sqrt(d.low * d.high) if d.log else (d.low + d.high) / 2
+    return out
+
+
+def suggest(
+    space: Mapping[str, BaseDistribution],
+    history: Sequence[tuple[dict[str, float], float | None]],
+    direction: str,
+    seed: int,
+    sampler: str = "tpe",
+) -> dict[str, float]:
+    """The next hyperparameters to try, from the finished tuning trials ``history`` (params,
+    value or None for a run without a value), deterministically: a fresh sampler, seeded by
+    ``seed`` and the number of trials so far (else its random start-up draws would repeat the
+    first point), replays the history, so any worker, a resume or a rerun asks for the same point."""
+    s = (int(seed) * 1_000_003 + len(history)) % 2**31
+    sam = optuna.samplers.TPESampler(seed=s) if sampler == "tpe" else optuna.samplers.RandomSampler(seed=s)
+    study = optuna.create_study(storage=optuna.storages.InMemoryStorage(), sampler=sam, direction=direction)
+    for params, value in history:
+        state = (
+            optuna.trial.TrialState.COMPLETE
+            if value is not None and math.isfinite(value)
+            else optuna.trial.TrialState.FAIL
+        )
+        study.add_trial(
+            optuna.trial.create_trial(
+                state=state,
+                params=dict(params),
+                distributions=dict(space),
+                value=value if state.name == "COMPLETE" else None,
+            )
+        )
+    trial = study.ask(dict(space))
+    return dict(trial.params)

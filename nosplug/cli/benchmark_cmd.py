@@ -1,0 +1,179 @@
+"""``nosplug benchmark``: is it better than tuned Adam? Equal tuning budgets, fresh seeds, test data, CIs."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import click
+from rich.console import Group
+from rich.markup import escape
+from rich.table import Table
+from rich.text import Text
+
+from nosplug.cli.console import console, emit_json
+
+
+@click.command()
+@click.argument("contenders", nargs=-1, metavar="CONTENDER...")
+@click.option("--tasks", "-t", help="Comma-separated tasks (nosplug task list), e.g. diabetes-mlp,charlm.")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), help="A benchmark TOML instead.")
+@click.option("--name", default=None, help="Benchmark (study) name; rerun with the same name to resume.")
+@click.option(
+    "--reference", default="torch:Adam", show_default=True, help="What every verdict compares with."
+)
+@click.option(
+    "--seeds", type=click.IntRange(1), default=5, show_default=True, help="Fresh evaluation seeds per task."
+)
+@click.option(
+    "--tuning-trials",
+    type=click.IntRange(1),
+    default=8,
+    show_default=True,
+    help="Tuning trials per contender and task.",
+)
+@click.option(
+    "--storage", help="Optuna storage URL (default: $NOSPLUG_STORAGE, else ./nosplug-studies/journal.log)."
+)
+@click.option("--device", help="auto, cpu, cuda, cuda:N or mps (default: the config's, else auto).")
+@click.option("--quiet", is_flag=True, help="Print only the verdicts.")
+@click.option("--json", "as_json", is_flag=True, help="Print the results as one JSON object.")
+def benchmark(
+    contenders, tasks, config_path, name, reference, seeds, tuning_trials, storage, device, quiet, as_json
+) -> None:  # fmt: skip
+    """Compare optimizers fairly: each CONTENDER (a zoo name, a genome file, study:NAME#k,
+    torch:Adam(...), pretrained:NAME, student:PATH) gets the same tuning budget over its learning
+    rate and schedule on each task (validation split, tuning seeds), then trains on fresh seeds;
+    quality is measured on the held-out test split, and each contender gets a computed verdict
+    against the reference with confidence intervals (docs/benchmark.md).
+
+    Example: nosplug benchmark opt6 torch:SGD(momentum=0.9,nesterov=True) --tasks diabetes-mlp
+    """
+    from nosplug.benchmark.api import benchmark as run_benchmark
+
+    if config_path and (contenders or tasks):
+        raise click.UsageError("give CONTENDERs with --tasks, or --config, not both")
+    if not config_path and not (contenders and tasks):
+        raise click.UsageError("give CONTENDERs and --tasks (or --config F.toml)")
+    task_list = [t.strip() for t in (tasks or "").split(",") if t.strip()]
+    events = None if quiet or as_json else _progress
+    result = run_benchmark(
+        list(contenders) or None, task_list or None, config=config_path,
+        name=name or "benchmark", storage=storage, seeds=seeds, tuning_trials=tuning_trials,
+        reference=reference, device=device, on_event=events,
+    )  # fmt: skip
+    if as_json:
+        emit_json(as_dict(result))
+        return
+    console.print(render(result, verdicts_only=quiet))
+
+
+def _progress(e: dict[str, Any]) -> None:
+    if e.get("event") == "finished":
+        fit = e.get("fitness")
+        value = "-" if fit is None else f"{fit:.4g}"
+        console.print(f"[dim]{escape(e['key'])}: {e['status']} {value}[/dim]")
+
+
+def _num(v: float | None, digits: int = 4) -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "-"
+    if isinstance(v, float) and math.isinf(v):
+        return "never"
+    return f"{v:.{digits}g}"
+
+
+def render(result, verdicts_only: bool = False) -> Group:
+    """The benchmark's tables: per task, the aggregate verdicts, and the fairness terms."""
+    parts: list[Any] = [Text(f"benchmark {result.name}: {result.budget_line()}", style="dim")]
+    if not verdicts_only:
+        for entry in result.tasks:
+            parts.append(task_table(result, entry))
+    parts.append(verdict_table(result))
+    if not result.done:
+        parts.append(Text("not finished: rerun the same command to continue", style="yellow"))
+    return Group(*parts)
+
+
+def task_table(result, entry) -> Table:
+    task = entry["label"]
+    better = "higher" if entry["direction"] == "maximize" else "lower"
+    target = result.targets.get(task, math.nan)
+    source = (
+        "set by the config"
+        if task in result.raw["benchmark"]["target"]
+        else ("the reference's median final validation value")
+    )
+    table = Table(
+        title=f"{task}: test {entry['metric']} ({better} is better), mean ± std over {result.seeds} seeds; "
+        f"target {_num(target)} ({source})",
+        title_justify="left",
+    )
+    for col in ("contender", "tuned", "final", "best", "steps to target", "s to target", "s / run"):
+        table.add_column(col, overflow="fold")
+    for c in result.contenders:
+        s = result.summaries.get((c, task))
+        if s is None:
+            table.add_row(escape(c), "running", "", "", "", "", "")
+            continue
+        tuned = ", ".join(f"{k} {v:.3g}" for k, v in s.tuned.items()) or "-"
+        table.add_row(
+            escape(c) + (" (reference)" if c == result.reference else ""),
+            escape(tuned),
+            f"{_num(s.final_test.mean)} ± {_num(s.final_test.std, 2)}",
+            _num(s.best_test.mean),
+            f"{_num(s.steps_to_target)} ({s.reached}/{s.final_test.n})",
+            _num(s.seconds_to_target, 3),
+            _num(s.train_seconds, 3),
+        )
+    return table
+
+
+def verdict_table(result) -> Table:
+    table = Table(title=f"verdicts against tuned {result.reference} (computed; 95 % bootstrap intervals)",
+                  title_justify="left")  # fmt: skip
+    for col in ("contender", "verdict", "evidence", "profile area"):
+        table.add_column(col, overflow="fold")
+    area = result.profiles.area if result.profiles else {}
+    if not result.verdicts:
+        table.add_row("-", "pending", "statistics need every run of every contender, task and seed", "-")
+    for c, v in result.verdicts.items():
+        style = {"better": "green", "worse": "red"}.get(v.outcome, "")
+        table.add_row(escape(c), Text(v.outcome, style=style), escape(v.sentence), _num(area.get(c), 3))
+    if result.reference in area:
+        table.add_row(escape(result.reference), "reference", "", _num(area[result.reference], 3))
+    return table
+
+
+def as_dict(result) -> dict[str, Any]:
+    """Everything the tables show, as plain JSON."""
+    return {
+        "name": result.name,
+        "done": result.done,
+        "reference": result.reference,
+        "budget": result.budget_line(),
+        "targets": result.targets,
+        "tasks": {
+            f"{c}|{t}": {
+                "tuned": s.tuned,
+                "final_test_mean": s.final_test.mean,
+                "final_test_std": s.final_test.std,
+                "best_test_mean": s.best_test.mean,
+                "steps_to_target": s.steps_to_target,
+                "seconds_to_target": s.seconds_to_target,
+                "reached": s.reached,
+                "seeds": s.final_test.n,
+            }
+            for (c, t), s in result.summaries.items()
+        },
+        "verdicts": {
+            c: {
+                "outcome": v.outcome,
+                "sentence": v.sentence,
+                "iqm": [v.comparison.iqm.point, v.comparison.iqm.low, v.comparison.iqm.high],
+                "p_corrected": v.comparison.test.p_corrected,
+            }
+            for c, v in result.verdicts.items()
+        },
+        "profile_area": dict(result.profiles.area) if result.profiles else {},
+    }

@@ -1,0 +1,219 @@
+"""The benchmark harness: equal budgets, fresh seeds, test split, planted truths, resume after a kill."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import signal
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import ClassVar
+
+import pytest
+import torch
+from study_helpers import nosplug as nosplug_cli
+from torch import nn
+
+import nosplug
+from nosplug.benchmark.config import BenchmarkConfigError, normalise
+from nosplug.benchmark.contenders import ContenderError, resolve
+from nosplug.benchmark.results import collect
+from nosplug.study import runner
+from nosplug.tasks import Gates, Metric, Split, Task, TaskData
+
+HERE = Path(__file__).resolve().parent
+
+
+class IllConditioned(Task):
+    """Linear regression whose features differ 100-fold in scale while mattering equally: plain
+    SGD's rate is held back by the steep directions and crawls along the flat ones; Adam's
+    per-coordinate scaling does not. A planted truth: tuned Adam beats tuned SGD."""
+
+    name = "ill-conditioned"
+    metric = Metric("mse", "minimize")
+    train_metric = Metric("loss", "minimize")
+    gates = Gates(prescreen=0.99, sweep=0.99, run=1.0, final_floor=1.0, scale="relative")
+    budget: ClassVar[dict] = {"batch_size": 32, "final_steps": 100, "final_epoch_steps": 20,
+                              "schedule_steps": 100, "warmup_steps": 0}  # fmt: skip
+
+    def __init__(self) -> None:
+        self.options = {}
+
+    def load(self, seed: int) -> TaskData:
+        g = torch.Generator().manual_seed(1234)
+        z = torch.randn(1200, 8, generator=g)
+        x = z * torch.tensor([0.1] * 4 + [10.0] * 4)
+        y = z @ torch.randn(8, 1, generator=g) + 0.05 * torch.randn(1200, 1, generator=g)
+        return TaskData(Split(x[:800], y[:800]), Split(x[800:1000], y[800:1000]), Split(x[1000:], y[1000:]))
+
+    def build_model(self, seed: int) -> nn.Module:
+        return nn.Linear(8, 1)
+
+    def loss(self, out, y):
+        return nn.functional.mse_loss(out, y)
+
+    def evaluate(self, model, split, chunk: int = 1000) -> float:
+        with torch.no_grad():
+            return nn.functional.mse_loss(model(split.x), split.y).item()
+
+
+def _config(name: str, contenders: list[str], **tuning) -> dict:
+    return {
+        "benchmark": {"name": name, "reference": "torch:Adam", "contenders": contenders},
+        "tuning": {"trials": 8, "lr": [1e-4, 1.0], **tuning},
+        "evaluation": {"seeds": 8},
+        "tasks": [{"name": "test_benchmark:IllConditioned"}],
+        "workers": {"threads": 1},
+    }
+
+
+@pytest.fixture(scope="module")
+def planted(tmp_path_factory):
+    url = f"journal:{tmp_path_factory.mktemp('planted') / 'j.log'}"
+    return url, nosplug.benchmark(
+        config=_config("planted", ["torch:SGD", "torch:Adam(eps=1e-08)"]), storage=url
+    )
+
+
+def test_a_real_difference_is_found_and_a_copy_of_the_reference_is_not(planted) -> None:
+    _url, res = planted
+    assert res.done and set(res.verdicts) == {"torch:SGD", "torch:Adam(eps=1e-08)"}
+    sgd, copy = res.verdicts["torch:SGD"], res.verdicts["torch:Adam(eps=1e-08)"]
+    assert sgd.outcome == "worse", sgd.sentence
+    assert sgd.comparison.test.p_corrected < 0.05 and sgd.comparison.probability_of_improvement.high < 0.5
+    assert copy.outcome == "no detectable difference", copy.sentence
+    # both got the same budget, on the same tuning seeds (common random numbers)
+    for c in res.contenders:
+        assert res.summaries[(c, "test_benchmark:IllConditioned")].tuning_trials == 8
+    assert "8 TPE tuning trials per contender" in res.budget_line() and "test split" in res.budget_line()
+
+
+def test_tuning_reads_validation_and_evaluation_reads_test_on_fresh_seeds(planted) -> None:
+    url, res = planted
+    study = runner.load("planted", url)
+    tune = [t.user_attrs for t in study.trials if t.user_attrs.get("phase") == "tune"]
+    evals = [t.user_attrs for t in study.trials if t.user_attrs.get("phase") == "eval"]
+    assert len(tune) == 3 * 8 and len(evals) == 3 * 8
+    assert all("final_test" not in a and not a["curve"]["test"] for a in tune), "tuning never saw test data"
+    assert all(len(a["curve"]["test"]) == len(a["curve"]["val"]) > 0 for a in evals)
+    assert {a["seed"] for a in tune}.isdisjoint({a["seed"] for a in evals}), "evaluation seeds are fresh"
+    # every contender of a task shares the evaluation seeds, so runs pair by seed
+    seeds = {c: sorted(a["seed"] for a in evals if a["contender"] == c) for c in res.contenders}
+    assert len({tuple(v) for v in seeds.values()}) == 1
+    # each tuning trial's value is its best validation value; the chosen one is the best of them
+    sgd = sorted((a for a in tune if a["contender"] == "torch:SGD"), key=lambda a: a["key"])
+    for a in sgd:  # a run that diverged before its first validation has no value
+        assert a["fitness"] == (min(a["curve"]["val"]) if a["curve"]["val"] else None)
+    best = min((a for a in sgd if a["fitness"] is not None), key=lambda a: a["fitness"])
+    assert res.summaries[("torch:SGD", "test_benchmark:IllConditioned")].tuned == best["params"]
+
+
+def test_time_to_target_is_read_off_the_stored_curves(planted) -> None:
+    url, res = planted
+    task = "test_benchmark:IllConditioned"
+    study = runner.load("planted", url)
+    evals = [t.user_attrs for t in study.trials if t.user_attrs.get("phase") == "eval"]
+    ref = [a["final_val"] for a in evals if a["contender"] == "torch:Adam"]
+    assert res.targets[task] == pytest.approx(statistics.median(ref))
+    for c in res.contenders:
+        steps = []
+        for a in sorted((a for a in evals if a["contender"] == c), key=lambda a: a["seed_index"]):
+            hit = [s for s, v in zip(a["curve"]["steps"], a["curve"]["val"]) if v <= res.targets[task]]
+            steps.append(hit[0] if hit else math.inf)
+        expected = statistics.median(steps) if all(math.isfinite(s) for s in steps) else None
+        got = res.summaries[(c, task)].steps_to_target
+        if expected is not None:
+            assert got == expected
+        assert res.summaries[(c, task)].reached == sum(math.isfinite(s) for s in steps)
+    assert res.profiles is not None and res.profiles.area["torch:SGD"] == 0.0
+
+
+def test_unequal_budgets_are_refused_unless_the_config_allows_them() -> None:
+    cfg = _config("u", ["torch:SGD"], per_contender={"torch:SGD": 20})
+    with pytest.raises(BenchmarkConfigError, match=r"20 tuning trials where the others get 8"):
+        normalise(cfg)
+    cfg["benchmark"]["allow_unequal_budgets"] = True
+    raw = normalise(cfg)
+    assert raw["tuning"]["per_contender"] == {"torch:SGD": 20}
+
+
+@pytest.mark.parametrize(
+    ("spec", "message"),
+    [
+        ("torch:Adamm", "torch.optim has no optimizer 'Adamm'"),
+        ("torch:Adam(lr=0.1)", "the learning rate is tuned"),
+        ("torch:SGD(momentom=0.9)", "unexpected keyword argument 'momentom'"),
+        ("adamm", "neither a zoo genome nor a genome file"),
+        ("pretrained:nope", "no pretrained student 'nope'"),
+    ],
+)
+def test_a_bad_contender_is_one_clear_error(spec: str, message: str) -> None:
+    with pytest.raises(ContenderError, match=message.replace("(", r"\(").replace(")", r"\)")):
+        resolve(spec)
+
+
+def test_every_kind_of_contender_builds_an_optimizer() -> None:
+    model = nn.Linear(3, 1)
+    names = nosplug.amalgamation.pretrained_names()
+    specs = ["opt6", "torch:SGD(momentum=0.9, nesterov=True)"] + [f"pretrained:{n}" for n in names[:1]]
+    for spec in specs:
+        c = resolve(spec)
+        hp = {k: 0.01 for k in c.tuned_names()}
+        opt, _sched = c.build(model.parameters(), hp, total_steps=10)
+        assert isinstance(opt, torch.optim.Optimizer), spec
+
+
+@pytest.mark.slow
+def test_a_killed_benchmark_resumes_without_redoing_runs_and_reaches_the_same_tables(tmp_path: Path) -> None:
+    args = ["benchmark", "torch:SGD", "opt6", "--tasks", "test_benchmark:IllConditioned", "--seeds", "3",
+            "--tuning-trials", "3", "--json"]  # fmt: skip
+    env = {"PYTHONPATH": f"{HERE}{os.pathsep}{os.environ.get('PYTHONPATH', '')}", "OMP_NUM_THREADS": "1"}
+    whole = nosplug_cli(*args, "--name", "w", "--storage", f"journal:{tmp_path / 'a.log'}", env=env)
+    assert whole.returncode == 0, whole.stderr
+    url = f"journal:{tmp_path / 'b.log'}"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "nosplug", *args, "--name", "w", "--storage", url],
+        env={**os.environ, **env}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    deadline = time.time() + 120
+    while time.time() < deadline:
+        time.sleep(0.3)
+        try:
+            n = sum(t.state.name == "COMPLETE" for t in runner.load("w", url).trials)
+        except Exception:
+            continue
+        if n >= 6:
+            break
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    before = {
+        t.user_attrs["key"]: t.number for t in runner.load("w", url).trials if t.state.name == "COMPLETE"
+    }
+    assert 6 <= len(before) < 3 * 6, "killed in the middle"
+    resumed = nosplug_cli(*args, "--name", "w", "--storage", url, env=env)
+    assert resumed.returncode == 0, resumed.stderr
+    after = runner.load("w", url).trials
+    for key, number in before.items():  # no finished run was done again
+        assert [t.number for t in after if t.user_attrs["key"] == key and t.state.name == "COMPLETE"] == [
+            number
+        ]
+    a, b = json.loads(whole.stdout), json.loads(resumed.stdout)
+    for k in a["tasks"]:
+        for field in ("tuned", "final_test_mean", "best_test_mean", "steps_to_target", "reached"):
+            assert a["tasks"][k][field] == b["tasks"][k][field], (k, field)
+    assert {c: v["outcome"] for c, v in a["verdicts"].items()} == {
+        c: v["outcome"] for c, v in b["verdicts"].items()
+    }
+
+
+def test_the_results_are_recomputed_from_the_storage_alone(planted) -> None:
+    url, res = planted
+    again = collect(runner.load("planted", url))
+    assert again.targets == res.targets
+    assert {c: v.sentence for c, v in again.verdicts.items()} == {
+        c: v.sentence for c, v in res.verdicts.items()
+    }
