@@ -49,6 +49,10 @@ poll_seconds = 0.2
 top = 3
 repeats = 2
 stages = [ {{ name = "b6", keep = 1, preset = "smoke", surrogate_options = {{ base = 6 }} }} ]
+[validate]
+top = {validate_top}
+tuning_trials = 2
+seeds = 2
 """
 
 
@@ -62,6 +66,7 @@ def write_config(
     mutations: int = 2,
     extra_ga: str = "",
     extra_eval: str = "",
+    validate_top: int = 0,
 ) -> Path:
     path.write_text(
         TINY.format(
@@ -73,6 +78,7 @@ def write_config(
             mutations=mutations,
             extra_ga=extra_ga,
             extra_eval=extra_eval,
+            validate_top=validate_top,
         )
     )
     return path

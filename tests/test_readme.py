@@ -30,10 +30,12 @@ def test_exactly_two_setup_commands_and_ci_runs_the_test_one() -> None:
 
 @pytest.mark.slow
 def test_main_command_runs(tmp_path: Path) -> None:
-    """The main job (a quick study on MNIST-5k) runs to the end in under 10 minutes, twice."""
+    """The main job (a quick study on MNIST-5k, ending with its verdict against tuned Adam) runs to
+    the end, twice; what it prints about "better" is what the storage holds."""
     main = _setup_commands()[0]
     assert main.startswith("pip install -e . && ")
-    env = {**os.environ, "NOSPLUG_STORAGE": f"journal:{tmp_path / 'journal.log'}"}
+    env = {**os.environ, "NOSPLUG_STORAGE": f"journal:{tmp_path / 'journal.log'}", "COLUMNS": "120"}
+    printed = []
     for _ in range(2):  # the second time everything is already done: it must still succeed
         for part in main.split(" && ")[1:]:
             args = shlex.split(part)
@@ -44,9 +46,10 @@ def test_main_command_runs(tmp_path: Path) -> None:
                 text=True,
                 cwd=ROOT,
                 env=env,
-                timeout=600,
+                timeout=1500,  # ~3 minutes alone on 2 cores; a loaded CI machine may take several times that
             )
             assert out.returncode == 0, out.stderr[-2000:]
+            printed.append(out.stdout)
     best = subprocess.run(
         [sys.executable, "-m", "nosplug", "study", "best", "quick", "--json"],
         capture_output=True,
@@ -55,6 +58,19 @@ def test_main_command_runs(tmp_path: Path) -> None:
     )
     rows = [json.loads(line) for line in best.stdout.splitlines()]
     assert rows and rows[0]["fitness"] > 0.5, best.stderr
+    # the verdict row: printed by the run, and equal to what the storage implies
+    from nosplug.study.runner import verdict
+
+    result = verdict("quick", env["NOSPLUG_STORAGE"])
+    assert result is not None and result.done
+    v = result.verdicts["study:quick#1"]
+    assert v.outcome in ("better", "worse", "no detectable difference")
+    assert rows[0]["verdict"]["sentence"] == v.sentence and rows[0]["verdict"]["outcome"] == v.outcome
+    # rich draws the table with box characters and wraps long cells: compare the words
+    run_output = " ".join(re.sub(r"[\u2500-\u257f]", " ", printed[-1]).split())
+    for text in (v.outcome, v.comparison.iqm.format(3), v.comparison.reference_iqm.format(3)):
+        assert text in run_output, text
+    assert "verdicts against tuned torch:Adam" in run_output and "study:quick#1" in run_output
 
 
 def test_python_example_runs() -> None:

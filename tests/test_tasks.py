@@ -218,6 +218,11 @@ def test_a_task_in_a_plain_module_runs_a_study_from_the_cli_and_through_nosplug_
     )
     assert result.done and result.best and result.best[0].fitness == fitness[0]
     assert result.summary.evaluated == 0
+    # the search ended with its verdict (run by `study run`, found again here): the best genome
+    # against tuned Adam on the task's test split
+    assert result.verdict is not None and result.verdict.done
+    assert set(result.verdict.verdicts) == {"study:sine#1"}
+    assert result.verdict.tasks[0]["metric"] == "mse"
     found = result.best[0]
     model = nn.Linear(1, 1)
     opt = found.optimizer(model.parameters(), total_steps=50)

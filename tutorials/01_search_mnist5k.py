@@ -102,6 +102,9 @@ tries = {tries}                # evaluations per slot before it counts as failed
 {evaluation}
 [workers]
 threads = {threads}              # torch threads per worker (0 = cores / local workers)
+
+[validate]
+top = 0                  # no verdict benchmark in this tutorial (the README's main job shows one)
 """
 
 

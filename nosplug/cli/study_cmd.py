@@ -111,12 +111,47 @@ def run(
     per_worker = _device_list(devices, workers, device)
     try:
         _run(s, name, url, len(per_worker), max_trials, threads, quiet, jsonl, artifacts, per_worker)
+        if not max_trials:  # a bounded run stops there; the verdict comes when the search is done
+            _verdict(name, url, len(per_worker) > 1, threads, quiet, jsonl, per_worker[0])
     except KeyboardInterrupt:
         err_console.print(
             f"interrupted: study {escape(name)} is saved; resume it with: "
             f"[bold]{escape(resume_command(name, storage))}[/bold]"
         )
         raise click.exceptions.Exit(130) from None
+
+
+def _verdict(name: str, url: str, children: bool, threads, quiet: bool, jsonl: bool, device) -> None:
+    """End a finished search with its verdict (config ``[validate]``): the best genomes against
+    tuned baselines, benchmarked fairly (docs/benchmark.md). Worker processes of ``--workers K``
+    each join it; the parent then prints the table they computed."""
+    from nosplug.cli.benchmark_cmd import render
+    from nosplug.study.runner import context, load, plan_state, run_verdict, verdict
+
+    s = load(name, url)
+    if context(s).kind != "particle-ga" or not plan_state(s).done:
+        return
+    if children:
+        result = verdict(name, url)
+    elif jsonl:
+        result = run_verdict(name, url, device=device, threads=threads, on_event=emit_json)
+    elif quiet:
+        result = run_verdict(name, url, device=device, threads=threads)
+    else:
+        console.print(
+            f"verdict: benchmarking the best genomes of {escape(name)} against tuned baselines "
+            "(equal tuning budgets, fresh seeds, test split)"
+        )
+
+        def progress(e: dict[str, Any]) -> None:
+            if e.get("event") == "finished":
+                from nosplug.cli.benchmark_cmd import _progress
+
+                _progress(e)
+
+        result = run_verdict(name, url, device=device, threads=threads, on_event=progress)
+    if result is not None and not (quiet or jsonl):
+        console.print(render(result))
 
 
 def _device_list(devices: str | None, workers: int, device: str | None) -> list[str | None]:
@@ -503,13 +538,16 @@ def status(name: str, storage: str | None, as_json: bool) -> None:
 def best_cmd(name: str, storage: str | None, count: int, latex: bool, as_json: bool) -> None:
     """The best distinct genomes of study NAME with their fitness and formulas."""
     from nosplug.study import trials as T
-    from nosplug.study.runner import best, load
+    from nosplug.study.runner import best, load, verdict
 
     top = best(load(name, storage), count)
+    result = verdict(name, storage)  # the benchmark that ended the search, if it ran
+    verdicts = result.verdicts if result is not None else {}
     if as_json:
-        for t in top:
+        for rank, t in enumerate(top, 1):
             a = t.user_attrs
             genome = T.evaluated_genome(a)  # what was trained: the integrity check's flip applied
+            v = verdicts.get(f"study:{name}#{rank}")
             emit_json(
                 {
                     "trial": t.number,
@@ -520,13 +558,37 @@ def best_cmd(name: str, storage: str | None, count: int, latex: bool, as_json: b
                     "flipped_by_integrity_check": bool(a.get("flip")),
                     "formula": genome.formula(),
                     "genome": genome.to_dict(),
+                    "verdict": None if v is None else {
+                        "outcome": v.outcome,
+                        "sentence": v.sentence,
+                        "iqm": [v.comparison.iqm.point, v.comparison.iqm.low, v.comparison.iqm.high],
+                        "reference_iqm": [v.comparison.reference_iqm.point, v.comparison.reference_iqm.low,
+                                          v.comparison.reference_iqm.high],
+                        "p_corrected": v.comparison.test.p_corrected,
+                    },
                 }
-            )
+            )  # fmt: skip
         return
     if not top:
         console.print(f"study {escape(name)} has no finished evaluations yet")
         return
     console.print(best_table(top, latex=latex))
+    if result is None:
+        console.print(
+            "[dim]no verdict yet: it runs when the search finishes (config [validate]); "
+            "until then these fitness values have no tuned baseline beside them[/dim]"
+        )
+        return
+    from nosplug.cli.benchmark_cmd import render
+
+    ref = result.reference
+    rows = [s for (c, _t), s in result.summaries.items() if c == ref]
+    for s in rows:
+        console.print(
+            f"baseline {escape(ref)}, tuned with the same budget: test {escape(s.task)} "
+            f"{s.final_test.mean:.4g} ± {s.final_test.std:.2g} over {s.final_test.n} seeds"
+        )
+    console.print(render(result, verdicts_only=True))
 
 
 @study.command()

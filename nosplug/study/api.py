@@ -65,6 +65,8 @@ class SearchResult:
     done: bool
     best: list[FoundOptimizer] = field(default_factory=list)
     summary: Any = None
+    #: the benchmark that ended the search (config ``[validate]``): a BenchmarkResult, or None
+    verdict: Any = None
 
     def __repr__(self) -> str:
         top = ", ".join(f"{b.key} {b.metric} {b.fitness:.4g}" for b in self.best[:3])
@@ -101,7 +103,9 @@ def search(
     ``[task]`` is replaced by ``task``; without one the search uses ``studies/quick.toml``'s GA
     budget. The study is ``name`` (default ``search-<task>``) in ``storage`` (default as the
     CLI's). Calling again with the same arguments resumes it; a different config under the same
-    name is an error. ``device`` overrides ``workers.device``.
+    name is an error. ``device`` overrides ``workers.device``. A finished search ends, as on the
+    command line, with its verdict (``result.verdict``): the best genomes benchmarked against the
+    tuned reference (config ``[validate]``; ``top = 0`` skips it).
     """
     from nosplug.study import runner
     from nosplug.study import trials as T
@@ -127,6 +131,7 @@ def search(
     cfg = StudyConfig(raw, "nosplug.search(...)")
     s = runner.create_study(cfg, storage=url, exist_ok=True)
     summary = runner.Worker(cfg.name, url, on_event=on_event, device=device).run()
+    verdict = runner.run_verdict(cfg.name, url, device=device, on_event=on_event) if summary.done else None
     s = runner.load(cfg.name, url)
     preset = runner.context(s).presets["evolution"]
     from nosplug.evaluation.presets import for_task
@@ -148,4 +153,4 @@ def search(
                 cycle_momentum=preset.cycle_momentum,
             )
         )
-    return SearchResult(cfg.name, url, summary.done, best, summary)
+    return SearchResult(cfg.name, url, summary.done, best, summary, verdict)

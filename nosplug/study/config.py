@@ -72,6 +72,15 @@ _SCHEMA: dict[str, dict[str, tuple[tuple[type, ...], Any]]] = {
         "repeats": ((int,), 3),
         "stages": ((list,), []),
     },
+    # the verdict that ends every search: its best genomes benchmarked against tuned baselines
+    "validate": {
+        "top": ((int,), 3),
+        "reference": ((str,), "torch:Adam"),
+        "baselines": ((list,), []),
+        "tuning_trials": ((int,), 8),
+        "seeds": ((int,), 5),
+        "lr": ((list,), [1e-5, 10.0]),
+    },
 }
 _STAGES = (INIT, EVOLUTION)
 
@@ -249,6 +258,9 @@ def _check_ranges(c: dict[str, Any]) -> None:
     for key in ("top", "repeats"):
         if c["elimination"][key] < 1:
             raise ConfigError(f"elimination.{key}: must be at least 1")
+    v = c["validate"]
+    if v["top"] < 0 or v["tuning_trials"] < 1 or v["seeds"] < 1:
+        raise ConfigError("validate: top >= 0 (0: no verdict), tuning_trials >= 1, seeds >= 1")
 
 
 def _resolve_genome(ref: Any, where: str) -> dict[str, Any]:

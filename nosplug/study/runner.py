@@ -800,3 +800,81 @@ def _first_line(exc: BaseException) -> str:
 
 def evolution_stage(ctx: StudyContext) -> dict[str, Any]:
     return dict(ctx.raw["evaluation"][EVOLUTION])
+
+
+# ----------------------------------------------------------------------------- the verdict
+def verdict_name(name: str) -> str:
+    """The benchmark study that gives search ``name`` its verdict."""
+    return f"{name}.verdict"
+
+
+def verdict_config(ctx: StudyContext, storage: str | None = None) -> dict[str, Any] | None:
+    """The benchmark that ends a search (config ``[validate]``): its ``top`` best genomes, as
+    evaluated, against the tuned reference and baselines on the search's own task with the
+    evolution stage's budget; None when ``validate.top`` is 0 or nothing has a fitness."""
+    from nosplug.benchmark.config import normalise as benchmark_config
+
+    v = ctx.raw.get("validate") or {}
+    top = best(ctx.study, int(v.get("top", 0))) if v.get("top", 0) else []
+    if not top:
+        return None
+    name, options = task_options(ctx.raw)
+    stage = dict(ctx.raw["evaluation"]["evolution"])
+    preset = stage.pop("preset", "task")
+    specs = [f"study:{ctx.name}#{i + 1}" for i in range(len(top))]
+    raw = {
+        "benchmark": {
+            "name": verdict_name(ctx.name),
+            "seed": int(ctx.raw["study"]["seed"]),
+            "reference": v["reference"],
+            "contenders": [*specs, *[b for b in v["baselines"] if b != v["reference"]]],
+            "description": f"the verdict of search {ctx.name}",
+        },
+        "tuning": {"trials": int(v["tuning_trials"]), "lr": list(v["lr"])},
+        "evaluation": {"seeds": int(v["seeds"])},
+        "tasks": [
+            {"name": name, "options": options, "preset": preset, "overrides": stage, "label": ctx.task.name}
+        ],
+        "workers": dict(ctx.raw["workers"]),
+    }
+    return benchmark_config(raw, storage)
+
+
+def run_verdict(
+    name: str,
+    storage: str | None = None,
+    *,
+    device: str | None = None,
+    on_event: Callable[[Event], None] | None = None,
+    threads: int | None = None,
+):
+    """Create (or resume) and run the verdict benchmark of a finished search; returns its
+    :class:`~nosplug.benchmark.results.BenchmarkResult`, or None when the config asks for none."""
+    from nosplug.benchmark.results import collect
+    from nosplug.benchmark.study import create as create_benchmark
+
+    url = storage_url(storage)
+    ctx = context(load(name, url))
+    if ctx.kind != GA or not plan_state(ctx.study).done:
+        return None
+    vname = verdict_name(name)
+    if vname in study_names(open_storage(url)):
+        study = load(vname, url)  # its genomes were fixed when it was created
+    else:
+        raw = verdict_config(ctx, url)
+        if raw is None:
+            return None
+        study = create_benchmark(raw, url, exist_ok=True)
+    Worker(study.study_name, url, on_event=on_event, device=device, threads=threads).run()
+    return collect(load(study.study_name, url))
+
+
+def verdict(name: str, storage: str | None = None):
+    """The verdict of search ``name`` as stored (None when it has not run)."""
+    from nosplug.benchmark.results import collect
+
+    url = storage_url(storage)
+    vname = verdict_name(name)
+    if vname not in study_names(open_storage(url, create=False)):
+        return None
+    return collect(load(vname, url))
