@@ -94,8 +94,8 @@ def normalise(data: Mapping[str, Any], storage: str | None = None) -> dict[str, 
     b["contenders"] = specs
     if tu["trials"] < 1:
         raise BenchmarkConfigError("tuning.trials: at least 1")
-    if tu["sampler"] not in ("tpe", "random"):
-        raise BenchmarkConfigError("tuning.sampler: tpe or random")
+    if tu["sampler"] not in ("tpe", "random", "qmc"):
+        raise BenchmarkConfigError("tuning.sampler: tpe, random or qmc")
     lr = tu["lr"]
     if len(lr) != 2 or not all(isinstance(v, (int, float)) for v in lr) or not 0 < lr[0] < lr[1]:
         raise BenchmarkConfigError(f"tuning.lr: [low, high] with 0 < low < high, got {lr!r}")
