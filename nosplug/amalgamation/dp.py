@@ -39,7 +39,7 @@ def per_example_grads(loss: Callable[[Tensor, Tensor, Tensor], Tensor], theta: T
 def privatise(per_example: Tensor, settings: DPSettings, noise: Tensor) -> Tensor:
     """Clip each row to L2 norm ≤ C, sum, add C·σ·``noise`` (a standard normal draw), divide by B."""
     norms = per_example.norm(dim=1, keepdim=True)
-    clip = torch.as_tensor(settings.clip, dtype=per_example.dtype)
+    clip = torch.as_tensor(settings.clip, dtype=per_example.dtype, device=per_example.device)
     factor = clip / torch.maximum(norms, clip)  # min(1, C/‖g_i‖) without dividing by a zero norm
     total = (per_example * factor).sum(dim=0) + settings.clip * settings.noise_multiplier * noise
     return total / per_example.shape[0]
@@ -53,7 +53,8 @@ def dp_gradient(
     settings: DPSettings,
     gen: torch.Generator | None = None,
 ) -> Tensor:
-    """The privatised gradient at ``theta``; the noise is drawn from ``gen``."""
+    """The privatised gradient at ``theta``; the noise is drawn from ``gen``, a CPU generator, and
+    moved to the gradients' device, so a seeded run draws the same noise on every device."""
     grads = per_example_grads(loss, theta.detach(), x, y)
-    noise = torch.randn(grads.shape[1], generator=gen, dtype=grads.dtype)
+    noise = torch.randn(grads.shape[1], generator=gen, dtype=grads.dtype).to(grads.device)
     return privatise(grads, settings, noise)

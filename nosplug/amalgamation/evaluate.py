@@ -16,6 +16,10 @@ noise stream is seeded by the run index too, so every optimizer gets the same dr
 their trajectories agree.
 
 The *oracle* of a problem is the teacher with the best mean ``best_log_val`` on it.
+
+Devices: ``device`` (default the CPU) is where the models, the data (moved once) and the
+optimizers' states live; the batch order and the DP noise come from CPU generators, so every
+device sees the same batches and noise draws.
 """
 
 from __future__ import annotations
@@ -29,7 +33,14 @@ import torch
 from scipy.ndimage import gaussian_filter1d
 from torch import Tensor, nn
 
-from nosplug.amalgamation.problems import Problem, get_problem, gradient, new_instance, problem_data
+from nosplug.amalgamation.problems import (
+    Problem,
+    device_data,
+    get_problem,
+    gradient,
+    new_instance,
+    problem_data,
+)
 from nosplug.amalgamation.teachers import Teacher
 
 
@@ -73,11 +84,15 @@ Stepper = Callable[[Tensor, Tensor], Tensor]  # (grad, theta) -> new theta
 
 
 def train_problem(
-    problem: Problem, make_step: Callable[[Tensor], Stepper], run: int, epochs: int
+    problem: Problem,
+    make_step: Callable[[Tensor], Stepper],
+    run: int,
+    epochs: int,
+    device: torch.device | str = "cpu",
 ) -> list[float]:
-    """Train a fresh instance; returns the validation loss after every epoch."""
-    data = problem_data(problem.dataset, 0)
-    model = new_instance(problem, 1000 + run)
+    """Train a fresh instance on ``device``; returns the validation loss after every epoch."""
+    data = device_data(problem.dataset, 0, device)
+    model = new_instance(problem, 1000 + run, device)
     theta = model.vector()
     step = make_step(theta)
     gen = torch.Generator().manual_seed(2000 + run)
@@ -86,7 +101,7 @@ def train_problem(
     per_epoch = steps_per_epoch(problem)
     vals = []
     for _ in range(epochs):
-        order = torch.randperm(n, generator=gen)
+        order = torch.randperm(n, generator=gen).to(data.train_y.device)  # the CPU stream, moved
         for b in range(per_epoch):
             idx = order[b * problem.batch_size : (b + 1) * problem.batch_size]
             g = gradient(problem, model, theta, data.train_x[idx], data.train_y[idx], noise_gen)
@@ -127,8 +142,9 @@ def learned_stepper(
     from nosplug.amalgamation.student import RNNProp
 
     def make(theta0: Tensor) -> Stepper:
+        learned.to(theta0.device)  # the student steps where the model trains
         state = {"s": learned.init_state(theta0.numel(), theta0), "t": 0}
-        fast = FastRNNProp(learned, theta0.numel()) if isinstance(learned, RNNProp) else None
+        fast = FastRNNProp(learned, theta0.numel(), theta0.device) if isinstance(learned, RNNProp) else None
 
         def step(g: Tensor, theta: Tensor) -> Tensor:
             with torch.no_grad():
@@ -153,7 +169,9 @@ def evaluate(
     runs: int,
     epochs: int,
     on_result: Callable[[RunResult], None] | None = None,
+    device: torch.device | str = "cpu",
 ) -> list[RunResult]:
+    """Train every optimizer on every problem ``runs`` times on ``device``, in that nesting."""
     import time
 
     out = []
@@ -162,7 +180,7 @@ def evaluate(
         for run in range(runs):
             for oname, make in optimizers.items():
                 t0 = time.perf_counter()
-                vals = train_problem(problem, make, run, epochs)
+                vals = train_problem(problem, make, run, epochs, device)
                 m = run_metrics(vals)
                 res = RunResult(
                     oname,

@@ -35,9 +35,11 @@ def _reorder(w: Tensor, hidden: int) -> Tensor:
 
 
 class FastRNNProp:
-    """The inference step of a trained :class:`RNNProp` for one flat vector of ``n`` coordinates."""
+    """The inference step of a trained :class:`RNNProp` for one flat vector of ``n`` coordinates,
+    on ``device`` (default: where the learned weights are)."""
 
-    def __init__(self, learned: RNNProp, n: int) -> None:
+    def __init__(self, learned: RNNProp, n: int, device: torch.device | str | None = None) -> None:
+        dev = torch.device(device) if device is not None else learned.w1.device
         h = learned.hidden
         self.n, self.hidden = n, h
         self.beta1, self.beta2, self.eps, self.alpha = (
@@ -48,26 +50,31 @@ class FastRNNProp:
         )
         # tanh(x) = 2·sigmoid(2x) − 1: the candidate rows get weights and bias ×2, so one sigmoid
         # covers all four gates (torch's CPU tanh costs several times its sigmoid)
-        scale = torch.ones(4 * h)
+        scale = torch.ones(4 * h, device=dev)
         scale[3 * h :] = 2.0
         f32 = torch.float32
+        kw = {"dtype": f32, "device": dev}
+
+        def weight(w: Tensor) -> Tensor:
+            return w.detach().to(**kw)
+
         with torch.no_grad():
-            w1 = _reorder(learned.w1.detach().float(), h) * scale  # [2 + H, 4H]
-            w2 = _reorder(learned.w2.detach().float(), h) * scale  # [2H, 4H]
+            w1 = _reorder(weight(learned.w1), h) * scale  # [2 + H, 4H]
+            w2 = _reorder(weight(learned.w2), h) * scale  # [2H, 4H]
             self.w1, self.w2 = w1.t().contiguous(), w2.t().contiguous()  # [4H, in]
-            self.b1 = (_reorder(learned.b1.detach().float(), h) * scale).unsqueeze(1).contiguous()
-            self.b2 = (_reorder(learned.b2.detach().float(), h) * scale).unsqueeze(1).contiguous()
-            self.wd = learned.wd.detach().float().t().contiguous()  # [1, H]
-            self.bd = learned.bd.detach().float().unsqueeze(1)
-        self.m, self.v = torch.zeros(n, dtype=f32), torch.zeros(n, dtype=f32)
+            self.b1 = (_reorder(weight(learned.b1), h) * scale).unsqueeze(1).contiguous()
+            self.b2 = (_reorder(weight(learned.b2), h) * scale).unsqueeze(1).contiguous()
+            self.wd = weight(learned.wd).t().contiguous()  # [1, H]
+            self.bd = weight(learned.bd).unsqueeze(1)
+        self.m, self.v = torch.zeros(n, **kw), torch.zeros(n, **kw)
         # one buffer [x (2); h1 (H); h2 (H)]: layer 1 reads rows 0..2+H, layer 2 rows 2..2+2H,
         # each one GEMM on contiguous rows, and each layer writes its h in place
-        self.s = torch.zeros(2 + 2 * h, n, dtype=f32)
-        self.c1, self.c2 = torch.zeros(h, n, dtype=f32), torch.zeros(h, n, dtype=f32)
-        self.z = torch.empty(4 * h, n, dtype=f32)
-        self.tmp = torch.empty(h, n, dtype=f32)
-        self.denom = torch.empty(n, dtype=f32)
-        self.delta = torch.empty(1, n, dtype=f32)
+        self.s = torch.zeros(2 + 2 * h, n, **kw)
+        self.c1, self.c2 = torch.zeros(h, n, **kw), torch.zeros(h, n, **kw)
+        self.z = torch.empty(4 * h, n, **kw)
+        self.tmp = torch.empty(h, n, **kw)
+        self.denom = torch.empty(n, **kw)
+        self.delta = torch.empty(1, n, **kw)
 
     def moments(self, g: Tensor) -> None:
         """Feed one gradient into m and v only (the warm-up: recurrent state frozen)."""

@@ -12,13 +12,17 @@ batch 32), ``conv_train_dp`` (Train CNN with DP-SGD gradients, :mod:`nosplug.ama
 ``mlp``; ``PAPER_PROBLEMS`` lists them with the spec's parameter counts. Further transfer problems:
 deeper, wider, other-activation MLPs and scikit-learn's digits. Images are scaled to [0, 1]
 without normalisation, as in the reference.
+
+Devices: a problem's data moves to the training device once (:func:`device_data`, cached), and a
+fresh instance is initialised on the CPU from its seed and then moved (:func:`new_instance`), so
+every device starts from the same weights.
 """
 
 from __future__ import annotations
 
 import itertools
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 
 import torch
@@ -148,11 +152,31 @@ def problem_data(dataset: str, seed: int = 0):
     return load_dataset(dataset, seed=seed, normalize=False)
 
 
+def device_data(dataset: str, seed: int = 0, device: torch.device | str = "cpu"):
+    """:func:`problem_data` on ``device``: moved once and kept, so minibatches are indexed where
+    the model trains instead of being copied over at every step. On the CPU it is the same object."""
+    return _device_data(dataset, seed, str(torch.device(device)))
+
+
+@lru_cache(maxsize=4)
+def _device_data(dataset: str, seed: int, device: str):
+    data = problem_data(dataset, seed)
+    if torch.device(device).type == "cpu":
+        return data
+    moved = {
+        k: getattr(data, k).to(device)
+        for k in ("train_x", "train_y", "val_x", "val_y", "test_x", "test_y")
+        if getattr(data, k) is not None
+    }
+    return replace(data, **moved)
+
+
 class FlatModel:
     """A module evaluated on flat parameter vectors."""
 
     def __init__(self, module: nn.Module) -> None:
         self.module = module
+        self.device = next(module.parameters()).device
         self.names = [n for n, _ in module.named_parameters()]
         self.shapes = [p.shape for _, p in module.named_parameters()]
         self.sizes = [p.numel() for _, p in module.named_parameters()]
@@ -162,7 +186,10 @@ class FlatModel:
         return torch.cat([p.detach().reshape(-1) for p in self.module.parameters()])
 
     def ranks(self) -> Tensor:
-        return torch.cat([torch.full((n,), float(len(s))) for n, s in zip(self.sizes, self.shapes)])
+        """Per coordinate, the number of dimensions of its tensor (on the model's device)."""
+        return torch.cat(
+            [torch.full((n,), float(len(s)), device=self.device) for n, s in zip(self.sizes, self.shapes)]
+        )
 
     def params(self, theta: Tensor) -> dict[str, Tensor]:
         out, offset = {}, 0
@@ -192,6 +219,8 @@ def gradient(
     return torch.autograd.grad(model.loss(t, x, y), t)[0]
 
 
-def new_instance(problem: Problem, seed: int) -> FlatModel:
+def new_instance(problem: Problem, seed: int, device: torch.device | str = "cpu") -> FlatModel:
+    """A fresh model of ``problem`` initialised from ``seed`` on the CPU (the same weights on every
+    device), then moved to ``device``."""
     torch.manual_seed(seed)
-    return FlatModel(problem.build())
+    return FlatModel(problem.build().to(device))

@@ -15,6 +15,11 @@ config (each method's full amalgamation config, so a resume needs no files) and 
 curve as user attributes. A killed protocol resumes: finished meta-training periods and
 evaluations are never redone; a trial left running by a dead process is marked failed and its
 evaluation redone. :func:`export` writes the Parquet file of :data:`SCHEMA`.
+
+Device: ``protocol.device`` (default ``auto``) or the ``device`` argument (``--device``) is where
+the whole protocol trains, every replicate's meta-training and every evaluation (a method
+config's ``run.device`` is not used here). It is not part of the protocol's identity: a protocol
+may resume on another device, and a changed device in the config is not a changed config.
 """
 
 from __future__ import annotations
@@ -29,6 +34,7 @@ from typing import Any
 import optuna
 import pyarrow as pa
 import pyarrow.parquet as pq
+import torch
 from optuna.trial import TrialState
 
 from nosplug.amalgamation import run as amrun
@@ -65,6 +71,7 @@ _SECTIONS: dict[str, dict[str, tuple[tuple[type, ...], Any]]] = {
         "replicates": ((int,), 3),
         "seed": ((int,), 0),
         "description": ((str,), ""),
+        "device": ((str,), "auto"),
     },
     "evaluation": {
         "problems": ((list,), list(PAPER_PROBLEMS)),
@@ -93,6 +100,10 @@ def load_config(path: str | Path, storage: str | None = None) -> dict[str, Any]:
     out = check_sections(data, _SECTIONS, ProtocolConfigError, free_sections=("methods", "overrides"))
     if out["protocol"]["replicates"] < 1 or out["evaluation"]["runs"] < 1 or out["evaluation"]["epochs"] < 1:
         raise ProtocolConfigError("protocol.replicates, evaluation.runs and evaluation.epochs must be >= 1")
+    try:
+        amrun.check_device_name(out["protocol"]["device"])
+    except UserError as exc:
+        raise ProtocolConfigError(f"protocol.device: {exc}") from None
     for p in out["evaluation"]["problems"]:
         if p not in PROBLEMS:
             raise ProtocolConfigError(
@@ -131,13 +142,21 @@ def replicate_name(protocol: str, method: str, replicate: int) -> str:
     return f"{protocol}.{method}.r{replicate}"
 
 
-def create(path: str | Path, storage: str | None = None, checkpoint_dir: str | None = None) -> optuna.Study:
+def create(
+    path: str | Path,
+    storage: str | None = None,
+    checkpoint_dir: str | None = None,
+    device: str | None = None,
+) -> optuna.Study:
     """Create the protocol study, or return the existing one when its stored config is the same
-    (a different config under the same name is an error; nothing is changed)."""
+    (a different config under the same name is an error; nothing is changed). The device it will
+    train on (``device``, else ``protocol.device``) must be present: checked before anything is
+    stored."""
     from nosplug.study.runner import study_names
     from nosplug.study.storage import open_storage, shown_url, storage_url
 
     cfg = load_config(path, storage)
+    protocol_device(cfg, device)
     name = cfg["protocol"]["name"]
     url = storage_url(storage)
     store = open_storage(url)
@@ -145,7 +164,7 @@ def create(path: str | Path, storage: str | None = None, checkpoint_dir: str | N
         study = optuna.load_study(study_name=name, storage=store)
         if study.user_attrs.get(amrun.KIND_ATTR) != KIND:
             raise UserError(f"a study named {name!r} in {shown_url(url)} is not an amalgamation protocol")
-        if study.user_attrs.get(amrun.CONFIG_ATTR) != cfg:
+        if _identity(study.user_attrs.get(amrun.CONFIG_ATTR)) != _identity(cfg):
             raise UserError(
                 f"protocol {name!r} in {shown_url(url)} was created with another config; "
                 "give the protocol a new name to start over"
@@ -159,16 +178,41 @@ def create(path: str | Path, storage: str | None = None, checkpoint_dir: str | N
     return study
 
 
+def _identity(cfg: Any) -> Any:
+    """A protocol config without its device keys (``protocol.device``, each method's
+    ``run.device``): where a protocol trains does not make it another protocol."""
+    if not isinstance(cfg, dict):
+        return cfg
+    out = copy.deepcopy(cfg)
+    out.get("protocol", {}).pop("device", None)
+    for method in out.get("methods", {}).values():
+        method.get("run", {}).pop("device", None)
+    return out
+
+
+def protocol_device(cfg: dict[str, Any], device: str | torch.device | None = None) -> torch.device:
+    """Where protocol ``cfg`` trains: ``device``, else ``protocol.device``, else ``auto``; a device
+    not present here raises :class:`~nosplug.tasks.devices.DeviceError` (one line)."""
+    from nosplug.tasks.devices import resolve_device
+
+    return resolve_device(device or cfg["protocol"].get("device", "auto"))
+
+
 def _key(method: str, replicate: int, problem: str, run: int) -> str:
     return f"{method}/r{replicate}/{problem}/{run}"
 
 
 def run_protocol(
-    study: optuna.Study, storage: str | None = None, on_event: Callable[[dict[str, Any]], None] | None = None
+    study: optuna.Study,
+    storage: str | None = None,
+    on_event: Callable[[dict[str, Any]], None] | None = None,
+    device: str | torch.device | None = None,
 ) -> dict[str, Any]:
-    """Meta-train every missing replicate and run every missing evaluation; returns a summary."""
+    """Meta-train every missing replicate and run every missing evaluation on ``device`` (see
+    :func:`protocol_device`); returns a summary."""
     emit = on_event or (lambda e: None)
     cfg = study.user_attrs[amrun.CONFIG_ATTR]
+    dev = protocol_device(cfg, device)  # a missing device fails before anything trains
     ckdir = Path(study.user_attrs[amrun.DIR_ATTR])
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         optuna_adapter.set_attr(study, t, "abandoned", True)
@@ -182,23 +226,23 @@ def run_protocol(
             keys = [_key(method, r, p, k) for p in ev["problems"] for k in range(ev["runs"])]
             if all(k in done for k in keys):
                 continue
-            student = _train_replicate(cfg, method, raw, r, ckdir, storage, emit)
+            student = _train_replicate(cfg, method, raw, r, ckdir, storage, emit, dev)
             meta = raw["meta"]
             make = learned_stepper(
                 student, int(meta.get("warmup_steps", 100)), float(meta.get("warmup_lr", 0.05))
             )
-            evaluated += _evaluate(study, done, STUDENT, method, r, lambda _p, m=make: m, ev, emit)
+            evaluated += _evaluate(study, done, STUDENT, method, r, lambda _p, m=make: m, ev, emit, dev)
     for ref in ev["teachers"]:
 
         def teacher(problem: str, ref: str = ref):
             horizon = ev["epochs"] * steps_per_epoch(get_problem(problem))
             return teacher_stepper(resolve_teacher(ref, total_steps=horizon, storage=storage))
 
-        evaluated += _evaluate(study, done, TEACHER, ref, 0, teacher, ev, emit)
+        evaluated += _evaluate(study, done, TEACHER, ref, 0, teacher, ev, emit, dev)
     return {"done": True, "evaluated": evaluated, "trials": len(rows(study))}
 
 
-def _train_replicate(cfg, method, raw, r, ckdir, storage, emit):
+def _train_replicate(cfg, method, raw, r, ckdir, storage, emit, device):
     """The trained student of replicate ``r`` (created and meta-trained, or resumed, as needed)."""
     from nosplug.amalgamation.student import load
     from nosplug.study.runner import study_names
@@ -210,12 +254,14 @@ def _train_replicate(cfg, method, raw, r, ckdir, storage, emit):
         amrun.create_run_from(rep, storage=storage, checkpoint_dir=str(ckdir / f"{method}-r{r}"))
     t0 = time.perf_counter()
     emit({"event": "train", "method": method, "replicate": r, "run": name})
-    summary = amrun.run(name, storage, on_event=lambda e: emit({**e, "method": method, "replicate": r}))
+    summary = amrun.run(
+        name, storage, on_event=lambda e: emit({**e, "method": method, "replicate": r}), device=device
+    )
     emit({"event": "trained", "method": method, "replicate": r, "seconds": time.perf_counter() - t0})
     return load(summary["student"])
 
 
-def _evaluate(study, done, kind, method, replicate, make_for, ev, emit) -> int:
+def _evaluate(study, done, kind, method, replicate, make_for, ev, emit, device) -> int:
     count = 0
     for problem in ev["problems"]:
         for k in range(ev["runs"]):
@@ -228,7 +274,7 @@ def _evaluate(study, done, kind, method, replicate, make_for, ev, emit) -> int:
             for a, v in attrs.items():
                 trial.set_user_attr(a, v)
             t0 = time.perf_counter()
-            vals = train_problem(get_problem(problem), make_for(problem), k, ev["epochs"])
+            vals = train_problem(get_problem(problem), make_for(problem), k, ev["epochs"], device)
             m = run_metrics(vals)
             record = {**m, "val_losses": vals, "seconds": time.perf_counter() - t0}
             for a, v in record.items():

@@ -20,6 +20,11 @@ Divergence handling (spec §4.4, §4.6): a period that blew up is redone from th
   period's (blowup 0.9).
 
 When the repeats are used up the last try is kept (and marked as a blow-up).
+
+Device: ``run.device`` (``auto``, ``cpu``, ``cuda``, ``cuda:N``, ``mps``; default ``auto``) or the
+``device`` argument, which wins (``--device``). It is where a run trains, not what it computes,
+so a run may resume on another device. A device that is not present is one error line before
+anything trains or is stored.
 """
 
 from __future__ import annotations
@@ -62,6 +67,7 @@ _SECTIONS: dict[str, dict[str, tuple[tuple[type, ...], Any]]] = {
         "seed": ((int,), 0),
         "description": ((str,), ""),
         "problem": ((str,), "mlp"),
+        "device": ((str,), "auto"),
     },
     "student": {"kind": ((str,), "rnnprop"), "options": ((dict,), {})},
     "teachers": {"pool": ((str,), "small"), "refs": ((list,), [])},
@@ -112,6 +118,10 @@ def normalise(data: dict[str, Any], storage: str | None = None) -> dict[str, Any
     ):
         if name not in PROBLEMS:
             raise AmalgamationConfigError(f"{where}: unknown problem {name!r} (known: {', '.join(PROBLEMS)})")
+    try:
+        check_device_name(out["run"]["device"])
+    except UserError as exc:
+        raise AmalgamationConfigError(f"run.device: {exc}") from None
     if PROBLEMS[out["run"]["problem"]].dp is not None:
         raise AmalgamationConfigError(
             f"run.problem: {out['run']['problem']!r} has DP gradients and is an evaluation problem only"
@@ -137,6 +147,31 @@ def normalise(data: dict[str, Any], storage: str | None = None) -> dict[str, Any
     if loss.needs_teachers and not loss.single_teacher and not teacher_refs(out["teachers"]):
         raise AmalgamationConfigError("teachers: the loss needs teachers")
     return out
+
+
+def check_device_name(name: str) -> None:
+    """Refuse a string that names no device at all (``cdua``, ``cuda:x``); whether the device is
+    present is checked where the run trains (:func:`resolve_run_device`), which may be another
+    machine than the one that created it."""
+    from nosplug.tasks.devices import DEVICE_FORMS, DeviceError
+
+    if name.strip().lower() == "auto":
+        return
+    try:
+        dev = torch.device(name.strip().lower())
+    except RuntimeError:
+        raise DeviceError(f"{name!r} is not a device name ({DEVICE_FORMS})") from None
+    if dev.type not in ("cpu", "cuda", "mps"):
+        raise DeviceError(f"device {name!r} is not supported ({DEVICE_FORMS})")
+
+
+def resolve_run_device(raw: dict[str, Any], device: str | torch.device | None = None) -> torch.device:
+    """The device a run trains on: ``device`` (the command line's), else the config's
+    ``run.device``, else ``auto``; a device not present here raises
+    :class:`~nosplug.tasks.devices.DeviceError` (one line)."""
+    from nosplug.tasks.devices import resolve_device
+
+    return resolve_device(device or raw["run"].get("device", "auto"))
 
 
 def _check_schedules(cfg: MetaConfig, choice: dict[str, Any]) -> None:
@@ -209,14 +244,20 @@ def load_run(name: str, storage: str | None = None) -> optuna.Study:
     return study
 
 
-def _teachers_for(raw: dict[str, Any], ckdir: Path, phase: str, storage: str | None = None) -> list[Teacher]:
+def _teachers_for(
+    raw: dict[str, Any],
+    ckdir: Path,
+    phase: str,
+    storage: str | None = None,
+    device: torch.device | str = "cpu",
+) -> list[Teacher]:
     if phase == "choice":
         return []
     loss = _loss(raw)
     if loss.single_teacher:
         from nosplug.amalgamation.student import load
 
-        return [LearnedTeacher(load(ckdir / "choice"))]
+        return [LearnedTeacher(load(ckdir / "choice").to(device))]
     if not loss.needs_teachers:
         return []
     horizon = teacher_horizon(raw)
@@ -284,13 +325,16 @@ def run(
     max_periods: int | None = None,
     on_event: Callable[[dict[str, Any]], None] | None = None,
     artifacts: str | None = None,
+    device: str | torch.device | None = None,
 ) -> dict[str, Any]:
-    """Train (or resume) amalgamation run ``name``; returns a summary. The trained student is
-    attached to the run's study as Optuna artifacts (store: ``artifacts``, see
+    """Train (or resume) amalgamation run ``name`` on ``device`` (default: the config's
+    ``run.device``, else ``auto``); returns a summary. The trained student is attached to the run's
+    study as Optuna artifacts (store: ``artifacts``, see
     :func:`nosplug.study.storage.artifacts_url`), once, however often the run is repeated."""
     study = load_run(name, storage)
-    check_artifacts(storage, artifacts)  # a bad artifact store fails now, not after meta-training
     raw = study.user_attrs[CONFIG_ATTR]
+    dev = resolve_run_device(raw, device)  # a missing device fails before anything trains
+    check_artifacts(storage, artifacts)  # a bad artifact store fails now, not after meta-training
     ckdir = Path(study.user_attrs[DIR_ATTR])
     ckdir.mkdir(parents=True, exist_ok=True)
     emit = on_event or (lambda e: None)
@@ -305,7 +349,7 @@ def run(
     for phase in phases(raw):
         if (ckdir / f"{phase}.json").exists():
             continue
-        if not _run_phase(study, raw, phase, ckdir, budget, emit, storage):
+        if not _run_phase(study, raw, phase, ckdir, budget, emit, storage, dev):
             return {"done": False, "periods": budget.done}
         emit({"event": "phase_done", "phase": phase})
     study.set_user_attr("nosplug.student", str(ckdir / "student"))
@@ -373,18 +417,21 @@ def _run_phase(
     budget: _Budget,
     emit: Callable[[dict[str, Any]], None],
     storage: str | None = None,
+    device: torch.device | str = "cpu",
 ) -> bool:
-    """Train one phase to the end (True) or until the budget is spent (False)."""
-    torch.manual_seed(raw["run"]["seed"] * 7919 + len(phase))  # the learned optimizer's initial weights
+    """Train one phase on ``device`` to the end (True) or until the budget is spent (False)."""
+    # the learned optimizer's initial weights: drawn on the CPU, the same on every device
+    torch.manual_seed(raw["run"]["seed"] * 7919 + len(phase))
     learned, cfg, loss = _phase_setup(raw, phase, ckdir)
-    teachers = _teachers_for(raw, ckdir, phase, storage)
+    teachers = _teachers_for(raw, ckdir, phase, storage, device)
     seed = raw["run"]["seed"] + (1 if phase == "choice" else 0)
-    trainer = MetaTrainer(learned, teachers, loss, cfg, get_problem(raw["run"]["problem"]), seed=seed)
+    problem = get_problem(raw["run"]["problem"])
+    trainer = MetaTrainer(learned, teachers, loss, cfg, problem, seed=seed, device=device)
     curriculum = phase == "student"  # the choice optimizer's strategy is ``repeat`` (spec §4.6)
     cur = _new_curriculum()
     last = _last_checkpoint(study, phase)
     if last is not None:
-        sd = torch.load(last, weights_only=True)
+        sd = torch.load(last, weights_only=True, map_location="cpu")
         trainer.load_state_dict(sd["trainer"])
         cur = {**cur, **sd["curriculum"]}
         emit({"event": "resumed", "phase": phase, "checkpoint": str(last), **cur})
@@ -438,7 +485,7 @@ def _finish_period(
     cur["index"] += 1
     torch.save({"trainer": trainer.state_dict(), "curriculum": dict(cur)}, path)
     if _stage_over(cur, cfg):
-        best = torch.load(cur["best_path"], weights_only=True)
+        best = torch.load(cur["best_path"], weights_only=True, map_location="cpu")
         trainer.load_state_dict(best["trainer"])
         cur.update(
             stage=cur["stage"] + 1, period=0, stage_ref=cur["best"], best=None, best_period=-1, repeats=0

@@ -261,7 +261,8 @@ class StudentOptimizer(torch.optim.Optimizer):
     SGD at ``warmup_lr`` while the moments follow the gradients and the recurrent state stays
     frozen, as in the reference's evaluation (spec §1.3: 100 steps at 0.05). An RNNProp student
     runs through :class:`~nosplug.amalgamation.fast.FastRNNProp` (same updates up to float
-    rounding, several times faster); ``fast=False`` runs the training module instead.
+    rounding, several times faster); ``fast=False`` runs the training module instead. The learned
+    optimizer and its state live on the parameters' device (moved there at the first step).
     """
 
     def __init__(
@@ -285,10 +286,11 @@ class StudentOptimizer(torch.optim.Optimizer):
         g = torch.cat([p.grad.reshape(-1) for p in params]).to(torch.float32)
         if self._flat is None or self._flat["n"] != g.numel():
             self._flat = {"n": g.numel()}
+            self.learned.to(g.device)
             if self.fast:
                 from nosplug.amalgamation.fast import FastRNNProp
 
-                self._flat["fast"] = FastRNNProp(self.learned, g.numel())
+                self._flat["fast"] = FastRNNProp(self.learned, g.numel(), g.device)
             else:
                 ranks = torch.cat([g.new_full((p.numel(),), float(p.dim())) for p in params])
                 self._flat["state"] = learned_state(self.learned, g, ranks)
@@ -336,7 +338,9 @@ def load(path: str | Path, params=None, **optimizer_kw):
     if meta.get("format") != "nosplug-learned-optimizer":
         raise UserError(f"{cfg_file}: not a nosplug learned optimizer")
     learned = build_learned(meta["config"])
-    learned.load_state_dict(torch.load(path.with_suffix(".pt"), weights_only=True))
+    # map_location: a file written on any device loads here; the module starts on the CPU and
+    # whoever trains with it moves it (StudentOptimizer, MetaTrainer, the evaluation steppers)
+    learned.load_state_dict(torch.load(path.with_suffix(".pt"), weights_only=True, map_location="cpu"))
     if params is None:
         return learned
     return StudentOptimizer(params, learned, **optimizer_kw)

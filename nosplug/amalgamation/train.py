@@ -19,6 +19,12 @@ stage's horizon) and checkpoints; a stage ends after ``min_periods`` once its be
 Whether a period blew up and is redone is decided by :mod:`nosplug.amalgamation.run`; every
 attempt of a period draws its own random stream (see :meth:`MetaTrainer.period`), so a redone
 period sees new problem instances, minibatches and perturbations.
+
+Devices: everything trains on the trainer's ``device`` (the problem's data moved there once, the
+optimizee, the student, the teachers' states). Every random draw (minibatch indices, the scaling,
+the perturbation noise) comes from a CPU generator and is then moved, so a seeded run draws the
+same numbers on every device and results differ between devices only by float rounding.
+Checkpoints (:meth:`MetaTrainer.state_dict`) hold CPU tensors and load onto any device.
 """
 
 from __future__ import annotations
@@ -34,7 +40,7 @@ import torch
 from torch import Tensor, nn
 
 from nosplug.amalgamation.losses import AmalgamationLoss, alpha_schedule, log_distance, meta_term
-from nosplug.amalgamation.problems import FlatModel, Problem, new_instance, problem_data
+from nosplug.amalgamation.problems import FlatModel, Problem, device_data, new_instance
 from nosplug.amalgamation.student import learned_state
 from nosplug.amalgamation.teachers import Teacher
 
@@ -105,11 +111,12 @@ def perturbed(
     params: dict[str, Tensor], sigma: float, gen: torch.Generator | None = None
 ) -> dict[str, Tensor]:
     """φ + N(0, σ²·RMS(φ)²) per tensor (eq. 5), fresh noise at every call, drawn from ``gen``
-    (the period's noise stream) or the global generator."""
+    (the period's noise stream, a CPU generator) or the global generator, on the CPU and then
+    moved to φ's device: the same noise on every device."""
     out = {}
     for k, p in params.items():
         rms = torch.sqrt((p.detach().pow(2) + 1e-8).mean())
-        noise = torch.randn(p.shape, generator=gen, dtype=p.dtype, device=p.device)
+        noise = torch.randn(p.shape, generator=gen, dtype=p.dtype).to(p.device)
         out[k] = p + sigma * rms * noise
     return out
 
@@ -126,7 +133,8 @@ def adaptive_clip_(module: nn.Module, clip: float) -> None:
 
 
 class Unroller:
-    """Runs truncations of one problem instance for a learned optimizer and its teachers."""
+    """Runs truncations of one problem instance for a learned optimizer and its teachers, on
+    ``device`` (default: where ``learned`` lives)."""
 
     def __init__(
         self,
@@ -136,9 +144,11 @@ class Unroller:
         cfg: MetaConfig,
         problem: Problem,
         data_seed: int = 0,
+        device: torch.device | str | None = None,
     ) -> None:
         self.learned, self.teachers, self.loss, self.cfg, self.problem = learned, teachers, loss, cfg, problem
-        data = problem_data(problem.dataset, data_seed)
+        self.device = torch.device(device) if device is not None else _module_device(learned)
+        data = device_data(problem.dataset, data_seed, self.device)
         self.x, self.y = data.train_x, data.train_y
 
     # -- one problem instance --------------------------------------------------------------
@@ -151,13 +161,13 @@ class Unroller:
         Every optimizer learns the model's layout (the rank of each coordinate's tensor) here,
         the student and a learned teacher alike, so a choice optimizer sees the same rank
         features as a student and as a teacher."""
-        model = new_instance(self.problem, seed)
+        model = new_instance(self.problem, seed, self.device)
         theta = model.vector()
         n = theta.numel()
-        if self.cfg.random_scaling:
-            s = torch.exp(torch.empty(n).uniform_(-3, 3, generator=gen))
+        if self.cfg.random_scaling:  # drawn on the CPU (the run's stream), then moved
+            s = torch.exp(torch.empty(n).uniform_(-3, 3, generator=gen)).to(self.device)
         else:
-            s = torch.ones(n)
+            s = torch.ones(n, device=self.device)
         tp = theta / s
         ranks = model.ranks()
         st = learned_state(self.learned, tp, ranks)
@@ -178,7 +188,9 @@ class Unroller:
         return model, s, student, teachers
 
     def _batch(self, gen: torch.Generator) -> tuple[Tensor, Tensor]:
+        """A minibatch: indices drawn from the CPU stream ``gen``, gathered on the data's device."""
         idx = torch.randint(0, len(self.y), (self.problem.batch_size,), generator=gen)
+        idx = idx.to(self.device)
         return self.x[idx], self.y[idx]
 
     def batches(self, gen: torch.Generator) -> list[tuple[Tensor, Tensor]]:
@@ -279,6 +291,23 @@ class Unroller:
         )
 
 
+def _module_device(module: nn.Module) -> torch.device:
+    """Where ``module``'s weights are (the CPU for a module without any)."""
+    return next(iter(module.parameters()), torch.empty(0)).device
+
+
+def _cpu(value: Any) -> Any:
+    """``value`` with every tensor on the CPU (nested dicts and lists), for device-independent
+    checkpoints."""
+    if isinstance(value, Tensor):
+        return value.cpu()
+    if isinstance(value, dict):
+        return {k: _cpu(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return type(value)(_cpu(v) for v in value)
+    return value
+
+
 def _detach(state: Any) -> Any:
     if isinstance(state, Tensor):
         return state.detach()
@@ -299,7 +328,10 @@ class PeriodResult:
 
 
 class MetaTrainer:
-    """Meta-trains ``learned`` on ``problem``; one call of :meth:`period` is one curriculum period."""
+    """Meta-trains ``learned`` on ``problem``; one call of :meth:`period` is one curriculum period.
+
+    ``device`` (default: where ``learned`` is) is where everything trains; ``learned`` is moved
+    there before the meta-optimizer is built on its weights."""
 
     def __init__(
         self,
@@ -309,9 +341,11 @@ class MetaTrainer:
         cfg: MetaConfig,
         problem: Problem,
         seed: int = 0,
+        device: torch.device | str | None = None,
     ) -> None:
-        self.learned, self.cfg = learned, cfg
-        self.unroller = Unroller(learned, teachers, loss, cfg, problem)
+        self.device = torch.device(device) if device is not None else _module_device(learned)
+        self.learned, self.cfg = learned.to(self.device), cfg
+        self.unroller = Unroller(self.learned, teachers, loss, cfg, problem, device=self.device)
         self.meta_opt = torch.optim.Adam(learned.parameters(), lr=cfg.meta_lr, eps=1e-7)
         self.seed = seed
         self.noise_gen = torch.Generator().manual_seed(seed)
@@ -430,15 +464,18 @@ class MetaTrainer:
 
     # -- checkpoints ------------------------------------------------------------------------
     def state_dict(self) -> dict[str, Any]:
-        """Student weights and meta-optimizer; the random streams need no saving (each period
-        derives its own from the run seed and its position, see :meth:`_period_seeds`)."""
+        """Student weights and meta-optimizer, as CPU tensors (a checkpoint loads on any device);
+        the random streams need no saving (each period derives its own from the run seed and its
+        position, see :meth:`_period_seeds`)."""
         return {
-            "learned": {k: v.detach().clone() for k, v in self.learned.state_dict().items()},
+            "learned": {k: v.detach().clone().cpu() for k, v in self.learned.state_dict().items()},
             # a copy: optimizer.state_dict() aliases the live moment tensors, which the next
             # meta-steps update in place (a redone period would restart from the failed try's)
-            "meta_opt": copy.deepcopy(self.meta_opt.state_dict()),
+            "meta_opt": _cpu(copy.deepcopy(self.meta_opt.state_dict())),
         }
 
     def load_state_dict(self, sd: dict[str, Any]) -> None:
+        """Load a :meth:`state_dict` (from any device): weights are copied into the trainer's,
+        and torch's optimizer moves the moments to the weights' device."""
         self.learned.load_state_dict(sd["learned"])
         self.meta_opt.load_state_dict(sd["meta_opt"])

@@ -14,6 +14,7 @@ from nosplug.cli.console import console, emit_json
 from nosplug.cli.options import ARTIFACTS_HELP
 
 STORAGE_HELP = "Optuna storage URL (default: $NOSPLUG_STORAGE, else ./nosplug-studies/journal.log)."
+DEVICE_HELP = "Device to train on: auto, cpu, cuda, cuda:N or mps (default: the config's, else auto)."
 
 
 @click.group()
@@ -45,6 +46,7 @@ def create(config: str, name: str | None, storage: str | None, checkpoint_dir: s
 @click.option("--artifacts", help=ARTIFACTS_HELP)
 @click.option("--max-periods", type=click.IntRange(1), help="Stop after N curriculum periods (resume later).")
 @click.option("--threads", type=click.IntRange(1), help="Torch threads (default: all cores).")
+@click.option("--device", help=DEVICE_HELP)
 @click.option("--quiet", is_flag=True)
 @click.option("--jsonl", is_flag=True, help="One JSON object per event.")
 def run(
@@ -53,6 +55,7 @@ def run(
     artifacts: str | None,
     max_periods: int | None,
     threads: int | None,
+    device: str | None,
     quiet: bool,
     jsonl: bool,
 ) -> None:
@@ -63,14 +66,18 @@ def run(
 
     if threads:
         torch.set_num_threads(threads)
+    if device is not None:  # a missing device is one error line before the run is even opened
+        from nosplug.tasks.devices import resolve_device
+
+        resolve_device(device)
     if jsonl:
         summary = run_amalgamation(
-            name, storage, max_periods=max_periods, on_event=emit_json, artifacts=artifacts
+            name, storage, max_periods=max_periods, on_event=emit_json, artifacts=artifacts, device=device
         )
         emit_json({"event": "summary", **summary})
         return
     if quiet:
-        run_amalgamation(name, storage, max_periods=max_periods, artifacts=artifacts)
+        run_amalgamation(name, storage, max_periods=max_periods, artifacts=artifacts, device=device)
         return
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
@@ -88,7 +95,7 @@ def run(
                 console.print(f"[dim]{escape(describe_event(e))}[/dim]")
 
         summary = run_amalgamation(
-            name, storage, max_periods=max_periods, on_event=on_event, artifacts=artifacts
+            name, storage, max_periods=max_periods, on_event=on_event, artifacts=artifacts, device=device
         )
     if summary["done"]:
         console.print(f"finished; student saved as {escape(summary['student'])}.pt/.json")
@@ -143,8 +150,9 @@ def describe_event(e: dict[str, Any]) -> str:
     type=click.Path(dir_okay=False),
     help="Parquet file (default: CHECKPOINT_DIR/evaluation.parquet).",
 )
+@click.option("--device", help=DEVICE_HELP)
 @click.option("--json", "as_json", is_flag=True)
-def evaluate(name, storage, runs, epochs, problems, out, as_json) -> None:
+def evaluate(name, storage, runs, epochs, problems, out, device, as_json) -> None:
     """Evaluate the trained student against its teachers and the per-problem oracle."""
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -152,13 +160,14 @@ def evaluate(name, storage, runs, epochs, problems, out, as_json) -> None:
     from nosplug.amalgamation.evaluate import evaluate as run_eval
     from nosplug.amalgamation.evaluate import learned_stepper, steps_per_epoch, summarise, teacher_stepper
     from nosplug.amalgamation.problems import get_problem
-    from nosplug.amalgamation.run import CONFIG_ATTR, DIR_ATTR, load_run, teacher_refs
+    from nosplug.amalgamation.run import CONFIG_ATTR, DIR_ATTR, load_run, resolve_run_device, teacher_refs
     from nosplug.amalgamation.student import load
     from nosplug.amalgamation.teachers import resolve_teacher
     from nosplug.errors import UserError
 
     study = load_run(name, storage)
     raw = study.user_attrs[CONFIG_ATTR]
+    dev = resolve_run_device(raw, device)  # a missing device: one error line before any training
     ckdir = Path(study.user_attrs[DIR_ATTR])
     if not (ckdir / "student.json").exists():
         raise UserError(f"run {name!r} has no trained student yet; run `nosplug amalgamate run {name}` first")
@@ -182,7 +191,7 @@ def evaluate(name, storage, runs, epochs, problems, out, as_json) -> None:
         optimizers = {"student": student}
         for ref in refs:
             optimizers[ref] = teacher_stepper(resolve_teacher(ref, total_steps=horizon, storage=storage))
-        results += run_eval(optimizers, [pname], n_runs, n_epochs, on_result=show)
+        results += run_eval(optimizers, [pname], n_runs, n_epochs, on_result=show, device=dev)
     rows = summarise(results, "student", refs)
     target = Path(out) if out else ckdir / "evaluation.parquet"
     table_rows = [
@@ -263,6 +272,9 @@ def status(name: str, storage: str | None) -> None:
     "--out", type=click.Path(dir_okay=False), help="Parquet file of every evaluation (default NAME.parquet)."
 )
 @click.option("--threads", type=click.IntRange(1), help="Torch threads (default: all cores).")
+@click.option(
+    "--device", help="Device to train on: auto, cpu, cuda, cuda:N or mps (default: protocol.device)."
+)
 @click.option("--jsonl", is_flag=True, help="One JSON object per event, then the summary rows and claims.")
 def protocol(
     config: str,
@@ -270,6 +282,7 @@ def protocol(
     checkpoint_dir: str | None,
     out: str | None,
     threads: int | None,
+    device: str | None,
     jsonl: bool,
 ) -> None:
     """Run (or resume) the paper's evaluation protocol of CONFIG: every method meta-trained in
@@ -282,7 +295,7 @@ def protocol(
 
     if threads:
         torch.set_num_threads(threads)
-    study = proto.create(config, storage, checkpoint_dir)
+    study = proto.create(config, storage, checkpoint_dir, device=device)
 
     def on_event(e: dict[str, Any]) -> None:
         if jsonl:
@@ -303,7 +316,7 @@ def protocol(
             )
             console.print(f"[dim]{escape(line)}[/dim]")
 
-    summary = proto.run_protocol(study, storage, on_event=on_event)
+    summary = proto.run_protocol(study, storage, on_event=on_event, device=device)
     rows = proto.rows(study)
     target = proto.export(study, out or f"{study.study_name}.parquet")
     if jsonl:
