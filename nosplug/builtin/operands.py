@@ -59,21 +59,32 @@ def ema(power: int = 1, beta: float = 0.9, bias_correction: bool = True) -> Oper
 
         source = SourceForm("$ema0", "$ema0")
 
-    return Operand("ema", compute, text, latex, requires=(spec,), tags=_EXTRA, source=source)
+    form = ("ema", spec, bool(bias_correction))
+    return Operand("ema", compute, text, latex, requires=(spec,), tags=_EXTRA, source=source, form=form)
 
 
 def grad(power: int = 1) -> Operand:
     """``g**power``."""
     text, latex = _gpow_text(int(power))
     source = SourceForm(*_gpow_source(int(power)))
-    return Operand("grad", lambda ctx: ctx.gpow(int(power)), text, latex, tags=_EXTRA, source=source)
+    return Operand(
+        "grad",
+        lambda ctx: ctx.gpow(int(power)),
+        text,
+        latex,
+        tags=_EXTRA,
+        source=source,
+        form=("grad", int(power)),
+    )
 
 
 def const(value: float = 1.0) -> Operand:
     """A constant; kept as a Python float so it costs nothing to compute."""
     v = float(value)
     source = SourceForm(repr(v), scalar=True)
-    return Operand("const", lambda ctx: v, num(v), latex_num(v), tags=_EXTRA, source=source)
+    return Operand(
+        "const", lambda ctx: v, num(v), latex_num(v), tags=_EXTRA, source=source, form=("const", v)
+    )
 
 
 def weight(scale: float = 1.0) -> Operand:
@@ -82,7 +93,16 @@ def weight(scale: float = 1.0) -> Operand:
     text = "w" if s == 1 else f"{num(s)}*w"
     latex = "w" if s == 1 else f"{latex_num(s)}\\,w"
     source = SourceForm(f"$w * {s!r}", f"torch._foreach_mul($w, {s!r})")
-    return Operand("weight", lambda ctx: ctx.w * s, text, latex, tags=_EXTRA, uses_weight=True, source=source)
+    return Operand(
+        "weight",
+        lambda ctx: ctx.w * s,
+        text,
+        latex,
+        tags=_EXTRA,
+        uses_weight=True,
+        source=source,
+        form=("weight", s),
+    )
 
 
 def sign_grad() -> Operand:
@@ -93,6 +113,7 @@ def sign_grad() -> Operand:
         "\\operatorname{sign}(g)",
         tags=_EXTRA,
         source=SourceForm("torch.sign($g)", "torch._foreach_sign($g)"),
+        form=("sign_grad",),
     )
 
 
@@ -108,6 +129,7 @@ def sign_ema(power: int = 1, beta: float = 0.9) -> Operand:
         requires=(spec,),
         tags=_EXTRA,
         source=SourceForm("torch.sign($ema0)", "torch._foreach_sign($ema0)"),
+        form=("sign_ema", spec),
     )
 
 
@@ -134,6 +156,7 @@ def quasi_hyperbolic(power: int = 1, beta: float = 0.9, nu: float = 0.7) -> Oper
         requires=(spec,),
         tags=_EXTRA,
         source=source,
+        form=("qh", p, spec, n),
     )
 
 
@@ -161,6 +184,7 @@ def aggmo(power: int = 1, beta: float = 0.9, betas: tuple[float, ...] = (0.0, 0.
         requires=(spec,),
         tags=_EXTRA,
         source=source,
+        form=("aggmo", p, spec, c),
     )
 
 

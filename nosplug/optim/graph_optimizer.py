@@ -4,6 +4,11 @@ Parameters of a group are processed as flat chunks (one per device/dtype/step), 
 costs one tensor op per primitive per chunk instead of one per parameter tensor. Per-parameter
 state (what ``state_dict()`` saves) consists of views into the chunk's flat buffers; after
 ``load_state_dict`` the flat buffers are rebuilt from the loaded per-parameter tensors.
+
+The eager step runs the genome lowered (:mod:`nosplug.optim.lowering`: scalars folded into the
+tensor ops, preallocated buffers) through :mod:`nosplug.optim.executor`; the reference
+interpreter (:meth:`Program.delta`) serves tensor-valued learning rates or momenta, and
+``compile=True`` traces it.
 """
 
 from __future__ import annotations
@@ -19,7 +24,9 @@ from torch.optim import Optimizer
 
 from nosplug.errors import UserError
 from nosplug.genome.model import Genome
-from nosplug.optim.program import Program, compile_genome
+from nosplug.optim.executor import EagerChunk, all_finite, eager_step
+from nosplug.optim.lowering import Plan
+from nosplug.optim.program import MOMENTUM_KEY, Program, compile_genome
 from nosplug.primitives.base import ExecContext
 from nosplug.primitives.registry import Registry
 
@@ -38,6 +45,12 @@ class _Chunk:
     ctx: ExecContext
     generation: int
     key: tuple[int, ...] = field(default_factory=tuple)
+    eager: EagerChunk | None = None  # buffers of the lowered eager step, made on first use
+    states: list[dict[str, Any]] = field(default_factory=list)  # optimizer.state[p] of each param
+
+    def advance(self, step: int) -> None:
+        for st in self.states:
+            st["step"] = step + 1
 
 
 class GraphOptimizer(Optimizer):
@@ -62,6 +75,13 @@ class GraphOptimizer(Optimizer):
             evaluations. Step-dependent values (step, decays, lr, momentum) enter as tensors,
             so schedulers never trigger a recompilation. Genomes with stochastic ops (dropout)
             always run eagerly; :attr:`compiled` tells which path is in use.
+        exact: the eager step computes exactly the reference interpreter's float operations
+            (bit-identical to :meth:`Program.delta` and to the exported optimizer), only without
+            allocations and copies. ``exact=False`` also folds per-step scalars (bias corrections,
+            decay values, constants, weight factors, the learning rate) into the tensor ops,
+            which saves a pass over the parameters per folded scalar but rounds differently:
+            results then differ from the exported optimizer in the last bits, which genomes with
+            cancellations amplify.
     """
 
     def __init__(
@@ -76,6 +96,7 @@ class GraphOptimizer(Optimizer):
         seed: int | None = None,
         registry: Registry | None = None,
         compile: bool = False,
+        exact: bool = True,
     ) -> None:
         if isinstance(genome, str):
             from nosplug import zoo
@@ -103,11 +124,15 @@ class GraphOptimizer(Optimizer):
         self.last_step_nonfinite = False
         self._generation = 0
         self._chunks: dict[tuple, _Chunk] = {}
+        # group index -> (params list, its length, which grads were None, generation, chunks)
+        self._partitions: dict[int, tuple[list[Tensor], int, tuple[bool, ...], int, list[_Chunk]]] = {}
         self._generator: torch.Generator | None = None
         if seed is not None:
             self._generator = torch.Generator().manual_seed(seed)
         self.compiled = bool(compile) and not self.program.stochastic
         self._fused = _compile_program(self.program) if self.compiled else None
+        self.exact = bool(exact)
+        self._plan = Plan(self.program, exact=self.exact)
         super().__init__(params, {"lr": lr, "momentum": momentum})
 
     # -- torch.optim contract -------------------------------------------------------------
@@ -119,8 +144,8 @@ class GraphOptimizer(Optimizer):
                 loss = closure()
         self.last_step_nonfinite = False
         for gi, group in enumerate(self.param_groups):
-            for chunk_params in self._partition(group):
-                self._step_chunk(gi, group, chunk_params)
+            for chunk in self._group_chunks(gi, group):
+                self._step_chunk(group, chunk)
         return loss
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
@@ -146,6 +171,24 @@ class GraphOptimizer(Optimizer):
         return sd
 
     # -- internals ------------------------------------------------------------------------
+    def _group_chunks(self, gi: int, group: dict[str, Any]) -> list[_Chunk]:
+        """The group's chunks, recomputed only when the set of parameters with a gradient changes
+        (chunk members share their step count, and only steps without a gradient split them)."""
+        params = group["params"]
+        missing = tuple(p.grad is None for p in params)
+        cached = self._partitions.get(gi)
+        if (
+            cached is not None
+            and cached[0] is params
+            and cached[1] == len(params)
+            and cached[2] == missing
+            and cached[3] == self._generation
+        ):
+            return cached[4]
+        chunks = [self._chunk(gi, ps) for ps in self._partition(group)]
+        self._partitions[gi] = (params, len(params), missing, self._generation, chunks)
+        return chunks
+
     def _partition(self, group: dict[str, Any]) -> list[list[Tensor]]:
         parts: dict[tuple, list[Tensor]] = {}
         for p in group["params"]:
@@ -193,19 +236,24 @@ class GraphOptimizer(Optimizer):
         for other in [k for k in self._chunks if k[0] == gi and set(k[1:]) & set(key[1:])]:
             del self._chunks[other]
         chunk = _Chunk(params, sizes, flat_state, ctx, self._generation, key)
+        chunk.states = [self.state[p] for p in params]
         self._chunks[key] = chunk
         return chunk
 
-    def _step_chunk(self, gi: int, group: dict[str, Any], params: list[Tensor]) -> None:
-        chunk = self._chunk(gi, params)
+    def _step_chunk(self, group: dict[str, Any], chunk: _Chunk) -> None:
+        params = chunk.params
         prog = self.program
+        lr, mu = group["lr"], group["momentum"]
+        if self._fused is None and not isinstance(lr, Tensor) and not isinstance(mu, Tensor):
+            self._step_lowered(chunk, float(lr), float(mu))
+            return
         if len(params) == 1:
             g = params[0].grad.reshape(-1)
             w = params[0].reshape(-1) if prog.needs_weight else g
         else:
             g = torch.cat([p.grad.reshape(-1) for p in params])
             w = torch.cat([p.reshape(-1) for p in params]) if prog.needs_weight else g
-        step = int(self.state[params[0]]["step"])
+        step = int(chunk.states[0]["step"])
         if self._fused is not None:
             f64 = torch.float64
             decays = prog.decay_column(step, self.total_steps) if prog.decays else torch.empty(0, dtype=f64)
@@ -220,7 +268,7 @@ class GraphOptimizer(Optimizer):
                 chunk.ctx.segment_ids,
                 chunk.ctx.num_segments,
             )
-            finite = _all_finite(delta, total)
+            finite = all_finite(delta, total)
             if nxt is not None:
                 chunk.state["_momentum_next"] = nxt
         else:
@@ -235,18 +283,10 @@ class GraphOptimizer(Optimizer):
                 ctx=chunk.ctx,
                 commit_momentum=False,
             )
-            finite = _all_finite(delta)
+            finite = all_finite(delta)
         if not finite:
-            self.last_step_nonfinite = True
-            self.nonfinite_steps += 1
-            if self.nonfinite == "raise":
-                raise NonFiniteUpdateError(
-                    f"genome {self.genome.canonical_hash()} produced a non-finite update at step {step + 1}; "
-                    "the weights were not changed"
-                )
             chunk.state.pop("_momentum_next", None)
-            for p in params:
-                self.state[p]["step"] = step + 1
+            self._nonfinite(chunk, step)
             return
         nxt = chunk.state.pop("_momentum_next", None)
         if nxt is not None:
@@ -257,8 +297,45 @@ class GraphOptimizer(Optimizer):
             params[0].add_(delta.view_as(params[0]))
         else:
             torch._foreach_add_(params, [d.view_as(p) for d, p in zip(delta.split(chunk.sizes), params)])
-        for p in params:
-            self.state[p]["step"] = step + 1
+        chunk.advance(step)
+
+    def _step_lowered(self, chunk: _Chunk, lr: float, momentum: float) -> None:
+        prog, params = self.program, chunk.params
+        step = int(chunk.states[0]["step"])
+        if chunk.eager is None:
+            chunk.eager = EagerChunk.create(params, self._plan, chunk.state)
+        decays = prog.decay_values(step, self.total_steps) if prog.decays else ()
+        finite, nxt = eager_step(
+            prog,
+            self._plan,
+            chunk.eager,
+            chunk.state,
+            chunk.ctx,
+            step=step,
+            decays=decays,
+            lr=lr,
+            momentum=momentum,
+        )
+        if not finite:
+            self._nonfinite(chunk, step)
+            return
+        if nxt is not None:  # swap the written momentum buffer in; the old one is the next spare
+            chunk.eager.spare = chunk.state[MOMENTUM_KEY]
+            chunk.state[MOMENTUM_KEY] = nxt
+            for st, view in zip(chunk.states, chunk.eager.views(nxt)):
+                st[MOMENTUM_KEY] = view
+        chunk.advance(step)
+
+    def _nonfinite(self, chunk: _Chunk, step: int) -> None:
+        """Count a skipped step (the weights were not touched) or raise."""
+        self.last_step_nonfinite = True
+        self.nonfinite_steps += 1
+        if self.nonfinite == "raise":
+            raise NonFiniteUpdateError(
+                f"genome {self.genome.canonical_hash()} produced a non-finite update at step {step + 1}; "
+                "the weights were not changed"
+            )
+        chunk.advance(step)
 
 
 def _compile_program(program: Program) -> Callable[..., tuple[Tensor, Tensor | None, Tensor]]:
@@ -284,13 +361,3 @@ def _compile_program(program: Program) -> Callable[..., tuple[Tensor, Tensor | N
         closure=step_fn.__closure__,
     )
     return torch.compile(own, dynamic=None)
-
-
-def _all_finite(x: Tensor, total: Tensor | None = None) -> bool:
-    """True if no element is NaN/inf. A sum is ~10x cheaper than ``isfinite().all()`` and is
-    finite whenever all elements are (barring float overflow of the sum itself, which the
-    exact check below then rules in or out). ``total`` is ``x.sum()`` if the caller has it
-    (the compiled step computes it in the same loops as ``x``)."""
-    if bool(torch.isfinite(x.sum() if total is None else total)):
-        return True
-    return bool(torch.isfinite(x).all())

@@ -44,6 +44,7 @@ class _Instr:
     stateful: bool
     needs_ctx: bool
     identity: bool
+    record: object = None  # the op's registry record (UnaryOp, StatefulOp or BinaryOp)
 
 
 class Program:
@@ -85,7 +86,7 @@ class Program:
                 op = reg.binary(node.binary)
                 stateful, needs_ctx, identity = False, False, False
             position[node.id] = len(instrs)
-            instrs.append(_Instr(node.id, op.fn, tuple(args), stateful, needs_ctx, identity))
+            instrs.append(_Instr(node.id, op.fn, tuple(args), stateful, needs_ctx, identity, op))
         self.instructions = tuple(instrs)
         self.operands: tuple[Operand, ...] = tuple(reg.operand(r) for r in operand_refs)
         specs: dict[str, EMASpec] = {}

@@ -100,6 +100,13 @@ class Operand:
     uses_weight: bool = False
     #: How the export writes this primitive; None: it cannot be exported.
     source: SourceForm | None = None
+    #: What ``compute`` is, for the optimizer's allocation-free lowering (nosplug.optim.lowering):
+    #: ``("grad", power)``, ``("ema", EMASpec, bias_correction)``, ``("const", value)``,
+    #: ``("weight", scale)``, ``("sign_grad",)``, ``("sign_ema", EMASpec)``,
+    #: ``("qh", power, EMASpec, nu)``, ``("aggmo", power, EMASpec, c)``. Empty: only ``compute``
+    #: is known and the optimizer calls it (what a plugin's operand gets unless it says more;
+    #: a copy made with ``dataclasses.replace`` and another ``compute`` must reset it).
+    form: tuple[Any, ...] = ()
 
 
 @dataclass(frozen=True)
