@@ -22,7 +22,7 @@ import torch
 from torch import Tensor
 
 from nosplug.hookspecs import hookimpl
-from nosplug.primitives.base import BinaryOp, ExecContext, SourceForm, StatefulOp, UnaryOp
+from nosplug.primitives.base import BinaryOp, ExecContext, SourceForm, StatefulOp, UnaryOp, bias_correction
 
 EPS = 1e-7
 _EXTRA = frozenset({"extra"})
@@ -280,7 +280,7 @@ UNARY_OPS: tuple[UnaryOp, ...] = (
 def _ema95(x: Tensor, state: Tensor, ctx: ExecContext) -> Tensor:
     # state[...] holds the EMA; the step count lives in the context (same for every element).
     state.lerp_(ctx.full(x, like=state), 0.05)
-    return state / (1.0 - 0.95 ** ctx._cache["step"])
+    return state / bias_correction(0.95, ctx._cache["step"], ctx._cache.get("corrections"))
 
 
 def _delta_change(x: Tensor, state: Tensor, ctx: ExecContext) -> Tensor:

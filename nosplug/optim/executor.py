@@ -148,7 +148,7 @@ def eager_step(
             return True, None
     if not all_finite(delta):
         return False, None
-    _add(chunk, delta, 1.0)
+    add_update(chunk, delta, 1.0)
     return True, nxt
 
 
@@ -188,7 +188,7 @@ def _folded_update(
     c = s * program.sign * lr
     if program.momentum == "none":
         if _bounded(t, c):
-            _add(chunk, t, c)
+            add_update(chunk, t, c)
             return None, None
         return torch.mul(t, c, out=chunk.own("delta")), None
     nxt = torch.mul(state[MOMENTUM_KEY], mu, out=chunk.own("spare"))
@@ -239,7 +239,8 @@ def _bounded(t: Tensor, c: float) -> bool:
     return math.isfinite(norm) and abs(c) * norm * _BOUND_MARGIN < big
 
 
-def _add(chunk: EagerChunk, t: Tensor, alpha: float) -> None:
+def add_update(chunk: EagerChunk, t: Tensor, alpha: float = 1.0) -> None:
+    """``params += alpha * t`` (``t`` flat over the chunk)."""
     if len(chunk.params) == 1:
         chunk.params[0].add_(t.view_as(chunk.params[0]), alpha=alpha)
     else:

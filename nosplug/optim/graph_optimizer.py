@@ -13,7 +13,6 @@ interpreter (:meth:`Program.delta`) serves tensor-valued learning rates or momen
 
 from __future__ import annotations
 
-import types
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
@@ -24,7 +23,8 @@ from torch.optim import Optimizer
 
 from nosplug.errors import UserError
 from nosplug.genome.model import Genome
-from nosplug.optim.executor import EagerChunk, all_finite, eager_step
+from nosplug.optim.compiled import compile_program, compiled_step
+from nosplug.optim.executor import EagerChunk, add_update, all_finite, eager_step
 from nosplug.optim.lowering import Plan
 from nosplug.optim.program import MOMENTUM_KEY, Program, compile_genome
 from nosplug.primitives.base import ExecContext
@@ -130,7 +130,7 @@ class GraphOptimizer(Optimizer):
         if seed is not None:
             self._generator = torch.Generator().manual_seed(seed)
         self.compiled = bool(compile) and not self.program.stochastic
-        self._fused = _compile_program(self.program) if self.compiled else None
+        self._fused = compile_program(self.program) if self.compiled else None
         self.exact = bool(exact)
         self._plan = Plan(self.program, exact=self.exact)
         super().__init__(params, {"lr": lr, "momentum": momentum})
@@ -241,81 +241,38 @@ class GraphOptimizer(Optimizer):
         return chunk
 
     def _step_chunk(self, group: dict[str, Any], chunk: _Chunk) -> None:
-        params = chunk.params
-        prog = self.program
-        lr, mu = group["lr"], group["momentum"]
-        if self._fused is None and not isinstance(lr, Tensor) and not isinstance(mu, Tensor):
-            self._step_lowered(chunk, float(lr), float(mu))
-            return
-        if len(params) == 1:
-            g = params[0].grad.reshape(-1)
-            w = params[0].reshape(-1) if prog.needs_weight else g
-        else:
-            g = torch.cat([p.grad.reshape(-1) for p in params])
-            w = torch.cat([p.reshape(-1) for p in params]) if prog.needs_weight else g
-        step = int(chunk.states[0]["step"])
-        if self._fused is not None:
-            f64 = torch.float64
-            decays = prog.decay_column(step, self.total_steps) if prog.decays else torch.empty(0, dtype=f64)
-            delta, nxt, total = self._fused(
-                chunk.state,
-                w if prog.needs_weight else None,  # no alias of g: it would cost a recompilation
-                g,
-                torch.tensor(step, dtype=f64),
-                decays,
-                torch.as_tensor(group["lr"], dtype=f64),
-                torch.as_tensor(group["momentum"], dtype=f64),
-                chunk.ctx.segment_ids,
-                chunk.ctx.num_segments,
-            )
-            finite = all_finite(delta, total)
-            if nxt is not None:
-                chunk.state["_momentum_next"] = nxt
-        else:
-            delta = prog.delta(
-                chunk.state,
-                w,
-                g,
-                step=step,
-                total_steps=self.total_steps,
-                lr=group["lr"],
-                momentum=group["momentum"],
-                ctx=chunk.ctx,
-                commit_momentum=False,
-            )
-            finite = all_finite(delta)
-        if not finite:
-            chunk.state.pop("_momentum_next", None)
-            self._nonfinite(chunk, step)
-            return
-        nxt = chunk.state.pop("_momentum_next", None)
-        if nxt is not None:
-            chunk.state["momentum_buffer"].copy_(nxt)
-        if delta.dim() == 0 or delta.numel() != g.numel():
-            delta = delta.expand(g.numel())
-        if len(params) == 1:
-            params[0].add_(delta.view_as(params[0]))
-        else:
-            torch._foreach_add_(params, [d.view_as(p) for d, p in zip(delta.split(chunk.sizes), params)])
-        chunk.advance(step)
-
-    def _step_lowered(self, chunk: _Chunk, lr: float, momentum: float) -> None:
         prog, params = self.program, chunk.params
+        lr, mu = group["lr"], group["momentum"]
         step = int(chunk.states[0]["step"])
         if chunk.eager is None:
             chunk.eager = EagerChunk.create(params, self._plan, chunk.state)
-        decays = prog.decay_values(step, self.total_steps) if prog.decays else ()
-        finite, nxt = eager_step(
-            prog,
-            self._plan,
-            chunk.eager,
-            chunk.state,
-            chunk.ctx,
-            step=step,
-            decays=decays,
-            lr=lr,
-            momentum=momentum,
-        )
+        if self._fused is not None:
+            finite, nxt = compiled_step(
+                self._fused,
+                prog,
+                chunk.eager,
+                chunk.state,
+                chunk.ctx,
+                step=step,
+                total_steps=self.total_steps,
+                lr=lr,
+                momentum=mu,
+            )
+        elif not isinstance(lr, Tensor) and not isinstance(mu, Tensor):
+            decays = prog.decay_values(step, self.total_steps) if prog.decays else ()
+            finite, nxt = eager_step(
+                prog,
+                self._plan,
+                chunk.eager,
+                chunk.state,
+                chunk.ctx,
+                step=step,
+                decays=decays,
+                lr=float(lr),
+                momentum=float(mu),
+            )
+        else:  # tensor-valued lr or momentum: the reference interpreter
+            finite, nxt = self._step_reference(chunk, step, lr, mu)
         if not finite:
             self._nonfinite(chunk, step)
             return
@@ -325,6 +282,33 @@ class GraphOptimizer(Optimizer):
             for st, view in zip(chunk.states, chunk.eager.views(nxt)):
                 st[MOMENTUM_KEY] = view
         chunk.advance(step)
+
+    def _step_reference(
+        self, chunk: _Chunk, step: int, lr: float | Tensor, mu: float | Tensor
+    ) -> tuple[bool, Tensor | None]:
+        prog, eager = self.program, chunk.eager
+        assert eager is not None
+        g, w = eager.gather(prog.needs_weight)
+        delta = prog.delta(
+            chunk.state,
+            w if w is not None else g,
+            g,
+            step=step,
+            total_steps=self.total_steps,
+            lr=lr,
+            momentum=mu,
+            ctx=chunk.ctx,
+            commit_momentum=False,
+        )
+        nxt = chunk.state.pop("_momentum_next", None)
+        if not all_finite(delta):
+            return False, None
+        if delta.dim() == 0 or delta.numel() != g.numel():
+            delta = delta.expand(g.numel()).contiguous()
+        add_update(eager, delta)
+        if nxt is None:
+            return True, None
+        return True, eager.own("spare").copy_(nxt)
 
     def _nonfinite(self, chunk: _Chunk, step: int) -> None:
         """Count a skipped step (the weights were not touched) or raise."""
@@ -336,28 +320,3 @@ class GraphOptimizer(Optimizer):
                 "the weights were not changed"
             )
         chunk.advance(step)
-
-
-def _compile_program(program: Program) -> Callable[..., tuple[Tensor, Tensor | None, Tensor]]:
-    """``torch.compile`` of one step of ``program`` on a chunk: (delta, next momentum, sum).
-
-    Everything that changes from step to step is a tensor argument, and the sum (for the
-    finiteness check) is computed in the same fused loops as the delta.
-    """
-
-    def step_fn(state, w, g, step, decays, lr, momentum, segment_ids, num_segments):
-        ctx = ExecContext(numel=g.numel(), segment_ids=segment_ids, num_segments=num_segments)
-        delta, nxt = program.delta_and_momentum(
-            state, w, g, step=step, lr=lr, momentum=momentum, ctx=ctx, decays=decays
-        )
-        return delta, nxt, delta.sum()  # a constant (0-d) delta is expanded by the caller
-
-    # torch.compile caches compiled graphs per code object, so every optimizer of the process
-    # would share (and keep re-guarding) one cache; a code object of its own per program keeps
-    # each genome's graph separate and the recompilation limit out of reach.
-    own = types.FunctionType(
-        step_fn.__code__.replace(co_name=f"graph_step_{program.genome.canonical_hash()[:12]}"),
-        step_fn.__globals__,
-        closure=step_fn.__closure__,
-    )
-    return torch.compile(own, dynamic=None)

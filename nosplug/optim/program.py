@@ -11,7 +11,7 @@ the state of its state-holding nodes, and a momentum buffer if the genome has mo
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import torch
@@ -101,6 +101,11 @@ class Program:
         self._registry = reg
         self._decay_tables: dict[int, Tensor] = {}
 
+    def correction_betas(self) -> tuple[float, ...]:
+        """Betas whose bias correction ``1 - beta**step`` the genome may read (EMA operands and
+        the ema95 op), for callers that precompute them."""
+        return tuple(sorted({s.beta for s in self.ema_specs} | {0.95}))
+
     # -- state --------------------------------------------------------------------------
     def state_keys(self) -> list[str]:
         keys = [s.key for s in self.ema_specs]
@@ -148,12 +153,14 @@ class Program:
         total_steps: int | None = None,
         ctx: ExecContext | None = None,
         decays: Sequence[float] | Tensor | None = None,
+        corrections: Mapping[float, Tensor] | None = None,
     ) -> Tensor:
         """Advance EMA and node state with gradient ``g`` and return the root value U.
 
         ``step`` may be a 0-d tensor and ``decays`` (the edges' d(t), else computed from
         ``step`` and ``total_steps``) a tensor: a compiled step passes them as inputs, so that
-        changing values never force a recompilation.
+        changing values never force a recompilation; it also passes the bias corrections
+        ``1 - beta**step`` of :meth:`correction_betas` precomputed in ``corrections``.
         """
         k1 = step + 1
         for spec in self.ema_specs:
@@ -164,7 +171,7 @@ class Program:
                 buf.mul_(spec.beta).addcmul_(g, g, value=1.0 - spec.beta)
             else:
                 buf.mul_(spec.beta).add_(g.pow(spec.power), alpha=1.0 - spec.beta)
-        octx = OperandContext(g=g, w=w, step=k1, emas=state)
+        octx = OperandContext(g=g, w=w, step=k1, emas=state, corrections=corrections)
         ref = g
         values: list[Tensor] = [_tensor(op.compute(octx), ref) for op in self.operands]
         if decays is None:
@@ -172,6 +179,7 @@ class Program:
         if ctx is None:
             ctx = ExecContext(numel=g.numel())
         ctx._cache["step"] = k1
+        ctx._cache["corrections"] = corrections
         outs: list[Tensor] = []
         for ins in self.instructions:
             args = []
@@ -231,10 +239,13 @@ class Program:
         momentum: float | Tensor = 0.9,
         ctx: ExecContext | None = None,
         decays: Sequence[float] | Tensor | None = None,
+        corrections: Mapping[float, Tensor] | None = None,
     ) -> tuple[Tensor, Tensor | None]:
         """The step's change and the next momentum buffer (None without momentum), without
         writing the buffer: the pure core of :meth:`delta`, which a compiled step wraps."""
-        u = self.update_value(state, w, g, step=step, total_steps=total_steps, ctx=ctx, decays=decays)
+        u = self.update_value(
+            state, w, g, step=step, total_steps=total_steps, ctx=ctx, decays=decays, corrections=corrections
+        )
         scaled = u * (self.sign * lr) if not isinstance(lr, Tensor) else u * lr * self.sign
         if self.momentum == "none":
             return scaled, None

@@ -267,6 +267,9 @@ class OperandContext:
     step: int
     emas: Mapping[str, Tensor]
     _pow_cache: dict[int, Tensor] = field(default_factory=dict)
+    #: ``1 - beta**step`` by beta, precomputed (a compiled step passes these as inputs: computed
+    #: from a step tensor inside the fused loop, the power would be recomputed per element).
+    corrections: Mapping[float, Tensor] | None = None
 
     def gpow(self, power: int) -> Tensor:
         if power == 1:
@@ -282,7 +285,14 @@ class OperandContext:
 
     def ema_hat(self, spec: EMASpec) -> Tensor:
         """Bias-corrected EMA, ``ema / (1 - beta**step)``."""
-        return self.emas[spec.key] / (1.0 - spec.beta**self.step)
+        return self.emas[spec.key] / bias_correction(spec.beta, self.step, self.corrections)
+
+
+def bias_correction(beta: float, step: int | Tensor, corrections: Mapping[float, Tensor] | None) -> Any:
+    """``1 - beta**step``, from ``corrections`` when the caller precomputed it."""
+    if corrections is not None and beta in corrections:
+        return corrections[beta]
+    return 1.0 - beta**step
 
 
 def tagged(tags: frozenset[str] | set[str] | None) -> frozenset[str]:

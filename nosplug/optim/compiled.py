@@ -1,0 +1,107 @@
+"""``GraphOptimizer(compile=True)``: one ``torch.compile``d function per genome and step.
+
+The compiled function is the reference interpreter's step (:meth:`Program.delta_and_momentum`)
+traced on a chunk's flat buffers, so inductor fuses the genome's element-wise ops, the EMA
+updates, the momentum terms and the finiteness sum into a few loops. Around it, the chunk's
+preallocated buffers (:class:`~nosplug.optim.executor.EagerChunk`) serve as inputs and outputs:
+the gradients are gathered with one multi-tensor copy, the update and the next momentum are
+written into buffers the function receives (inductor stores into them directly), and the
+momentum buffer is swapped in after the guard, so a step allocates nothing large.
+
+Everything that changes from step to step (step, decay values, lr, momentum) is a tensor
+argument, so schedulers never cause a recompilation. Compiled graphs are cached on disk by
+inductor (its FX graph cache, on by default, under ``TORCHINDUCTOR_CACHE_DIR`` or
+``/tmp/torchinductor_$USER``): a second process compiling the same genome for the same shapes
+skips code generation and the C++ compiler (see docs/performance.md for what that saves).
+"""
+
+from __future__ import annotations
+
+import types
+from collections.abc import Callable
+
+import torch
+from torch import Tensor
+
+from nosplug.optim.executor import EagerChunk, add_update, all_finite
+from nosplug.optim.program import Program
+from nosplug.primitives.base import ExecContext
+
+CompiledStep = Callable[..., Tensor]
+
+
+def compile_program(program: Program) -> CompiledStep:
+    """The compiled step of ``program``: writes the update into ``out`` and the next momentum
+    into ``next_out`` (None without momentum), advances EMA and node state in place, and
+    returns the update's sum (for the finiteness guard, computed in the same loops)."""
+
+    betas = program.correction_betas()
+
+    def step_fn(
+        state, w, g, step, decays, corrections, lr, momentum, segment_ids, num_segments, out, next_out
+    ):
+        ctx = ExecContext(numel=g.numel(), segment_ids=segment_ids, num_segments=num_segments)
+        delta, nxt = program.delta_and_momentum(
+            state,
+            w,
+            g,
+            step=step,
+            lr=lr,
+            momentum=momentum,
+            ctx=ctx,
+            decays=decays,
+            corrections=dict(zip(betas, corrections.unbind())),
+        )
+        out.copy_(delta)  # a constant (0-d) delta broadcasts
+        if nxt is not None:
+            next_out.copy_(nxt)
+        return out.sum()
+
+    # torch.compile caches compiled graphs per code object, so every optimizer of the process
+    # would share (and keep re-guarding) one cache; a code object of its own per program keeps
+    # each genome's graph separate and the recompilation limit out of reach.
+    own = types.FunctionType(
+        step_fn.__code__.replace(co_name=f"graph_step_{program.genome.canonical_hash()[:12]}"),
+        step_fn.__globals__,
+        closure=step_fn.__closure__,
+    )
+    return torch.compile(own, dynamic=None)
+
+
+def compiled_step(
+    fused: CompiledStep,
+    program: Program,
+    chunk: EagerChunk,
+    state: dict[str, Tensor],
+    ctx: ExecContext,
+    *,
+    step: int,
+    total_steps: int | None,
+    lr: float | Tensor,
+    momentum: float | Tensor,
+) -> tuple[bool, Tensor | None]:
+    """One step through the compiled function; same contract as
+    :func:`~nosplug.optim.executor.eager_step` (returns finite, next momentum buffer)."""
+    f64 = torch.float64
+    g, w = chunk.gather(program.needs_weight)
+    decays = program.decay_column(step, total_steps) if program.decays else torch.empty(0, dtype=f64)
+    out = chunk.own("delta")
+    next_out = chunk.own("spare") if program.momentum != "none" else None
+    total = fused(
+        state,
+        w,  # None unless the genome reads weights (an alias of g would cost a recompilation)
+        g,
+        torch.tensor(step, dtype=f64),
+        decays,
+        torch.tensor([1.0 - b ** (step + 1) for b in program.correction_betas()], dtype=f64),
+        torch.as_tensor(lr, dtype=f64),
+        torch.as_tensor(momentum, dtype=f64),
+        ctx.segment_ids,
+        ctx.num_segments,
+        out,
+        next_out,
+    )
+    if not all_finite(out, total):
+        return False, None
+    add_update(chunk, out)
+    return True, next_out
