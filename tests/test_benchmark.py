@@ -13,6 +13,7 @@ import time
 from pathlib import Path
 from typing import ClassVar
 
+import numpy as np
 import pytest
 import torch
 from study_helpers import nosplug as nosplug_cli
@@ -118,7 +119,9 @@ def test_time_to_target_is_read_off_the_stored_curves(planted) -> None:
     study = runner.load("planted", url)
     evals = [t.user_attrs for t in study.trials if t.user_attrs.get("phase") == "eval"]
     ref = [a["final_val"] for a in evals if a["contender"] == "torch:Adam"]
-    assert res.targets[task] == pytest.approx(statistics.median(ref))
+    # the level the reference reaches on ~3/4 of its seeds: the upper quartile of an MSE
+    assert res.targets[task] == pytest.approx(float(np.quantile(ref, 0.75)))
+    assert sum(v <= res.targets[task] for v in ref) >= 0.75 * len(ref)
     for c in res.contenders:
         steps = []
         for a in sorted((a for a in evals if a["contender"] == c), key=lambda a: a["seed_index"]):
@@ -217,3 +220,20 @@ def test_the_results_are_recomputed_from_the_storage_alone(planted) -> None:
     assert {c: v.sentence for c, v in again.verdicts.items()} == {
         c: v.sentence for c, v in res.verdicts.items()
     }
+
+
+def test_nosplug_report_renders_a_benchmark(planted, tmp_path: Path, capsys) -> None:
+    from nosplug.cli import main
+
+    url, res = planted
+    out = tmp_path / "rep"
+    assert main(["report", "planted", "--storage", url, "--out", str(out)]) == 0
+    names = {p.name for p in out.iterdir()}
+    assert {"report.md", "report.html", "profiles.png"} <= names
+    assert any(n.startswith("curves-") and n.endswith(".png") for n in names)
+    md = (out / "report.md").read_text()
+    for v in res.verdicts.values():  # the verdicts, word for word, with their intervals
+        assert v.sentence in md
+    assert res.budget_line() in md and "| torch:SGD |" in md
+    page = (out / "report.html").read_text()
+    assert page.count("data:image/png;base64,") == len([n for n in names if n.endswith(".png")])

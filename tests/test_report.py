@@ -33,8 +33,13 @@ def studies(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
     d = tmp_path_factory.mktemp("report-studies")
     url = f"journal:{d / 'j.log'}"
     tiny = write_config(d / "tiny.toml", name="tiny", init=4, particles=2, timesteps=2, mutations=2)
-    dec = write_config(
-        d / "dec.toml", name="dec", timesteps=1, mutations=1, extra_ga='initial_genomes = ["lr1", "adam"]'
+    dec = write_config(  # no gates: both initial genomes get a fitness, whatever their seed
+        d / "dec.toml",
+        name="dec",
+        timesteps=1,
+        mutations=1,
+        extra_ga='initial_genomes = ["lr1", "adam"]',
+        extra_eval="prescreen_gate = 0.0\nsweep_gate = 0.0\nfinal_floor = 0.0",
     )
     for cfg, name in ((tiny, "tiny"), (dec, "dec")):
         runner.create_study(cfg, storage=url)

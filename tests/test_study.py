@@ -92,23 +92,33 @@ def test_study_cli_end_to_end(tmp_path: Path) -> None:
     assert runner.plan_state(el).progress["winners"]
 
 
-def test_identical_genomes_are_trained_once(tmp_path: Path) -> None:
+def test_a_genome_met_again_is_trained_on_fresh_seeds_and_pooled(tmp_path: Path) -> None:
+    """Re-encountering a genome adds evidence instead of replaying one draw (issue: frozen noise)."""
     cfg = write_config(
         tmp_path / "dup.toml",
         name="dup",
         timesteps=1,
         mutations=1,
         extra_ga='initial_genomes = ["adam", "adam"]',
+        extra_eval="seeds = 2\nprescreen_gate = 0.0\nsweep_gate = 0.0\nfinal_floor = 0.0",
     )
     url = journal(tmp_path)
     runner.create_study(cfg, storage=url)
     summary = runner.Worker("dup", url, threads=1).run()
     study = runner.load("dup", url)
     starts = {t.user_attrs["key"]: t for t in study.trials if t.user_attrs["key"].endswith("/start")}
-    assert starts["p001/start"].user_attrs["reused_from"] == starts["p000/start"].number
-    assert starts["p001/start"].user_attrs["fitness"] == starts["p000/start"].user_attrs["fitness"]
-    assert summary.reused >= 1
-    assert summary.evaluated == len(study.trials) - summary.reused
+    a, b = starts["p000/start"].user_attrs, starts["p001/start"].user_attrs
+    assert a["hash"] == b["hash"] and a["seed"] != b["seed"] and "reused_from" not in b
+    assert summary.reused == 0
+    # each evaluation trained 2 seeds; its stored curve is their mean curve and its fitness the
+    # best value of that curve, so a trial's value is what its curve implies
+    for t in (starts["p000/start"], starts["p001/start"]):
+        assert len(t.user_attrs["seed_fitness"]) == 2
+        assert t.value == t.user_attrs["fitness"] == max(t.intermediate_values.values())
+    # study best pools every seed the genome was trained on
+    adam = next(t for t in runner.best(study, 10) if t.user_attrs["hash"] == a["hash"])
+    assert adam.user_attrs["fitness_seeds"] == 4
+    assert adam.user_attrs["fitness"] == pytest.approx((a["fitness"] + b["fitness"]) / 2)
 
 
 def _file_digest(path: Path) -> str:

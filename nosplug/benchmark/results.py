@@ -3,14 +3,14 @@
 Everything here is a pure function of the stored trials, so ``nosplug benchmark`` (at the end of
 a run), ``nosplug report`` and a test that recomputes from the storage all print the same
 numbers. Time-to-target is read off the stored per-epoch curves: the first evaluation at which
-the validation value reaches the target (by default the tuned reference's median final
-validation value on the task), in training steps and in training seconds; ``inf`` when never.
+the validation value reaches the target (by default a level the tuned reference reaches on about
+three quarters of its seeds, see :func:`default_target`), in training steps and in training
+seconds; ``inf`` when never.
 """
 
 from __future__ import annotations
 
 import math
-import statistics
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -125,6 +125,24 @@ def collect(study) -> BenchmarkResult:
     return res
 
 
+#: Quantile of the tuned reference's final validation values that sets the default target.
+TARGET_QUANTILE = 0.25
+
+
+def default_target(reference_final_vals: list[float], direction: str) -> float:
+    """The default time-to-target target: a level the tuned reference reaches on most seeds.
+
+    The reference's lower quartile of final validation values (upper quartile for a metric to
+    minimise), so about three quarters of its own runs end at or beyond it. The median, the
+    obvious choice, leaves half of the reference's runs short by construction, and since a
+    profile takes the median time over seeds the reference itself would "never" reach its own
+    target (deviation documented in docs/benchmark.md)."""
+    if not reference_final_vals:
+        return math.nan
+    q = TARGET_QUANTILE if direction == "maximize" else 1 - TARGET_QUANTILE
+    return float(np.quantile(reference_final_vals, q))
+
+
 def _direction(res: BenchmarkResult, task: str) -> str:
     return next(t["direction"] for t in res.tasks if t["label"] == task)
 
@@ -139,9 +157,7 @@ def _summarise(res: BenchmarkResult, tuning: Mapping[tuple[str, str], list[Any]]
         ref_vals = [r.final_val for r in res.runs if r.task == task and r.contender == res.reference]
         ref_vals = [v for v in ref_vals if v is not None]
         given = res.raw["benchmark"]["target"].get(task)
-        res.targets[task] = (
-            float(given) if given is not None else (statistics.median(ref_vals) if ref_vals else math.nan)
-        )
+        res.targets[task] = float(given) if given is not None else default_target(ref_vals, direction)
     complete = True
     scores: dict[str, dict[str, list[float]]] = {c: {} for c in res.contenders}
     times: dict[str, dict[str, list[float]]] = {c: {} for c in res.contenders}

@@ -102,7 +102,7 @@ def task_table(result, entry) -> Table:
     source = (
         "set by the config"
         if task in result.raw["benchmark"]["target"]
-        else ("the reference's median final validation value")
+        else "reached by the tuned reference on about 3 of 4 seeds"
     )
     table = Table(
         title=f"{task}: test {entry['metric']} ({better} is better), mean ± std over {result.seeds} seeds; "

@@ -61,7 +61,9 @@ def report(
     fmt: str,
 ) -> None:
     """Write a report of the search STUDY: fitness over timesteps, best genomes, learned LR
-    schedules, and a comparison with zoo baselines under the study's own evaluation.
+    schedules, and a comparison with zoo baselines under the study's own evaluation. For a
+    benchmark (nosplug benchmark, or a search's NAME.verdict): its tables with intervals, the
+    verdicts, performance profiles and learning curves per task.
 
     Reads the storage, and attaches the report's files to the study as Optuna artifacts
     (optuna-dashboard shows them). Baselines are trained at report time and cached in the report
@@ -80,6 +82,18 @@ def report(
     if any(not n for n in names):
         raise click.BadParameter(f"empty name in {baselines!r}", param_hint="--baselines")
     formats = ("md", "html") if fmt == "both" else (fmt,)
+    if _is_benchmark(study_name, storage):
+        from pathlib import Path
+
+        from nosplug.reporting.benchmark_report import build as build_benchmark_report
+
+        folder = Path(out or Path("reports") / study_name)
+        files = build_benchmark_report(study_name, storage, folder, formats)
+        console.print(f"report of benchmark [bold]{escape(study_name)}[/bold] in {escape(str(folder))}:")
+        for f in files:
+            console.print(f"  {escape(str(f))}")
+        console.print(escape(publish_report(study_name, files, storage, artifacts).line()), soft_wrap=True)
+        return
 
     progress = Progress(
         SpinnerColumn(),
@@ -129,6 +143,13 @@ def report(
     for f in rep.files:
         console.print(f"  {escape(str(f))}")
     console.print(escape(publish_report(rep.study, rep.files, storage, artifacts).line()), soft_wrap=True)
+
+
+def _is_benchmark(name: str, storage: str | None) -> bool:
+    from nosplug.study.runner import BENCHMARK, load
+    from nosplug.study.trials import KIND_ATTR
+
+    return load(name, storage).user_attrs.get(KIND_ATTR) == BENCHMARK
 
 
 def _comparison_table(rep: Any) -> Table:

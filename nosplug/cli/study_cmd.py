@@ -449,9 +449,10 @@ def best_table(trials, title: str = "best genomes", latex: bool = False):
         line = Table.grid(padding=(0, 2))
         for _ in range(5):
             line.add_column(no_wrap=True)
+        seeds = a.get("fitness_seeds", 1)
         line.add_row(
             f"{i:>2}",
-            f"fitness {a.get(T.FITNESS, float('nan')):.4f}",
+            f"fitness {a.get(T.FITNESS, float('nan')):.4f}" + (f" ({seeds} seeds)" if seeds > 1 else ""),
             "lr -" if lr is None else f"lr {lr:g}",
             escape(a.get(T.KEY, "")),
             genome.canonical_hash(),
@@ -553,6 +554,7 @@ def best_cmd(name: str, storage: str | None, count: int, latex: bool, as_json: b
                     "trial": t.number,
                     "key": a[T.KEY],
                     "fitness": a[T.FITNESS],
+                    "fitness_seeds": a.get("fitness_seeds", 1),
                     "chosen_lr": a.get("chosen_lr"),
                     "hash": genome.canonical_hash(),
                     "flipped_by_integrity_check": bool(a.get("flip")),

@@ -55,6 +55,8 @@ class EvalPreset:
     sweep_mode: str = "auto"
     #: "bf16" runs the model's forward and loss under bf16 autocast (never the optimizer state)
     precision: str = "fp32"
+    #: final runs per evaluation, on as many seeds; fitness: the best value of their mean curve
+    seeds: int = 1
 
     def __post_init__(self) -> None:
         for f in (
@@ -64,6 +66,7 @@ class EvalPreset:
             "final_steps",
             "final_epoch_steps",
             "schedule_steps",
+            "seeds",
         ):
             if int(getattr(self, f)) <= 0:
                 raise UserError(f"preset {self.name!r}: {f} must be positive, got {getattr(self, f)!r}")

@@ -67,6 +67,7 @@ class EvalResult:
     duration: float = 0.0
     metric: str = "accuracy"
     untrained_loss: float | None = None  # L0 of relative gates
+    seed_fitness: list[float | None] = field(default_factory=list)  # best value of each final run
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -158,6 +159,7 @@ class Run:
     why: str = "completed"
     diverged: bool = False
     best: float | None = None
+    seed_best: list[float | None] = field(default_factory=list)  # per seed, for pooled runs
 
 
 def train_loop(
@@ -227,6 +229,7 @@ def _run(
     final: bool,
     trial: optuna.Trial | None = None,
     progress: Progress | None = None,
+    report: bool = True,
 ) -> Run:
     """Train one model at ``lr``: a sweep run (``final=False``: training values only, stopped by
     the run gate) or the final run (validated every epoch, reported to ``trial``, stopped by the
@@ -251,7 +254,7 @@ def _run(
         val = task.evaluate(model, s.data.val)
         val_curve.append(val)
         val_steps.append(done)
-        if trial is not None:
+        if trial is not None and report:
             trial.report(val, done)
         if progress:
             progress("final_epoch", {"epoch": epoch, "train": value, "val": val})
@@ -456,12 +459,63 @@ def final_run(
     progress: Progress | None = None,
     *,
     setup: _Setup | None = None,
+    report: bool = True,
 ) -> Run:
-    """Train at ``lr`` for the preset's final steps; validation values go to ``trial``."""
+    """Train at ``lr`` for the preset's final steps; validation values go to ``trial`` (unless
+    ``report`` is off: several seeds report their mean curve once they are all done)."""
     s = setup or _setup(task, data, preset, seed)
-    run = _run(s, genome, lr, seed, final=True, trial=trial, progress=progress)
+    run = _run(s, genome, lr, seed, final=True, trial=trial, progress=progress, report=report)
     run.best = s.task.metric.best(run.val_curve)
     return run
+
+
+def final_seeds(seed: int, n: int) -> list[int]:
+    """The seeds of an evaluation's ``n`` final runs: its own seed first, then derived ones."""
+    return [seed] + [(seed * 1_000_003 + j) % 2**31 for j in range(1, n)]
+
+
+def final_runs(
+    genome: Genome,
+    lr: float,
+    task: Task,
+    data: TaskData,
+    preset: EvalPreset,
+    trial: optuna.Trial,
+    seed: int = 0,
+    progress: Progress | None = None,
+    *,
+    setup: _Setup | None = None,
+) -> Run:
+    """The preset's ``seeds`` final runs at ``lr``, pooled: the validation curve is their mean at
+    each step (what the trial stores; a run that stopped early counts as the metric's worst from
+    then on), ``best`` the best value of that mean curve (so a trial's value is always what its
+    stored curve implies), and ``seed_best`` each run's own best, for the record."""
+    s = setup or _setup(task, data, preset, seed)
+    seeds = final_seeds(seed, max(1, int(preset.seeds)))
+    if len(seeds) == 1:
+        run = final_run(genome, lr, task, data, preset, trial, seed, progress, setup=s)
+        run.seed_best = [run.best]
+        return run
+    runs = [
+        final_run(genome, lr, task, data, preset, trial, sd, progress, setup=s, report=False) for sd in seeds
+    ]
+    worst = s.task.metric.worst
+    longest = max(runs, key=lambda r: len(r.val_steps))
+    pooled = Run(steps=max(r.steps for r in runs), diverged=any(r.diverged for r in runs))
+    for i, step in enumerate(longest.val_steps):
+        vals = [r.val_curve[i] if len(r.val_curve) > i else worst for r in runs]
+        trains = [r.train_curve[i] for r in runs if len(r.train_curve) > i]
+        pooled.val_steps.append(step)
+        pooled.val_curve.append(sum(vals) / len(vals))
+        pooled.train_curve.append(sum(trains) / len(trains))
+        trial.report(pooled.val_curve[-1], step)
+    pooled.seed_best = [r.best for r in runs]
+    pooled.best = s.task.metric.best(pooled.val_curve)
+    stopped = sum(len(r.val_curve) < len(longest.val_curve) for r in runs)
+    pooled.why = f"the mean of {len(runs)} seeds" + (
+        f"; {stopped} stopped early (counted as {worst:g} from then on)" if stopped else ""
+    )
+    return pooled
 
 
 # ----------------------------------------------------------------------------------- entry point
@@ -566,12 +620,14 @@ def _evaluate(
         result.reason = "sweep: " + _missed(s, values[best_i], s.gates.sweep)
         return result
     lr = all_lrs[best_i]
-    run = final_run(genome, lr, task, data, preset, trial, seed, progress, setup=s)
+    run = final_runs(genome, lr, task, data, preset, trial, seed, progress, setup=s)
     result.stage, result.chosen_lr = "final", lr
+    result.seed_fitness = list(run.seed_best)
     result.val_curve, result.val_steps, result.train_curve = run.val_curve, run.val_steps, run.train_curve
     result.final_steps_run, result.fitness = run.steps, run.best
-    if run.best is None:
+    if run.best is None or not math.isfinite(run.best):
         result.status, result.reason = "nonfinite", "final run: diverged before its first validation"
+        result.fitness = None
     else:
         result.status, result.reason = "complete", run.why
     return result

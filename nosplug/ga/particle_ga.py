@@ -271,7 +271,9 @@ class ParticleGA:
         return self._genomes[key]
 
     def _planned(self, key: str, genome: Genome, stage: str, attrs: dict) -> Planned:
-        seed = derived_seed(self.config.seed, stage, genome.canonical_hash())
+        # the key is part of the seed: a genome met again (another particle, a later timestep)
+        # is trained on fresh seeds and adds evidence, instead of replaying the same draw
+        seed = derived_seed(self.config.seed, stage, genome.canonical_hash(), key)
         return Planned(key, genome, stage, seed, {k: v for k, v in attrs.items() if v is not None})
 
     # ------------------------------------------------------------------------------ results

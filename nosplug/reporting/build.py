@@ -196,9 +196,9 @@ def build_report(
     with _threads(ctx.workers.get("threads", 0)):
         for i, (label, search, genome, known) in enumerate(todo):
             h = genome.canonical_hash()
-            eval_seed = derived_seed(seed, EVOLUTION, h)
+            eval_seed = derived_seed(seed, EVOLUTION, h, "report")
             key = compare.cache_key(fp, h, eval_seed)
-            result = known or compare.stored_result(rows, EVOLUTION, h, eval_seed) or cache.get(key)
+            result = known or compare.stored_result(rows, EVOLUTION, h) or cache.get(key)
             if result is None:
                 emit({"event": "baseline_start", "label": label, "index": i, "total": len(todo)})
                 result = compare.evaluate(genome, ctx.task, ctx.data(), preset, eval_seed)

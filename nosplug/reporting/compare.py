@@ -1,12 +1,13 @@
 """Fitness of reference genomes under a study's own evaluation, with a cache in the report folder.
 
-A baseline is evaluated exactly as the study would evaluate it: the study's evolution-stage
-preset, the study's data, and the seed the planner derives from the study seed, the stage and
-the genome's canonical hash. So when the study itself evaluated that genome (Adam as an initial
-genome, say) its stored result is used, and otherwise a report-time evaluation gives the number
-a trial would have given. The storage is only read: results computed here go to a JSON cache
-next to the report, keyed by the evaluation's fingerprint (preset and data settings), the genome
-hash and the seed, so re-running a report is fast and a changed preset never hits stale entries.
+A baseline is evaluated as the study evaluates a genome: the study's evolution-stage preset and
+data, on a seed derived from the study seed, the stage and the genome's canonical hash. When the
+study itself evaluated that genome (Adam as an initial genome, say) its stored result is used.
+These are single evaluations on the validation split that also chose the learning rate: a view of
+the search, not a verdict (the study's verdict benchmark is the fair comparison). The storage is
+only read: results computed here go to a JSON cache next to the report, keyed by the evaluation's
+fingerprint (preset and data settings), the genome hash and the seed, so re-running a report is
+fast and a changed preset never hits stale entries.
 """
 
 from __future__ import annotations
@@ -81,15 +82,13 @@ class ResultCache:
         tmp.replace(self.path)
 
 
-def stored_result(
-    rows: Iterable[Mapping[str, Any]], stage: str, genome_hash: str, seed: int
-) -> Result | None:
-    """The study's own finished evaluation of this genome, stage and seed at a swept rate, if any."""
+def stored_result(rows: Iterable[Mapping[str, Any]], stage: str, genome_hash: str) -> Result | None:
+    """The study's own first finished evaluation of this genome in ``stage`` at a swept rate, if
+    any (whatever its seed: it is the study's own evidence about the genome)."""
     for r in sorted(rows, key=lambda r: r["trial_number"]):
         if (
             r.get("stage") == stage
             and r.get("canonical_hash") == genome_hash
-            and r.get("seed") == seed
             and r.get("fixed_lr") is None
             and not r.get("abandoned")
             and r.get("status") is not None

@@ -10,7 +10,8 @@ the config, so any worker that knows the storage URL and the study name can join
    thread stamps the trial, and tell the result.
 
 Planners are deterministic in the seed and the stored results, and evaluation seeds derive from
-the genome, so an interrupted and resumed study ends with the same trials as an uninterrupted one.
+the genome and its key, so an interrupted and resumed study ends with the same trials as an
+uninterrupted one.
 """
 
 from __future__ import annotations
@@ -304,9 +305,9 @@ def plan_state(study: optuna.Study) -> PlanResult:
 #: How ``study best``, ``nosplug report`` and every other ranking of a search's genomes rank:
 #: the words their headers print.
 RANKING_RULE = (
-    "ranked by fitness (best validation accuracy of the final run, the seeds of one evaluation) "
-    "within one stage: the evolution stage once it has results, else the initial population "
-    "(the stages train on different budgets, so their fitness values are not mixed)"
+    "ranked by fitness (the best validation value of the final run, averaged over every seed the "
+    "genome was trained on) within one stage: the evolution stage once it has results, else the "
+    "initial population (the stages train on different budgets, so their values are not mixed)"
 )
 
 
@@ -339,16 +340,29 @@ def best(study: optuna.Study, n: int = 10, stage: str | None = None) -> list[Fro
     if stage is not None:
         done = [t for t in done if t.user_attrs.get(T.STAGE) == stage]
     sign = -1.0 if study.direction == optuna.study.StudyDirection.MAXIMIZE else 1.0
-    seen: set[str] = set()
-    out: list[FrozenTrial] = []
-    for t in sorted(done, key=lambda t: (sign * t.user_attrs[T.FITNESS], t.number)):
-        h = t.user_attrs.get(T.HASH)
-        if h in seen:
-            continue
-        seen.add(h)
-        out.append(t)
-        if len(out) == n:
-            break
+    groups: dict[str, list[FrozenTrial]] = {}
+    for t in done:
+        if t.user_attrs.get(T.REUSED_FROM) is None:  # a reused copy is not new evidence
+            groups.setdefault(f"{t.user_attrs.get(T.HASH)}|{bool(t.user_attrs.get('flip'))}", []).append(t)
+    pooled = [_pooled(ts, sign) for ts in groups.values()]
+    pooled.sort(key=lambda t: (sign * t.user_attrs[T.FITNESS], t.number))
+    return pooled[:n]
+
+
+def _pooled(trials: list[FrozenTrial], sign: float) -> FrozenTrial:
+    """One genome's evaluations as one ranked entry: its best trial (for the rate it chose), with
+    ``fitness`` the mean of its evaluations' fitness weighted by their seeds (a genome met again
+    was trained on fresh seeds), ``fitness_seeds`` the seeds in all and ``trial_fitness`` the
+    best trial's own value."""
+    import copy
+
+    rep = min(trials, key=lambda t: (sign * t.user_attrs[T.FITNESS], t.number))
+    weights = [len(t.user_attrs.get("seed_fitness") or [None]) for t in trials]
+    total = sum(w * float(t.user_attrs[T.FITNESS]) for w, t in zip(weights, trials))
+    out = copy.deepcopy(rep)
+    out.set_user_attr("trial_fitness", rep.user_attrs[T.FITNESS])
+    out.set_user_attr(T.FITNESS, total / sum(weights))
+    out.set_user_attr("fitness_seeds", sum(weights))
     return out
 
 

@@ -58,6 +58,7 @@ RESULT_ATTRS = (
     "flip",
     "duration",
     "train_curve",
+    "seed_fitness",
 )
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 
