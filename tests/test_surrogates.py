@@ -74,4 +74,46 @@ def test_builtin_surrogates_are_registered() -> None:
     from nosplug.primitives.registry import registry
 
     names = set(registry().names("surrogates"))
-    assert {"convnet", "mlp", "sphere"} <= names
+    assert {"convnet", "mlp", "sphere", "efficientnet_v2_s", "resnet9"} <= names
+
+
+def test_efficientnet_v2_s_at_full_size_is_torchvisions() -> None:
+    """width = depth = 1 builds torchvision's efficientnet_v2_s layer for layer (same count)."""
+    from torchvision.models import efficientnet_v2_s
+
+    ours = build_surrogate("efficientnet_v2_s", (3, 32, 32), 10)
+    theirs = efficientnet_v2_s(num_classes=10)
+    assert parameter_count(ours, include_buffers=False) == parameter_count(theirs, include_buffers=False)
+    assert parameter_count(ours, include_buffers=False) == 20_190_298
+    assert [type(m).__name__ for m in ours.modules()] == [type(m).__name__ for m in theirs.modules()]
+
+
+def test_small_efficientnet_and_resnet9_train_on_grey_images() -> None:
+    """Tiny widths for tests; any channel count (the stem is rebuilt); a step lowers the loss."""
+    torch.manual_seed(0)
+    x, y = torch.rand(8, 1, 16, 16), torch.randint(0, 5, (8,))
+    for name, opts in (("efficientnet_v2_s", {"width": 0.25, "depth": 0.2}), ("resnet9", {"width": 4})):
+        model = build_surrogate(name, (1, 16, 16), 5, **opts)
+        assert model(x).shape == (8, 5)
+        opt = torch.optim.Adam(model.parameters(), lr=1e-2)
+        losses = []
+        for _ in range(5):
+            opt.zero_grad()
+            loss = nn.functional.cross_entropy(model(x), y)
+            loss.backward()
+            opt.step()
+            losses.append(loss.item())
+        assert losses[-1] < losses[0], (name, losses)
+
+
+def test_resnet9_has_the_papers_size() -> None:
+    """Page's ResNet-9 at width 64 with 10 classes: 6.57 M parameters."""
+    model = build_surrogate("resnet9", (3, 32, 32), 10)
+    assert parameter_count(model, include_buffers=False) == 6_573_130
+
+
+def test_big_model_options_are_checked() -> None:
+    with pytest.raises(UserError, match="width and depth must be positive"):
+        build_surrogate("efficientnet_v2_s", (3, 32, 32), 10, width=0)
+    with pytest.raises(UserError, match="resnet9: width must be positive"):
+        build_surrogate("resnet9", (3, 32, 32), 10, width=0)

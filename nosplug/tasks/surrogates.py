@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import inspect
 import itertools
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
@@ -158,3 +159,83 @@ def parameter_count(model: nn.Module, include_buffers: bool = True) -> int:
     if include_buffers:
         n += sum(b.numel() for b in model.buffers() if b.is_floating_point())
     return n
+
+
+# ----------------------------------------------------------------------------- the paper's big models
+#: EfficientNetV2-S's stages (torchvision's efficientnet_v2_s): (fused?, expand, kernel, stride,
+#: in, out, layers); ``width`` scales the channels and ``depth`` the layers, for tiny test models.
+_V2S = (
+    (True, 1, 3, 1, 24, 24, 2),
+    (True, 4, 3, 2, 24, 48, 4),
+    (True, 4, 3, 2, 48, 64, 4),
+    (False, 4, 3, 2, 64, 128, 6),
+    (False, 6, 3, 1, 128, 160, 9),
+    (False, 6, 3, 2, 160, 256, 15),
+)
+
+
+def efficientnet_v2_s(
+    input_shape: Sequence[int],
+    num_classes: int,
+    width: float = 1.0,
+    depth: float = 1.0,
+    dropout: float = 0.2,
+    stochastic_depth: float = 0.2,
+) -> nn.Module:
+    """EfficientNetV2-S (the paper's transfer model, 20.2 M parameters for 10 classes), trained
+    from scratch, built from torchvision's public blocks so ``width`` / ``depth`` can shrink it
+    for tests; ``width = depth = 1`` is torchvision's ``efficientnet_v2_s`` exactly. Any number of
+    input channels (the stem is rebuilt for grey images)."""
+    from torchvision.models.efficientnet import EfficientNet, FusedMBConvConfig, MBConvConfig
+
+    if width <= 0 or depth <= 0:
+        raise UserError("efficientnet_v2_s: width and depth must be positive")
+
+    def ch(c: int) -> int:
+        return max(8, round(c * width / 8) * 8) if width != 1.0 else c
+
+    def n(k: int) -> int:
+        return max(1, math.ceil(k * depth))
+
+    setting = [
+        (FusedMBConvConfig if fused else MBConvConfig)(e, k, s, ch(i), ch(o), n(layers))
+        for fused, e, k, s, i, o, layers in _V2S
+    ]
+    model = EfficientNet(setting, dropout, stochastic_depth, num_classes=num_classes, last_channel=ch(1280))
+    stem = model.features[0][0]
+    if int(input_shape[0]) != stem.in_channels:
+        model.features[0][0] = nn.Conv2d(
+            int(input_shape[0]), stem.out_channels, stem.kernel_size, stem.stride, stem.padding, bias=False
+        )
+    return model
+
+
+class ResNet9(nn.Module):
+    """The ResNet-9 of the paper's TinyImageNet runs (Page's DAWNBench net, 6.57 M parameters at
+    width 64 and 10 classes): prep conv, three stages (two with a residual pair), max pooling,
+    a linear head. ``width`` scales every layer for tests."""
+
+    def __init__(self, input_shape: Sequence[int], num_classes: int, width: int = 64) -> None:
+        super().__init__()
+        if width < 1:
+            raise UserError(f"resnet9: width must be positive, got {width}")
+
+        def block(a: int, b: int, pool: bool = False) -> nn.Sequential:
+            layers = [nn.Conv2d(a, b, 3, padding=1, bias=False), nn.BatchNorm2d(b), nn.ReLU(inplace=True)]
+            return nn.Sequential(*layers, *([nn.MaxPool2d(2)] if pool else []))
+
+        c = int(input_shape[0])
+        self.prep = block(c, width)
+        self.layer1 = block(width, 2 * width, pool=True)
+        self.res1 = nn.Sequential(block(2 * width, 2 * width), block(2 * width, 2 * width))
+        self.layer2 = block(2 * width, 4 * width, pool=True)
+        self.layer3 = block(4 * width, 8 * width, pool=True)
+        self.res3 = nn.Sequential(block(8 * width, 8 * width), block(8 * width, 8 * width))
+        self.head = nn.Linear(8 * width, num_classes)
+
+    def forward(self, x: Tensor) -> Tensor:
+        x = self.layer1(self.prep(x))
+        x = x + self.res1(x)
+        x = self.layer3(self.layer2(x))
+        x = x + self.res3(x)
+        return self.head(torch.amax(x, dim=(2, 3)))
