@@ -102,3 +102,77 @@ def test_batch_checks_duplicates_once() -> None:
     res = integrity_check_batch(gs)
     assert [r.passed for r in res] == [True, True, True]
     assert res[0] is res[1]
+
+
+# ----------------------------------------------------------------------------- the batched check
+def _random(n: int, seed: int) -> list[Genome]:
+    """Genomes as the search draws them, with sign flips and both Nesterov forms."""
+    import random
+
+    from nosplug.genome.random import random_genome
+    from nosplug.genome.space import SearchSpace
+
+    space, rng = SearchSpace.paper(), random.Random(seed)
+    out = []
+    for _ in range(n):
+        g = random_genome(space, rng)
+        g.flip = rng.random() < 0.3
+        if g.momentum == "nesterov":
+            g.nesterov = rng.choice(["standard", "reference"])
+        out.append(g)
+    return out
+
+
+def _same_finals(a: tuple[float, ...], b: tuple[float, ...]) -> bool:
+    return len(a) == len(b) and all(u == v or (u != u and v != v) for u, v in zip(a, b))
+
+
+def test_the_batched_check_decides_exactly_as_the_single_check() -> None:
+    """600 random genomes of the paper's space (decays, state-holding ops, dropout, clipping,
+    every momentum form): the same pass/flip/lr decisions, reasons and final values, bit for bit."""
+    genomes = _random(600, 11)
+    batch = integrity_check_batch(genomes)
+    for k, (g, b) in enumerate(zip(genomes, batch)):
+        s = integrity_check(g)
+        assert (s.passed, s.lr, s.flip, s.reason) == (b.passed, b.lr, b.flip, b.reason), (
+            f"#{k}: {g.formula()}"
+        )
+        assert _same_finals(s.finals, b.finals), f"#{k}: {g.formula()}"
+    assert 150 < sum(r.passed for r in batch) < 450  # the sample really has both outcomes
+    assert sum(r.flip for r in batch) > 10
+
+
+def test_a_genomes_result_does_not_depend_on_its_batch() -> None:
+    genomes = _random(120, 12)
+    whole = integrity_check_batch(genomes)
+    parts = integrity_check_batch(genomes[::-1], batch_size=7)[::-1]
+    for a, b in zip(whole, parts):
+        assert _same_finals(a.finals, b.finals) and a.passed == b.passed
+
+
+def test_the_batched_check_follows_the_configuration() -> None:
+    cfg = IntegrityConfig(
+        start=(2.0, -1.0, 0.5), shift=(0.0, 0.5, 1.0), iterations=20, warmup_steps=3,
+        learning_rates=(0.3, 0.03), threshold=1.0, try_flip=False,
+    )  # fmt: skip
+    genomes = _random(150, 13)
+    for g, b in zip(genomes, integrity_check_batch(genomes, cfg, seed=3)):
+        s = integrity_check(g, cfg, seed=3)
+        assert (s.passed, s.lr, s.flip, s.reason) == (b.passed, b.lr, b.flip, b.reason)
+        assert _same_finals(s.finals, b.finals)
+
+
+def test_genomes_the_stacked_pass_cannot_replay_are_checked_one_at_a_time(monkeypatch) -> None:
+    from nosplug.evaluation import integrity_batch
+
+    genomes = _random(40, 14)
+    expected = [integrity_check(g) for g in genomes]
+    monkeypatch.setattr(integrity_batch, "stackable", lambda program: False)
+    assert [r.to_dict() for r in integrity_check_batch(genomes)] == [r.to_dict() for r in expected]
+
+    def broken(*args, **kwargs):
+        raise RuntimeError("a plugin op failed")
+
+    monkeypatch.setattr(integrity_batch, "stackable", lambda program: True)
+    monkeypatch.setattr(integrity_batch, "sphere_finals", broken)
+    assert [r.to_dict() for r in integrity_check_batch(genomes)] == [r.to_dict() for r in expected]

@@ -14,13 +14,14 @@ per problem) and each with its own signed learning rate.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 
 import torch
 
-from nosplug.genome.model import Genome
-from nosplug.optim.program import compile_genome
+from nosplug.genome.model import DecayGraph, Genome
+from nosplug.optim.program import Program, compile_genome
 from nosplug.optim.schedules import cycled_momentum, warmup_hold_cosine_factor
 from nosplug.primitives.base import ExecContext
 from nosplug.primitives.registry import Registry
@@ -80,6 +81,22 @@ class IntegrityResult:
         return d
 
 
+@contextmanager
+def one_thread() -> Iterator[None]:
+    """Run torch single-threaded inside: the checks' ops are tiny (60 to a few thousand elements),
+    so worker threads bring nothing but the wake-up and barrier cost of each parallel region,
+    which on a busy machine (another process on the other core) made the check 3x slower."""
+    n = torch.get_num_threads()
+    if n == 1:
+        yield
+        return
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(n)
+
+
 def integrity_check(
     genome: Genome,
     config: IntegrityConfig | None = None,
@@ -87,30 +104,22 @@ def integrity_check(
     seed: int = 0,
 ) -> IntegrityResult:
     """Run the shifted-sphere check (and the decay check) on one genome."""
+    with one_thread():
+        return _check_one(genome, config, reg, seed)
+
+
+def _check_one(
+    genome: Genome, config: IntegrityConfig | None, reg: Registry | None, seed: int
+) -> IntegrityResult:
     cfg = config or IntegrityConfig()
     reg = reg or default_registry()
-    try:
-        program = compile_genome(genome, reg)
-    except Exception as exc:  # an invalid genome fails the check, it does not crash the search
-        return IntegrityResult(False, None, False, f"invalid genome: {exc}")
-    if program.decays:
-        from nosplug.genome.decay import decay_check
-
-        for i, d in enumerate(program.decays):
-            if not decay_check(d, reg, T=cfg.decay_check_steps):
-                return IntegrityResult(False, None, False, f"decay function #{i} leaves [0, 1]")
-    n = len(cfg.start)
-    signs = (1.0, -1.0) if cfg.try_flip else (1.0,)
-    runs = [(s, lr) for s in signs for lr in cfg.learning_rates]
-    r = len(runs)
-    dtype = torch.float64
-    x = torch.tensor(cfg.start, dtype=dtype).repeat(r)
-    b = torch.tensor(cfg.shift, dtype=dtype).repeat(r)
-    # the genome's own flip is applied by the program; runs with sign -1 flip it once more
-    signed_lr = torch.tensor([s * lr for s, lr in runs], dtype=dtype).repeat_interleave(n)
-    seg = torch.arange(r).repeat_interleave(n)
+    program = _prepare(genome, cfg, reg)
+    if isinstance(program, IntegrityResult):
+        return program
+    lay = Layout.of(cfg)
     gen = torch.Generator().manual_seed(seed)
-    ctx = ExecContext(numel=r * n, segment_ids=seg, num_segments=r, generator=gen)
+    ctx = ExecContext(numel=lay.e, segment_ids=lay.seg, num_segments=lay.r + 1, generator=gen)
+    x, b = lay.x0.clone(), lay.b
     state = program.init_state(x)
     T, W = cfg.iterations, cfg.warmup_steps
     try:
@@ -120,13 +129,96 @@ def integrity_check(
                 factor = warmup_hold_cosine_factor(t, T, W, 0)
                 mu = cycled_momentum(t, T, W, 0)
                 delta = program.delta(
-                    state, x, g, step=t, total_steps=T, lr=signed_lr * factor, momentum=mu, ctx=ctx
+                    state, x, g, step=t, total_steps=T, lr=lay.signed_lr * factor, momentum=mu, ctx=ctx
                 )
                 x = x + delta
-            finals = ((x - b) ** 2).view(r, n).sum(dim=1)
+            finals = lay.finals(x)
     except Exception as exc:
         return IntegrityResult(False, None, False, f"error while running: {type(exc).__name__}: {exc}")
-    values = tuple(float(v) for v in finals)
+    return _decide(tuple(float(v) for v in finals), lay.runs, cfg)
+
+
+#: Elements are padded to a multiple of this: ATen's element-wise kernels run vectorised blocks
+#: (up to 2 x 8 doubles) and a scalar tail, whose math functions (exp, erf, pow, ...) can round
+#: the last bit differently. With no tail, every element takes the vectorised path wherever it
+#: sits, so a genome's values do not depend on which genomes share a stacked pass.
+BLOCK = 16
+
+
+@dataclass(frozen=True)
+class Layout:
+    """The sphere runs laid end to end: ``r`` runs of ``n`` variables, then zero padding up to
+    ``e`` elements (a segment of its own, so per-tensor ops never mix it with a run)."""
+
+    runs: list[tuple[float, float]]
+    n: int
+    r: int
+    e: int
+    x0: torch.Tensor
+    b: torch.Tensor
+    signed_lr: torch.Tensor
+    seg: torch.Tensor  # run of each element; the padding is run ``r``
+
+    @classmethod
+    def of(cls, cfg: IntegrityConfig) -> Layout:
+        runs = _runs(cfg)
+        n, r = len(cfg.start), len(runs)
+        e = -(-(n * r) // BLOCK) * BLOCK
+        pad = torch.zeros(e - n * r, dtype=torch.float64)
+
+        def full(v: torch.Tensor) -> torch.Tensor:
+            return torch.cat([v, pad])
+
+        # the genome's own flip is applied by the program; runs with sign -1 flip it once more
+        lrs = torch.tensor([s * lr for s, lr in runs], dtype=torch.float64).repeat_interleave(n)
+        seg = torch.cat([torch.arange(r).repeat_interleave(n), torch.full((e - n * r,), r)])
+        start = torch.tensor(cfg.start, dtype=torch.float64).repeat(r)
+        shift = torch.tensor(cfg.shift, dtype=torch.float64).repeat(r)
+        return cls(runs, n, r, e, full(start), full(shift), full(lrs), seg)
+
+    def finals(self, x: torch.Tensor) -> torch.Tensor:
+        """The sphere value of every run (``x`` is ``[..., e]``): ``[..., r]``, summed in a fixed
+        order (a reduction kernel may order the sum by the tensor's shape)."""
+        sq = ((x - self.b) ** 2)[..., : self.n * self.r].unflatten(-1, (self.r, self.n))
+        total = sq[..., 0]
+        for i in range(1, self.n):
+            total = total + sq[..., i]
+        return total
+
+
+def _runs(cfg: IntegrityConfig) -> list[tuple[float, float]]:
+    """(sign, learning rate) of every sphere run, in the order the rates are tried."""
+    signs = (1.0, -1.0) if cfg.try_flip else (1.0,)
+    return [(s, lr) for s in signs for lr in cfg.learning_rates]
+
+
+def _prepare(
+    genome: Genome,
+    cfg: IntegrityConfig,
+    reg: Registry,
+    check: Callable[[DecayGraph, int], bool] | None = None,
+) -> Program | IntegrityResult:
+    """The compiled genome, or the failed result if it is invalid or a decay leaves [0, 1]
+    (``check(decay, steps)``: the decay check, by default :func:`nosplug.genome.decay.decay_check`)."""
+    try:
+        program = compile_genome(genome, reg)
+    except Exception as exc:  # an invalid genome fails the check, it does not crash the search
+        return IntegrityResult(False, None, False, f"invalid genome: {exc}")
+    if program.decays:
+        if check is None:
+            from nosplug.genome.decay import decay_check
+
+            check = lambda d, steps: decay_check(d, reg, T=steps)  # noqa: E731
+        for i, d in enumerate(program.decays):
+            if not check(d, cfg.decay_check_steps):
+                return IntegrityResult(False, None, False, f"decay function #{i} leaves [0, 1]")
+    return program
+
+
+def _decide(
+    values: tuple[float, ...], runs: list[tuple[float, float]], cfg: IntegrityConfig
+) -> IntegrityResult:
+    """Pass at the first (sign, rate) whose final value is below the threshold."""
     for (sign, lr), v in zip(runs, values):
         if math.isfinite(v) and v < cfg.threshold:
             return IntegrityResult(True, lr, sign < 0, "passed", values)
@@ -138,29 +230,71 @@ def integrity_check(
     return IntegrityResult(False, None, False, reason, values)
 
 
+#: Genomes per stacked pass: large enough to amortise the per-op cost over many genomes.
+BATCH = 1024
+
+
 def integrity_check_batch(
     genomes: Iterable[Genome],
     config: IntegrityConfig | None = None,
     reg: Registry | None = None,
     seed: int = 0,
+    batch_size: int = BATCH,
 ) -> list[IntegrityResult]:
-    """Check many genomes; genomes with the same canonical hash are checked once."""
+    """Check many genomes at once: the same results as :func:`integrity_check` on each.
+
+    Genomes with the same canonical hash are checked once (the same result object is returned
+    for each). The sphere runs of all remaining genomes go through
+    :func:`~nosplug.evaluation.integrity_batch.sphere_finals` in stacked passes of
+    ``batch_size`` genomes; a genome it cannot reproduce (a plugin's stochastic op), or a pass
+    that raises, is checked one at a time.
+    """
+    with one_thread():
+        return _check_batch(list(genomes), config, reg, seed, batch_size)
+
+
+def _check_batch(
+    genomes: list[Genome], config: IntegrityConfig | None, reg: Registry | None, seed: int, batch_size: int
+) -> list[IntegrityResult]:
+    from nosplug.evaluation.integrity_batch import DecayValues, sphere_finals, stackable
+
+    cfg = config or IntegrityConfig()
     reg = reg or default_registry()
-    cache: dict[str, IntegrityResult] = {}
-    out = []
+    runs = _runs(cfg)
+    decays = DecayValues(reg)
+    keys: list[str | None] = []
     for g in genomes:
         try:
-            key = g.canonical_hash(reg)
+            keys.append(g.canonical_hash(reg))
         except Exception:
-            key = None
-        if key is not None and key in cache:
-            out.append(cache[key])
+            keys.append(None)
+    done: dict[int, IntegrityResult] = {}
+    first: dict[str, int] = {}
+    pending: list[tuple[int, Program]] = []
+    for i, (g, key) in enumerate(zip(genomes, keys)):
+        if key is not None and key in first:
             continue
-        res = integrity_check(g, config, reg, seed)
         if key is not None:
-            cache[key] = res
-        out.append(res)
-    return out
+            first[key] = i
+        prepared = _prepare(g, cfg, reg, decays.check)
+        if isinstance(prepared, IntegrityResult):
+            done[i] = prepared
+        elif stackable(prepared):
+            pending.append((i, prepared))
+        else:
+            done[i] = _check_one(g, cfg, reg, seed)
+    for start in range(0, len(pending), max(1, batch_size)):
+        part = pending[start : start + batch_size]
+        try:
+            tables = [decays.table(p, cfg.iterations) for _, p in part]
+            finals = sphere_finals([p for _, p in part], cfg, seed, tables).tolist()
+        except Exception:  # let the single check say which genome fails and how
+            for i, _ in part:
+                done[i] = _check_one(genomes[i], cfg, reg, seed)
+            continue
+        for (i, _), values in zip(part, finals):
+            done[i] = _decide(tuple(values), runs, cfg)
+    return [done[i] if key is None or first.get(key) == i else done[first[key]] for i, key in enumerate(keys)]
 
 
 def apply_flip(genome: Genome, result: IntegrityResult) -> Genome:

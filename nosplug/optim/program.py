@@ -131,16 +131,21 @@ class Program:
             raise ValueError(
                 "this genome has decay functions, which depend on the run length: pass total_steps"
             )
+        return self.decay_table(total_steps)[:, min(step, total_steps - 1)]
+
+    def decay_table(self, total_steps: int) -> Tensor:
+        """d(t) of every decayed edge (rows) at every step t = 0 .. total_steps-1 (columns)."""
         table = self._decay_tables.get(total_steps)
         if table is None:
             from nosplug.genome.decay import evaluate_decay
 
             t = torch.arange(total_steps, dtype=torch.float64)
-            table = torch.stack([evaluate_decay(d, t, total_steps, self._registry) for d in self.decays])
+            rows = [evaluate_decay(d, t, total_steps, self._registry) for d in self.decays]
+            table = torch.stack(rows) if rows else torch.empty(0, total_steps, dtype=torch.float64)
             if len(self._decay_tables) > 8:
                 self._decay_tables.clear()
             self._decay_tables[total_steps] = table
-        return table[:, min(step, total_steps - 1)]
+        return table
 
     # -- execution ------------------------------------------------------------------------
     def update_value(
