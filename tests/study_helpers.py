@@ -48,7 +48,7 @@ poll_seconds = 0.2
 [elimination]
 top = 3
 repeats = 2
-stages = [ {{ name = "b6", keep = 1, preset = "smoke", surrogate_options = {{ base = 6 }} }} ]
+stages = [ {{ name = "b6", keep = 1, lr = "search", preset = "smoke", surrogate_options = {{ base = 6 }} }} ]
 [validate]
 top = {validate_top}
 tuning_trials = 2

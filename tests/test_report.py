@@ -303,6 +303,8 @@ def test_bad_input_is_one_line_and_writes_nothing(studies, tmp_path: Path, capsy
         "does not exist",
     )
     assert not out.exists()
-    runner.create_elimination("tiny", studies["url"], elimination_name="tiny.el")
+    from nosplug.study.elimination import create_elimination
+
+    create_elimination("tiny", studies["url"], elimination_name="tiny.el")
     _fails(["report", "tiny.el", "--storage", studies["url"], *base], capsys, "elimination study")
     assert not out.exists()

@@ -617,9 +617,17 @@ def export(name: str, out: str | None, storage: str | None) -> None:
 @click.option(
     "--steps", type=click.IntRange(1), help="Training steps per run (default: the evolution preset's)."
 )
+@click.option(
+    "--lr",
+    "lr_mode",
+    type=click.Choice(["sweep", "search"]),
+    help="Every stage's learning rate: its own test (sweep) or the search's (default: each stage's "
+    "lr, else sweep).",
+)
 @click.option("--storage", help=STORAGE_HELP)
 @click.option("--artifacts", help=ARTIFACTS_HELP)
 @click.option("--workers", type=click.IntRange(1, 256), default=1, show_default=True)
+@click.option("--device", help="Device to train on: auto, cpu, cuda, cuda:N, mps (default: workers.device).")
 @click.option("--quiet", is_flag=True)
 def eliminate(
     name: str,
@@ -627,52 +635,81 @@ def eliminate(
     top: int | None,
     repeats: int | None,
     steps: int | None,
+    lr_mode: str | None,
     storage: str | None,
     artifacts: str | None,
     workers: int,
+    device: str | None,
     quiet: bool,
 ) -> None:
     """Elimination protocol (spec §10) on the best genomes of study NAME, as study NAME.elimination.
 
-    Each stage trains the survivors on a larger surrogate REPEATS times at the learning rate the
-    search chose and keeps the best by mean fitness. Re-running resumes the elimination study.
+    Each stage trains the survivors on its task (a larger surrogate, or a task of its own) REPEATS
+    times and keeps the best by mean fitness; its learning rate comes from its own learning-rate
+    test unless the stage says lr = "search". Re-running resumes the elimination study.
     """
-    from nosplug.study.runner import (
-        context,
-        create_elimination,
-        evolution_stage,
-        load,
-        parse_stages,
-        study_names,
-    )
+    from nosplug.study.elimination import create_elimination, evolution_stage, parse_stages
+    from nosplug.study.runner import context, load, study_names
     from nosplug.study.storage import open_storage, storage_url
 
     url = storage_url(storage)
     el_name = f"{name}.elimination"
     if el_name not in study_names(open_storage(url, create=False)):
-        parsed = parse_stages(stages, evolution_stage(context(load(name, url))), steps) if stages else None
+        parsed = parse_stages(stages, evolution_stage(name, url), steps) if stages else None
+        if lr_mode:
+            parsed = [
+                {**s, "lr": lr_mode}
+                for s in (parsed or context(load(name, url)).raw["elimination"]["stages"])
+            ]
         create_elimination(name, url, stages=parsed, top=top, repeats=repeats)
         if not quiet:
             console.print(f"created elimination study [bold]{escape(el_name)}[/bold]")
-    elif stages or top or repeats or steps:
+    elif stages or top or repeats or steps or lr_mode:
         raise click.UsageError(
             f"{el_name} already exists; its settings cannot change (run without options to resume)"
         )
-    ctx = click.get_current_context()
-    ctx.invoke(
-        run,
-        name=el_name,
-        storage=url,
-        artifacts=artifacts,
-        workers=workers,
-        max_trials=None,
-        threads=None,
-        quiet=quiet,
-        jsonl=False,
-    )
+    _run_to_end(el_name, url, artifacts, workers, device, quiet)
     if not quiet:
         from nosplug.study.runner import plan_state
 
         progress = plan_state(load(el_name, url)).progress
         for st in progress.get("stages", []):
             console.print(f"{escape(st['stage'])}: survivors {', '.join(map(escape, st['survivors']))}")
+
+
+@study.command("next-round")
+@click.argument("name")
+@click.option("--storage", help=STORAGE_HELP)
+@click.option("--artifacts", help=ARTIFACTS_HELP)
+@click.option("--workers", type=click.IntRange(1, 256), default=1, show_default=True)
+@click.option("--device", help="Device to train on: auto, cpu, cuda, cuda:N, mps (default: workers.device).")
+@click.option("--quiet", is_flag=True)
+def next_round(
+    name: str, storage: str | None, artifacts: str | None, workers: int, device: str | None, quiet: bool
+) -> None:
+    """Second GA round (spec §10 step 7) of search NAME, as study NAME.round2.
+
+    Its particles are the best next_round.top winners of NAME.elimination; every child is trained
+    on next_round.seeds seeds. Then run `nosplug study eliminate NAME.round2` for its final
+    stage. Re-running resumes the round.
+    """
+    from nosplug.study.elimination import create_round2, round2_name
+    from nosplug.study.runner import study_names
+    from nosplug.study.storage import open_storage, storage_url
+
+    url = storage_url(storage)
+    r2 = round2_name(name)
+    if r2 not in study_names(open_storage(url, create=False)):
+        create_round2(name, url)
+        if not quiet:
+            console.print(f"created second round [bold]{escape(r2)}[/bold]")
+    _run_to_end(r2, url, artifacts, workers, device, quiet)
+    if not quiet:
+        console.print(f"next: [bold]nosplug study eliminate {escape(r2)}[/bold]")
+
+
+def _run_to_end(name: str, url: str, artifacts, workers: int, device: str | None, quiet: bool) -> None:
+    """``study run NAME`` with these options (the other options at their defaults)."""
+    click.get_current_context().invoke(
+        run, name=name, storage=url, artifacts=artifacts, workers=workers, device=device, quiet=quiet
+    )

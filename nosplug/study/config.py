@@ -72,6 +72,15 @@ _SCHEMA: dict[str, dict[str, tuple[tuple[type, ...], Any]]] = {
         "repeats": ((int,), 3),
         "stages": ((list,), []),
     },
+    # spec §10 step 7: a second GA round whose particles are the elimination's winners
+    "next_round": {
+        "top": ((int,), 0),  # winners that seed it (0: no second round)
+        "seeds": ((int,), 3),  # runs per child; fitness: the best value of their mean curve
+        "timesteps": ((int,), 0),  # 0: the search's
+        "mutations": ((int,), 0),  # 0: the search's
+        "elimination_top": ((int,), 24),  # the round's best genomes taken into its elimination
+        "stages": ((list,), []),  # its elimination stages (default: the last of elimination.stages)
+    },
     # the verdict that ends every search: its best genomes benchmarked against tuned baselines
     "validate": {
         "top": ((int,), 3),
@@ -222,9 +231,10 @@ def normalise(data: Mapping[str, Any], source: str = "<dict>") -> dict[str, Any]
     out["ga"]["initial_genomes"] = [
         _resolve_genome(g, f"ga.initial_genomes[{i}]") for i, g in enumerate(out["ga"]["initial_genomes"])
     ]
-    out["elimination"]["stages"] = [
-        _elimination_stage(s, f"elimination.stages[{i}]") for i, s in enumerate(out["elimination"]["stages"])
-    ]
+    for section in ("elimination", "next_round"):
+        out[section]["stages"] = [
+            _elimination_stage(s, f"{section}.stages[{i}]") for i, s in enumerate(out[section]["stages"])
+        ]
     return out
 
 
@@ -258,6 +268,11 @@ def _check_ranges(c: dict[str, Any]) -> None:
     for key in ("top", "repeats"):
         if c["elimination"][key] < 1:
             raise ConfigError(f"elimination.{key}: must be at least 1")
+    n = c["next_round"]
+    if n["top"] < 0 or n["seeds"] < 1 or n["elimination_top"] < 1:
+        raise ConfigError("next_round: top >= 0 (0: no second round), seeds >= 1, elimination_top >= 1")
+    if n["timesteps"] < 0 or n["mutations"] < 0:
+        raise ConfigError("next_round: timesteps and mutations are >= 0 (0: the search's)")
     v = c["validate"]
     if v["top"] < 0 or v["tuning_trials"] < 1 or v["seeds"] < 1:
         raise ConfigError("validate: top >= 0 (0: no verdict), tuning_trials >= 1, seeds >= 1")
@@ -274,7 +289,15 @@ def _resolve_genome(ref: Any, where: str) -> dict[str, Any]:
     return _wrap(lambda: zoo.load(ref), where).to_dict()
 
 
+#: Keys of an elimination stage that are not evaluation settings: its name, how many survive it,
+#: the task it trains (default: the study's; ``task_options`` are then that task's options) and
+#: where its learning rate comes from (``sweep``: the stage's own test; ``search``: the search's).
+STAGE_KEYS = ("name", "keep", "task", "lr")
+
+
 def _elimination_stage(s: Any, where: str) -> dict[str, Any]:
+    from nosplug.ga.elimination import LR_MODES
+
     if not isinstance(s, Mapping):
         raise ConfigError(f"{where}: expected a table with name, keep and evaluation settings")
     s = dict(s)
@@ -283,8 +306,46 @@ def _elimination_stage(s: Any, where: str) -> dict[str, Any]:
         raise ConfigError(f"{where}.name: required (a stage name such as 'base64')")
     if isinstance(keep, bool) or not isinstance(keep, int) or keep < 1:
         raise ConfigError(f"{where}.keep: required, a positive integer")
-    stage_preset({k: v for k, v in s.items() if k not in ("name", "keep")}, where)
+    if s.get("lr", LR_MODES[1]) not in LR_MODES:
+        raise ConfigError(f"{where}.lr: one of {', '.join(LR_MODES)}, got {s['lr']!r}")
+    task = s.get("task")
+    if task is not None and (not isinstance(task, str) or not task):
+        raise ConfigError(f"{where}.task: a task name or 'module:callable', got {task!r}")
+    elimination_stage_preset(s, where)
     return s
+
+
+def elimination_stage_preset(stage: Mapping[str, Any], where: str) -> EvalPreset:
+    """The evaluation settings of an elimination stage; a stage that names its own task passes
+    ``task_options`` to that task (see :func:`stage_task_ref`), not as per-stage overrides."""
+    from dataclasses import replace
+
+    preset = stage_preset({k: v for k, v in stage.items() if k not in STAGE_KEYS}, where)
+    return replace(preset, task_options={}) if stage.get("task") else preset
+
+
+def stage_task_ref(stage: Mapping[str, Any]) -> tuple[str, dict[str, Any]] | None:
+    """(task name, options) of an elimination stage that names its own task (e.g. the paper's
+    CIFAR-10 EfficientNetV2-S after a search on MNIST); None: the stage trains the study's task."""
+    task = stage.get("task")
+    return None if not task else (task, dict(stage.get("task_options") or {}))
+
+
+def stage_task(stage: Mapping[str, Any], direction: str, where: str) -> Task | None:
+    """The task an elimination stage names, checked to rank in the study's ``direction``; None
+    when the stage trains the study's task."""
+    from nosplug.tasks.resolve import resolve_task
+
+    ref = stage_task_ref(stage)
+    if ref is None:
+        return None
+    task = _wrap(lambda: resolve_task(*ref), f"{where}.task")
+    if direction and task.metric.direction != direction:
+        raise ConfigError(
+            f"{where}.task: {task.name!r} ranks by {task.metric.name} to {task.metric.direction}, the "
+            f"study's fitness is to {direction}; survivors of one cannot be ranked by the other"
+        )
+    return task
 
 
 def _wrap(fn, where: str):

@@ -22,7 +22,7 @@ import socket
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property, lru_cache
 from pathlib import Path
 from typing import Any
@@ -33,14 +33,22 @@ from optuna.trial import FrozenTrial, TrialState
 
 from nosplug.errors import EvaluationCrashError, UserError
 from nosplug.evaluation.presets import EvalPreset
-from nosplug.ga.elimination import Candidate, Elimination, Stage
+from nosplug.ga.elimination import SEARCH, Candidate, Elimination, Stage
 from nosplug.ga.particle_ga import EVOLUTION, ParticleGA
 from nosplug.ga.plan import COMPLETE, CRASHED, NONFINITE, PlanResult, Record
 from nosplug.genome.model import Genome
 from nosplug.study import artifacts as _artifacts
 from nosplug.study import optuna_adapter as oa
 from nosplug.study import trials as T
-from nosplug.study.config import ConfigError, StudyConfig, stage_preset, study_task, task_options
+from nosplug.study.config import (
+    ConfigError,
+    StudyConfig,
+    elimination_stage_preset,
+    stage_task,
+    stage_task_ref,
+    study_task,
+    task_options,
+)
 from nosplug.study.locks import planning_lock
 from nosplug.study.storage import StorageError, open_storage, shown_url, storage_url
 from nosplug.tasks.base import Task, TaskData
@@ -110,15 +118,16 @@ def _check_models(cfg: StudyConfig) -> None:
     from nosplug.evaluation.training import for_stage
     from nosplug.tasks.classification import ClassificationTask
 
-    stages = dict(cfg.stages)
-    for i, st in enumerate(cfg.raw["elimination"]["stages"]):
-        stages[f"elimination.stages[{i}]"] = stage_preset(
-            {k: v for k, v in st.items() if k not in ("name", "keep")}, f"elimination.stages[{i}]"
-        )
-    for where, preset in stages.items():
-        where = where if where.startswith("elimination") else f"evaluation.{where}"
+    stages = {f"evaluation.{name}": (cfg.task, preset) for name, preset in cfg.stages.items()}
+    direction = cfg.raw["study"]["direction"]
+    for section in ("elimination", "next_round"):
+        for i, st in enumerate(cfg.raw[section]["stages"]):
+            where = f"{section}.stages[{i}]"
+            own = stage_task(st, direction, where)
+            stages[where] = (own or cfg.task, elimination_stage_preset(st, where))
+    for where, (base, preset) in stages.items():
         try:
-            task, _p = for_stage(cfg.task, preset)
+            task, _p = for_stage(base, preset)
             if isinstance(task, ClassificationTask):
                 task.build_model(0)
         except Exception as exc:
@@ -197,20 +206,39 @@ class StudyContext:
     presets: dict[str, EvalPreset]
     config: StudyConfig | None = None
 
+    #: elimination stages that train their own task: stage -> the stage's config table
+    stage_tables: dict[str, dict[str, Any]] = field(default_factory=dict)
+
     @cached_property
     def task(self) -> Task:
         return self.config.task if self.config is not None else study_task(self.raw)
+
+    @cached_property
+    def _stage_tasks(self) -> dict[str, Task]:
+        direction = self.raw["study"].get("direction") or ""
+        return {
+            stage: stage_task(table, direction, f"stage {stage!r}")  # type: ignore[misc]
+            for stage, table in self.stage_tables.items()
+        }
+
+    def bound(self, stage: str) -> tuple[Task, EvalPreset]:
+        """(the task as ``stage`` trains it, the stage's preset)."""
+        from nosplug.evaluation.training import for_stage
+
+        return for_stage(self._stage_tasks.get(stage) or self.task, self.presets[stage])
 
     @property
     def name(self) -> str:
         return self.study.study_name
 
-    def data(self, device: torch.device | str = "cpu") -> TaskData:
-        """The task's splits for the study seed (fixed for the whole study, so every genome is
-        judged on the same validation set), on ``device``."""
+    def data(self, device: torch.device | str = "cpu", stage: str | None = None) -> TaskData:
+        """The splits of the task ``stage`` trains (default: the study's task) for the study seed
+        (fixed for the whole study, so every genome is judged on the same validation set), on
+        ``device``."""
         import json
 
-        name, options = task_options(self.raw)
+        own = stage_task_ref(self.stage_tables[stage]) if stage in self.stage_tables else None
+        name, options = own or task_options(self.raw)
         ref = json.dumps({"name": name, "options": options}, sort_keys=True)
         return _load_data(ref, int(self.raw["study"]["seed"]), str(torch.device(device)))
 
@@ -226,18 +254,17 @@ def context(study: optuna.Study) -> StudyContext:
         cfg = StudyConfig(raw, f"study {study.study_name!r}")
         return StudyContext(study, kind, cfg.raw, ParticleGA(cfg.ga, cfg.space), cfg.stages, cfg)
     if kind == ELIMINATION:
-        stages = [Stage(s["name"], s["keep"]) for s in raw["stages"]]
-        presets = {
-            s["name"]: stage_preset({k: v for k, v in s.items() if k not in ("name", "keep")}, s["name"])
-            for s in raw["stages"]
-        }
+        # studies created before stages ran their own learning-rate test used the search's rate
+        stages = [Stage(s["name"], s["keep"], s.get("lr", SEARCH)) for s in raw["stages"]]
+        presets = {s["name"]: elimination_stage_preset(s, s["name"]) for s in raw["stages"]}
+        tables = {s["name"]: s for s in raw["stages"] if stage_task_ref(s)}
         cands = [
             Candidate(c["source"], Genome.from_dict(c["genome"]), c["lr"], c["fitness"])
             for c in raw["candidates"]
         ]
         direction = raw["study"].get("direction") or "maximize"
         planner = Elimination(cands, stages, raw["repeats"], raw["study"]["seed"], direction)
-        return StudyContext(study, kind, raw, planner, presets)
+        return StudyContext(study, kind, raw, planner, presets, stage_tables=tables)
     if kind == BENCHMARK:
         from nosplug.benchmark.planner import BenchmarkPlanner
 
@@ -249,18 +276,20 @@ def context(study: optuna.Study) -> StudyContext:
 
 
 # ----------------------------------------------------------------------------- preflight
-def check_stage_models(ctx: StudyContext, data: TaskData) -> None:
-    """Bind each stage to the task and build its model on the data's device: an unknown
-    surrogate or option, or a task that cannot build, fails here, named by stage."""
-    from nosplug.evaluation.training import for_stage
-
-    device = data.train.x.device
-    for stage, preset in ctx.presets.items():
+def check_stage_models(ctx: StudyContext, device: torch.device) -> None:
+    """Load each stage's data and build its model on ``device``: missing data, an unknown
+    surrogate or option, or a task that cannot build fails here, named by stage."""
+    for stage in ctx.presets:
+        where = f"evaluation.{stage}" if ctx.kind == GA else f"stage {stage!r}"
         try:
-            task, _preset = for_stage(ctx.task, preset)
-            task.model(0, device)
+            data = ctx.data(device, stage)
         except Exception as exc:
-            raise PreflightError(f"evaluation.{stage}: {_first_line(exc)}") from exc
+            raise PreflightError(f"{where}: data: {_first_line(exc)}") from exc
+        try:
+            task, _preset = ctx.bound(stage)
+            task.model(0, data.train.x.device)
+        except Exception as exc:
+            raise PreflightError(f"{where}: {_first_line(exc)}") from exc
 
 
 def preflight(ctx: StudyContext, device: torch.device | str | None = None) -> torch.device:
@@ -281,11 +310,11 @@ def preflight(ctx: StudyContext, device: torch.device | str | None = None) -> to
             raise PreflightError(f"benchmark {ctx.name!r} cannot run: {_first_line(exc)}") from exc
         return dev
     try:
-        data = ctx.data(dev)
+        ctx.data(dev)
     except Exception as exc:
         raise PreflightError(f"study {ctx.name!r} cannot run: data: {_first_line(exc)}") from exc
     try:
-        check_stage_models(ctx, data)
+        check_stage_models(ctx, dev)
     except PreflightError as exc:
         raise PreflightError(f"study {ctx.name!r} cannot run: {exc}") from exc
     return dev
@@ -369,74 +398,6 @@ def _pooled(trials: list[FrozenTrial], sign: float) -> FrozenTrial:
 def best_genomes(name: str, storage: str | None = None, n: int = 10) -> list[tuple[Genome, float]]:
     """The best ``n`` distinct genomes of a study with their fitness, as evaluated (sign flip applied)."""
     return [(T.evaluated_genome(t.user_attrs), t.user_attrs[T.FITNESS]) for t in best(load(name, storage), n)]
-
-
-# ----------------------------------------------------------------------------- elimination
-def create_elimination(
-    name: str,
-    storage: str | None = None,
-    *,
-    stages: list[dict[str, Any]] | None = None,
-    top: int | None = None,
-    repeats: int | None = None,
-    elimination_name: str | None = None,
-) -> optuna.Study:
-    """Create the elimination study of a finished search (spec §10) from its best genomes."""
-    source = load(name, storage)
-    ctx = context(source)
-    if ctx.kind != GA:
-        raise UserError(f"study {name!r} is not a search study")
-    el = ctx.raw["elimination"]
-    stages = stages or el["stages"]
-    if not stages:
-        raise ConfigError("elimination.stages: give stages in the config or with --stages base64:24,...")
-    top = top or el["top"]
-    repeats = repeats or el["repeats"]
-    cands = []
-    for t in best(source, top):
-        g = T.evaluated_genome(t.user_attrs)
-        cands.append(
-            {
-                "source": t.user_attrs[T.KEY],
-                "genome": g.to_dict(),
-                "lr": t.user_attrs.get("chosen_lr"),
-                "fitness": t.user_attrs[T.FITNESS],
-            }
-        )
-    if not cands:
-        raise UserError(f"study {name!r} has no finished evaluations to eliminate from")
-    raw = {
-        "study": ctx.raw["study"],
-        "task": ctx.raw["task"],
-        "data": ctx.raw["data"],
-        "workers": ctx.raw["workers"],
-        "source": name,
-        "stages": stages,
-        "top": top,
-        "repeats": repeats,
-        "candidates": cands,
-    }
-    for i, s in enumerate(stages):
-        stage_preset({k: v for k, v in s.items() if k not in ("name", "keep")}, f"elimination.stages[{i}]")
-    return _create(
-        elimination_name or f"{name}.elimination", storage, ELIMINATION, raw, source.direction.name.lower()
-    )
-
-
-def parse_stages(text: str, base_stage: dict[str, Any], steps: int | None = None) -> list[dict[str, Any]]:
-    """``base64:24,base96:12`` -> stages that train ConvNet(base) and keep the best ``keep``."""
-    stages = []
-    for part in text.split(","):
-        part = part.strip()
-        name, _, keep = part.partition(":")
-        if not name.startswith("base") or not name[4:].isdigit() or not keep.isdigit():
-            raise ConfigError(f"--stages: {part!r} is not of the form baseN:KEEP (e.g. base64:24)")
-        stage = {**base_stage, "name": name, "keep": int(keep)}
-        stage["surrogate_options"] = {**dict(base_stage.get("surrogate_options", {})), "base": int(name[4:])}
-        if steps:
-            stage["final_steps"] = steps
-        stages.append(stage)
-    return stages
 
 
 # ----------------------------------------------------------------------------- the worker
@@ -747,7 +708,7 @@ class Worker:
 
     def _evaluate(self, t: FrozenTrial, lost: threading.Event) -> dict[str, Any]:
         from nosplug.evaluation.pruners import pruner_for
-        from nosplug.evaluation.training import evaluate_genome, final_run, for_stage
+        from nosplug.evaluation.training import evaluate_genome, final_run
 
         attrs = t.user_attrs
         if self.ctx.kind == BENCHMARK:
@@ -755,7 +716,7 @@ class Worker:
 
             return benchmark_run(self.ctx.raw, attrs, self.device, self._lost_check(lost))
         stage = attrs[T.STAGE]
-        task, preset = for_stage(self.ctx.task, self.ctx.presets[stage])
+        task, preset = self.ctx.bound(stage)
         genome = Genome.from_json(attrs[T.GENOME])
         seed = int(attrs[T.SEED])
         study = self._stage_studies.get(stage)
@@ -764,7 +725,7 @@ class Worker:
                 study_name=self.name, storage=oa.storage_of(self.study), pruner=pruner_for(task, preset)
             )
         trial = oa.live_trial(study, t)
-        data = self.ctx.data(self.device)
+        data = self.ctx.data(self.device, stage)
         check = self._lost_check(lost)
 
         if attrs.get(T.FIXED_LR) is not None:
@@ -810,10 +771,6 @@ def _process_gone(worker: str) -> bool:
 def _first_line(exc: BaseException) -> str:
     text = str(exc).strip()
     return text.splitlines()[0] if text else type(exc).__name__
-
-
-def evolution_stage(ctx: StudyContext) -> dict[str, Any]:
-    return dict(ctx.raw["evaluation"][EVOLUTION])
 
 
 # ----------------------------------------------------------------------------- the verdict

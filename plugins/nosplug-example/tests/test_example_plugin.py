@@ -5,9 +5,9 @@ from __future__ import annotations
 import torch
 
 import nosplug
-from nosplug.tasks.surrogates import build_surrogate
 from nosplug.genome.decay import evaluate_decay
 from nosplug.genome.model import DecayGraph, DecayNode, Genome
+from nosplug.tasks.surrogates import build_surrogate
 
 GENOME = {
     "format": "nosplug-genome",

@@ -9,9 +9,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from nosplug.tasks.surrogates import SurrogateSpec
 from nosplug.hookspecs import hookimpl
 from nosplug.primitives import EMASpec, Operand, Schedule
+from nosplug.tasks.surrogates import SurrogateSpec
 
 V999 = EMASpec(power=2, beta=0.999)
 TAGS = frozenset({"example"})
