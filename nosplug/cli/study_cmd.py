@@ -285,11 +285,11 @@ def _run_processes(
         procs = [
             subprocess.Popen(
                 cmd + (["--device", dev] if dev else []),
-                env=env,
+                env={**env, "NOSPLUG_WORKER_INDEX": str(i)},  # each pins its own cores
                 stdout=None if jsonl else subprocess.DEVNULL,
                 stderr=log,
             )
-            for log, dev in zip(logs, devices)
+            for i, (log, dev) in enumerate(zip(logs, devices))
         ]
         codes = _wait_for(procs, load(name, url), quiet or jsonl)
         outputs = []

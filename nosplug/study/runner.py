@@ -463,6 +463,7 @@ class Worker:
         missing artifact store it raises :class:`~nosplug.study.artifacts.ArtifactError`.
         """
         torch.set_num_threads(self.threads)
+        pin_to_cores(self.threads)
         self.device = preflight(self.ctx, self.device_name)
         summary = WorkerSummary()
         start = time.perf_counter()
@@ -748,6 +749,23 @@ class Worker:
             out.pop(k)
         out["eval_stage"] = out.pop("stage")
         return out
+
+
+def pin_to_cores(threads: int) -> list[int] | None:
+    """Pin worker i of K local workers (``NOSPLUG_WORKER_INDEX`` / ``NOSPLUG_WORKERS``, set by
+    ``study run --workers K``) to its own ``threads`` cores when the machine has K x threads
+    cores to give: the workers then neither migrate between cores nor share one. Returns the cores,
+    or None when not pinned (a single worker, too few cores, or no affinity API on this system)."""
+    index, k = os.environ.get("NOSPLUG_WORKER_INDEX"), int(os.environ.get("NOSPLUG_WORKERS", "1"))
+    if index is None or k < 2 or not hasattr(os, "sched_setaffinity"):
+        return None
+    cpus = sorted(os.sched_getaffinity(0))
+    i = int(index)
+    if len(cpus) < k * threads or not 0 <= i < k:
+        return None
+    mine = cpus[i * threads : (i + 1) * threads]
+    os.sched_setaffinity(0, mine)
+    return mine
 
 
 def _process_gone(worker: str) -> bool:
