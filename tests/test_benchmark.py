@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import os
@@ -237,3 +238,34 @@ def test_nosplug_report_renders_a_benchmark(planted, tmp_path: Path, capsys) -> 
     assert res.budget_line() in md and "| torch:SGD |" in md
     page = (out / "report.html").read_text()
     assert page.count("data:image/png;base64,") == len([n for n in names if n.endswith(".png")])
+
+
+def test_blind_samplers_plan_every_tuning_trial_at_once_and_tpe_one_at_a_time() -> None:
+    """qmc: all tuning trials of every contender in the first plan (they run side by side), the
+    same evenly spread log rates for each contender; tpe: one trial per contender until it ends."""
+    from nosplug.benchmark.planner import BenchmarkPlanner
+
+    qmc = BenchmarkPlanner(normalise(_config("q", ["torch:SGD", "torch:Adam"], trials=4, sampler="qmc")))
+    plan = qmc.plan({})
+    tunes = [p for p in plan.new if p.attrs["phase"] == "tune"]
+    assert len(tunes) == 2 * 4 and not plan.done
+    by_contender: dict[str, list[float]] = {}
+    for p in tunes:
+        by_contender.setdefault(p.attrs["contender"], []).append(p.attrs["params"]["lr"])
+    sgd, adam = by_contender["torch:SGD"], by_contender["torch:Adam"]
+    assert sgd == adam  # common points
+    logs = sorted(math.log10(v) for v in sgd)
+    gaps = [b - a for a, b in itertools.pairwise(logs)]
+    assert gaps == pytest.approx([1.0] * 3)  # 4 points over 4 decades [1e-4, 1]: one per decade
+    assert qmc.plan({}).new == plan.new  # deterministic
+    tpe = BenchmarkPlanner(normalise(_config("t", ["torch:SGD", "torch:Adam"], trials=4)))
+    assert [p.key for p in tpe.plan({}).new] == ["tune/0/0/000", "tune/0/1/000"]
+
+
+def test_the_verdict_tunes_by_quasi_random_search_unless_told() -> None:
+    from nosplug.study.config import ConfigError
+    from nosplug.study.config import normalise as study_normalise
+
+    assert study_normalise({"study": {"name": "v"}})["validate"]["sampler"] == "qmc"
+    with pytest.raises(ConfigError, match=r"validate\.sampler: qmc, tpe or random"):
+        study_normalise({"study": {"name": "v"}, "validate": {"sampler": "grid"}})

@@ -217,11 +217,10 @@ def suggest(
     value or None for a run without a value), deterministically: a fresh sampler, seeded by
     ``seed`` and the number of trials so far (else its random start-up draws would repeat the
     first point), replays the history, so any worker, a resume or a rerun asks for the same point.
-    ``sampler = "qmc"`` ignores the values: point ``len(history)`` of :func:`quasi_random`."""
-    if sampler == "qmc":
-        return quasi_random(space, len(history), seed)
-    s = (int(seed) * 1_000_003 + len(history)) % 2**31
-    sam = optuna.samplers.TPESampler(seed=s) if sampler == "tpe" else optuna.samplers.RandomSampler(seed=s)
+    Samplers that ignore the values (``qmc``, ``random``) give :func:`suggest_blind`'s point."""
+    if sampler != "tpe":
+        return suggest_blind(space, len(history), seed, sampler)
+    sam = optuna.samplers.TPESampler(seed=(int(seed) * 1_000_003 + len(history)) % 2**31)
     study = optuna.create_study(storage=optuna.storages.InMemoryStorage(), sampler=sam, direction=direction)
     for params, value in history:
         state = (
@@ -239,6 +238,19 @@ def suggest(
         )
     trial = study.ask(dict(space))
     return dict(trial.params)
+
+
+def suggest_blind(
+    space: Mapping[str, BaseDistribution], index: int, seed: int, sampler: str
+) -> dict[str, float]:
+    """Tuning trial ``index``'s point for a sampler that never looks at results: ``qmc``, point
+    ``index`` of :func:`quasi_random`; ``random``, a draw of a random sampler seeded by ``seed``
+    and ``index``. Known in advance, so every tuning trial can be planned at once."""
+    if sampler == "qmc":
+        return quasi_random(space, index, seed)
+    sam = optuna.samplers.RandomSampler(seed=(int(seed) * 1_000_003 + index) % 2**31)
+    study = optuna.create_study(storage=optuna.storages.InMemoryStorage(), sampler=sam)
+    return dict(study.ask(dict(space)).params)
 
 
 _PRIMES = (2, 3, 5, 7, 11, 13, 17, 19, 23, 29)

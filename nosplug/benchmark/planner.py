@@ -1,10 +1,11 @@
 """The benchmark as a deterministic planner: tuning trials, then evaluation runs on fresh seeds.
 
-For every (task, contender): ``trials`` tuning runs, one after the other, each on its own tuning
-seed (the same seeds for every contender of a task: common random numbers), each scored on the
-validation split; the sampler (TPE by default) proposes the next
-hyperparameters from the finished ones, replayed by a freshly seeded sampler, so the plan
-depends only on the stored results (any worker, a resume or a rerun plans the same trials). The
+For every (task, contender): ``trials`` tuning runs, each on its own tuning seed (the same seeds
+for every contender of a task: common random numbers), each scored on the validation split.
+TPE proposes the next hyperparameters from the finished ones, replayed by a freshly seeded
+sampler, so its trials run one after the other and the plan depends only on the stored results
+(any worker, a resume or a rerun plans the same trials). Quasi-random and random search do not
+look at results: all their tuning trials are planned at once and run side by side. The
 best tuning run's hyperparameters (best validation value; the first on ties) then run on
 ``evaluation.seeds`` fresh evaluation seeds, shared by all contenders of a task so runs pair by
 seed; those runs are measured on the test split.
@@ -21,6 +22,8 @@ from typing import Any
 from nosplug.ga.plan import Planned, PlanResult, Record, derived_seed
 
 TUNE, EVAL = "tune", "eval"
+#: Samplers whose proposals do not depend on earlier results (so tuning trials can run in parallel).
+BLIND = ("qmc", "random")
 
 
 def tune_key(t: int, c: int, i: int) -> str:
@@ -60,13 +63,14 @@ class BenchmarkPlanner:
             for c, spec in enumerate(self.contenders):
                 budget = trials_for(self.raw, spec)
                 history = self.history(records, t, c, budget)
-                if len(history) < budget:  # tuning goes on, one trial at a time
-                    key = tune_key(t, c, len(history))
-                    if key not in records:
-                        params = self._suggest(t, c, history)
-                        new.append(
-                            self._planned(key, TUNE, t, c, params, self.tuning_seed(t, c, len(history)))
-                        )
+                if len(history) < budget:  # tuning goes on
+                    # TPE: one trial at a time; samplers blind to results: every trial at once
+                    upto = budget if self.raw["tuning"]["sampler"] in BLIND else len(history) + 1
+                    for i in range(len(history), upto):
+                        key = tune_key(t, c, i)
+                        if key not in records:
+                            params = self._suggest(t, c, history, i)
+                            new.append(self._planned(key, TUNE, t, c, params, self.tuning_seed(t, c, i)))
                     todo += 1
                     continue
                 params = self.chosen(history, task["direction"])
@@ -106,14 +110,18 @@ class BenchmarkPlanner:
         best = min(scored, key=lambda iv: (sign * iv[1], iv[0]))[0]
         return history[best][0]
 
-    def _suggest(self, t: int, c: int, history) -> dict[str, float]:
-        from nosplug.benchmark.contenders import resolve, suggest
+    def _suggest(self, t: int, c: int, history, index: int) -> dict[str, float]:
+        """Tuning trial ``index``'s hyperparameters (TPE: from ``history``, which then has
+        ``index`` entries; blind samplers: from the index alone)."""
+        from nosplug.benchmark.contenders import resolve, suggest, suggest_blind
 
         spec = self.contenders[c]
         tu = self.raw["tuning"]
         contender = resolve(spec, tu["extra"].get(spec, ()), genomes=self.raw.get("genomes", {}))
         space = contender.space(tuple(tu["lr"]), float(tu["max_warmup"]))
         seed = derived_seed(self.seed, "sampler", self.tasks[t]["label"])
+        if tu["sampler"] in BLIND:
+            return suggest_blind(space, index, seed, tu["sampler"])
         return suggest(space, history, self.tasks[t]["direction"], seed, tu["sampler"])
 
     def _planned(

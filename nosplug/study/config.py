@@ -87,6 +87,9 @@ _SCHEMA: dict[str, dict[str, tuple[tuple[type, ...], Any]]] = {
         "reference": ((str,), "torch:Adam"),
         "baselines": ((list,), []),
         "tuning_trials": ((int,), 8),
+        # quasi-random search: evenly spread rates, and the trials run side by side (TPE would
+        # draw at random for its first 10 trials anyway, and one trial at a time)
+        "sampler": ((str,), "qmc"),
         "seeds": ((int,), 5),
         "lr": ((list,), [1e-5, 10.0]),
     },
@@ -276,6 +279,8 @@ def _check_ranges(c: dict[str, Any]) -> None:
     v = c["validate"]
     if v["top"] < 0 or v["tuning_trials"] < 1 or v["seeds"] < 1:
         raise ConfigError("validate: top >= 0 (0: no verdict), tuning_trials >= 1, seeds >= 1")
+    if v["sampler"] not in ("qmc", "tpe", "random"):
+        raise ConfigError(f"validate.sampler: qmc, tpe or random, got {v['sampler']!r}")
 
 
 def _resolve_genome(ref: Any, where: str) -> dict[str, Any]:

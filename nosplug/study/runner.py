@@ -819,7 +819,11 @@ def verdict_config(ctx: StudyContext, storage: str | None = None) -> dict[str, A
             "contenders": [*specs, *[b for b in v["baselines"] if b != v["reference"]]],
             "description": f"the verdict of search {ctx.name}",
         },
-        "tuning": {"trials": int(v["tuning_trials"]), "lr": list(v["lr"])},
+        "tuning": {
+            "trials": int(v["tuning_trials"]),
+            "lr": list(v["lr"]),
+            "sampler": v.get("sampler", "tpe"),  # studies stored before the option: TPE
+        },
         "evaluation": {"seeds": int(v["seeds"])},
         "tasks": [
             {"name": name, "options": options, "preset": preset, "overrides": stage, "label": ctx.task.name}
