@@ -21,9 +21,13 @@ from __future__ import annotations
 
 import argparse
 import statistics
+import sys
 import time
+from pathlib import Path
 
 import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))  # benchmarks/_bench.py
 
 from nosplug.amalgamation.fast import FastRNNProp
 from nosplug.amalgamation.problems import get_problem, new_instance, problem_data
@@ -113,21 +117,25 @@ def where_the_time_goes(n: int, steps: int = 50) -> dict[str, float]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--fast", action="store_true", help="smoke budgets for CI (run_all.py --fast)")
     args = ap.parse_args()
     torch.set_num_threads(args.threads)
     torch.set_flush_denormal(True)
     print(f"torch {torch.__version__}, {args.threads} thread(s)", flush=True)
     inner = []
-    for problem, unroll in (("mlp", 20), ("mlp", 100), ("conv_train", 20)):
+    unrolls = (("mlp", 3),) if args.fast else (("mlp", 20), ("mlp", 100), ("conv_train", 20))
+    for problem, unroll in unrolls:
         for second in (False, True):
             progress(f"meta-training {problem}, unroll {unroll}, {'second' if second else 'first'} order")
-            inner.append((problem, unroll, second, inner_step_ms(problem, unroll, second)))
+            inner.append(
+                (problem, unroll, second, inner_step_ms(problem, unroll, second, 1 if args.fast else 3))
+            )
     steps = {}
-    for problem in ("mlp", "conv_train"):
+    for problem in ("mlp",) if args.fast else ("mlp", "conv_train"):
         progress(f"optimizer steps on {problem}")
-        steps[problem] = optimizer_step_ms(problem)
+        steps[problem] = optimizer_step_ms(problem, 3 if args.fast else 100)
     progress("profiling the fast step on the MLP's 15,910 coordinates")
-    split = where_the_time_goes(15_910)
+    split = where_the_time_goes(15_910, 3 if args.fast else 50)
 
     print("\n(a) meta-training, ms per inner step (student + adam + rmsprop, min-max, random scaling)")
     print(f"{'problem':<12} {'unroll':>6} {'order':>7} {'ms/step':>8} {'reference':>10}")
@@ -156,6 +164,46 @@ def main() -> None:
     print(
         "  the GEMMs are 15,910 x 80 gates from 22 (layer 1) and 40 (layer 2) inputs: 79 M multiply-adds "
         "per step, about 80x Adam's arithmetic per parameter"
+    )
+    _emit(inner, steps, split, args.fast)
+
+
+def _emit(inner: list, steps: dict, split: dict, fast: bool) -> None:
+    """The tables as data for benchmarks/run_all.py (its result-line protocol, benchmarks/_bench.py)."""
+    from _bench import emit, table
+
+    meta = [
+        [p, str(u), "second" if s else "first", f"{ms:.1f}", str(REFERENCE.get((p, u), "–"))]
+        for p, u, s, ms in inner
+    ]
+    opt = [
+        [p, f"{t['adam']:.3f}", f"{t['module']:.3f}", f"{t['module'] / t['adam']:.1f}×", f"{t['fast']:.3f}",
+         f"**{t['fast'] / t['adam']:.1f}×**"]
+        for p, t in steps.items()
+    ]  # fmt: skip
+    note = (
+        f"Where the fast step's time goes (MLP, profiler, {split['total']:.2f} ms/step): "
+        f"GEMMs {split['gemm']:.2f} ms, sigmoid/tanh {split['activations']:.2f} ms, "
+        f"other {split['other']:.2f} ms. Target: fast step ≤ {TARGET:g}× Adam(foreach)."
+    )
+    emit(
+        "amalgamation",
+        [
+            table(
+                "amalgamation-meta",
+                "(a) meta-training, ms per inner unroll step",
+                ["problem", "unroll", "meta-gradient", "ms/step", "reference (ms)"],
+                meta,
+            ),
+            table(
+                "amalgamation-step",
+                "(b) the trained student as an optimizer, ms per step (same model and gradients)",
+                ["problem", "Adam(foreach)", "training module", "ratio", "fast step", "ratio"],
+                opt,
+                note,
+            ),
+        ],
+        fast,
     )
 
 

@@ -3,9 +3,11 @@
 Prints a table; every ratio compares against its baseline measured in the same run.
 
     python benchmarks/bench_evaluation.py            # ~3 minutes
-    python benchmarks/bench_evaluation.py --fast     # smaller budgets, for a smoke run
+    python benchmarks/bench_evaluation.py --fast     # smoke budgets (CI), not a measurement
 
-(a) integrity checks per second on random genomes of the paper's space (target >= 200/s);
+(a) integrity checks per second on random genomes of the paper's space (target >= 200/s), and
+    batched (target >= 2,000/s), and the GA planner drawing its initial population with batched
+    and one-at-a-time checks;
 (b) the batched seven-rate sweep against seven sequential runs of the same genome on the same
     surrogate (target <= 0.5 of the sequential time);
 (c) surrogate training throughput with GraphOptimizer(adam) against the same hand-written loop
@@ -20,15 +22,22 @@ from __future__ import annotations
 import argparse
 import random
 import statistics
+import sys
 import time
+from pathlib import Path
 
 import torch
 from torch import nn
 
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _bench import emit, print_table, progress, table
+
 import nosplug
-from nosplug.evaluation.integrity import integrity_check
+from nosplug.evaluation.integrity import integrity_check, integrity_check_batch
 from nosplug.evaluation.presets import get_preset
 from nosplug.evaluation.training import for_stage, sweep
+from nosplug.ga.particle_ga import GAConfig, ParticleGA
 from nosplug.genome.random import random_genome
 from nosplug.genome.space import SearchSpace
 from nosplug.tasks import Batches, resolve_task
@@ -37,14 +46,45 @@ from nosplug.tasks.surrogates import build_surrogate
 
 
 def bench_integrity(n: int) -> dict:
+    """Checks per second of random genomes of the paper's space, one at a time and batched."""
     rng = random.Random(0)
     space = SearchSpace.paper()
     genomes = [random_genome(space, rng) for _ in range(n)]
     integrity_check(genomes[0])  # warm-up
+    integrity_check_batch(genomes[:8])
     t0 = time.perf_counter()
-    passed = sum(integrity_check(g).passed for g in genomes)
+    single = [integrity_check(g) for g in genomes]
     dt = time.perf_counter() - t0
-    return {"checks": n, "seconds": dt, "per_second": n / dt, "passed": passed}
+    t0 = time.perf_counter()
+    batch = integrity_check_batch(genomes)
+    dt_batch = time.perf_counter() - t0
+    same = all((a.passed, a.lr, a.flip) == (b.passed, b.lr, b.flip) for a, b in zip(single, batch))
+    return {
+        "checks": n,
+        "seconds": dt,
+        "per_second": n / dt,
+        "passed": sum(r.passed for r in single),
+        "batch_per_second": n / dt_batch,
+        "same": same,
+    }
+
+
+def bench_planner(initial: int) -> dict:
+    """The GA planner drawing its initial population: candidates checked in batches against one
+    at a time (the same genomes either way)."""
+    cfg = GAConfig(particles=max(1, initial // 10), initial_population=initial, seed=0)
+    space = SearchSpace.paper()
+    out = {}
+    for kind, ga in (
+        ("batched", ParticleGA(cfg, space)),
+        ("single", ParticleGA(cfg, space, accept=lambda g: integrity_check(g).passed)),
+    ):
+        t0 = time.perf_counter()
+        planned = ga.plan({}).new
+        out[kind] = time.perf_counter() - t0
+        out[f"{kind}_genomes"] = [p.genome.canonical_hash() for p in planned]
+    out["same"] = out["batched_genomes"] == out["single_genomes"]
+    return out
 
 
 def _timed_sweeps(task, preset, batched_mode: str) -> dict:
@@ -150,62 +190,72 @@ def bench_step(base: int, steps: int) -> dict:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--fast", action="store_true")
+    ap.add_argument("--fast", action="store_true", help="smoke budgets (CI)")
+    ap.add_argument("--threads", type=int, default=2)
     args = ap.parse_args()
-    torch.set_num_threads(2)
+    torch.set_num_threads(args.threads)
     f = args.fast
     rows = []
+
+    def row(name: str, result: str, details: str) -> None:
+        rows.append([name, result, details])
+        progress(f"{name}: {result} ({details})")
+
+    progress("integrity checks, one at a time and batched")
     r = bench_integrity(100 if f else 1000)
-    rows.append(
-        (
-            "(a) integrity checks / s, random genomes",
-            f"{r['per_second']:.0f}/s",
-            f"{r['checks']} checks, {r['passed']} passed, target >= 200/s",
-        )
+    row(
+        "(a) integrity checks / s, random genomes of the paper's space, one at a time",
+        f"{r['per_second']:.0f}/s",
+        f"{r['checks']} checks, {r['passed']} passed, target >= 200/s",
     )
-    print(rows[-1], flush=True)
+    row(
+        "(a') the same checks batched (`integrity_check_batch`)",
+        f"**{r['batch_per_second']:,.0f}/s**",
+        f"{r['batch_per_second'] / r['per_second']:.1f}x one at a time, same decisions: "
+        f"{'yes' if r['same'] else '**no**'}, target >= 2,000/s",
+    )
+    progress("the GA planner drawing its initial population")
+    r = bench_planner(40 if f else 500)
+    row(
+        f"(a'') GA planner, initial population of {len(r['single_genomes'])}, batched / one at a time",
+        f"{r['batched'] / r['single']:.2f}",
+        f"{r['batched']:.1f}s vs {r['single']:.1f}s, same genomes: {'yes' if r['same'] else '**no**'}",
+    )
     for base in (8,) if f else (8, 16, 32):
-        r = bench_sweep(20 if f else 100, base)
-        rows.append(
-            (
-                f"(b) 7-rate sweep, grouped / sequential, base {base}",
-                f"{r['ratio']:.2f}",
-                f"{r['batched_s']:.1f}s vs {r['sequential_s']:.1f}s, {r['steps']} steps, "
-                f"max |acc diff| {r['max_diff']:.3f}, target <= 0.5",
-            )
+        progress(f"7-rate sweep, grouped and sequential, base {base}")
+        r = bench_sweep(2 if f else 100, base)
+        row(
+            f"(b) 7-rate sweep, grouped / sequential, base {base}",
+            f"{r['ratio']:.2f}",
+            f"{r['batched_s']:.1f}s vs {r['sequential_s']:.1f}s, {r['steps']} steps, "
+            f"max |acc diff| {r['max_diff']:.3f}, target <= 0.5",
         )
-        print(rows[-1], flush=True)
-    for name in ("diabetes-mlp", "mnist5k-autoencoder", "charlm"):
-        r = bench_vmap_sweep(name, 10 if f else 50)
-        rows.append(
-            (
-                f"(d) 7-rate sweep, vmap / sequential, {name}",
-                f"{r['ratio']:.2f}",
-                f"{r['batched_s']:.1f}s vs {r['sequential_s']:.1f}s, {r['steps']} steps, "
-                f"max |diff| {r['max_diff']:.2g}",
-            )
+    for name in ("diabetes-mlp",) if f else ("diabetes-mlp", "mnist5k-autoencoder", "charlm"):
+        progress(f"7-rate sweep, vmap and sequential, {name}")
+        r = bench_vmap_sweep(name, 2 if f else 50)
+        row(
+            f"(d) 7-rate sweep, vmap / sequential, {name}",
+            f"{r['ratio']:.2f}",
+            f"{r['batched_s']:.1f}s vs {r['sequential_s']:.1f}s, {r['steps']} steps, "
+            f"max |diff| {r['max_diff']:.2g}",
         )
-        print(rows[-1], flush=True)
-    r = bench_training(30 if f else 150, 32, 1 if f else 3)
-    rows.append(
-        (
-            "(c) ConvNet training, GraphOptimizer(adam) overhead",
-            f"{100 * r['overhead']:+.1f}%",
-            f"{r['graph_s']:.2f}s vs Adam(foreach) {r['torch_s']:.2f}s for {r['steps']} steps, target <= 10%",
-        )
+    progress("ConvNet training with GraphOptimizer(adam) and Adam(foreach)")
+    r = bench_training(3 if f else 150, 32, 1 if f else 3)
+    row(
+        "(c) ConvNet training, GraphOptimizer(adam) overhead",
+        f"{100 * r['overhead']:+.1f}%",
+        f"{r['graph_s']:.2f}s vs Adam(foreach) {r['torch_s']:.2f}s for {r['steps']} steps, target <= 10%",
     )
-    r = bench_step(32, 50 if f else 300)
-    rows.append(
-        (
-            "(c') optimizer step alone, ConvNet base 32",
-            f"{r['ratio']:.2f}x",
-            f"{r['graph_ms']:.3f} ms vs Adam(foreach) {r['torch_ms']:.3f} ms, {r['params']} params",
-        )
+    progress("the optimizer step alone")
+    r = bench_step(32, 10 if f else 300)
+    row(
+        "(c') optimizer step alone, ConvNet base 32",
+        f"{r['ratio']:.2f}x",
+        f"{r['graph_ms']:.3f} ms vs Adam(foreach) {r['torch_ms']:.3f} ms, {r['params']} params",
     )
-    w = max(len(a) for a, _, _ in rows)
-    print(f"{'benchmark':<{w}}  {'result':>10}  details")
-    for a, b, c in rows:
-        print(f"{a:<{w}}  {b:>10}  {c}")
+    t = table("evaluation", "Evaluation speed", ["benchmark", "result", "details"], rows)
+    print_table(t)
+    emit("evaluation", [t], f)
 
 
 if __name__ == "__main__":
