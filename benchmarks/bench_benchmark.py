@@ -13,11 +13,16 @@ final statistics (bootstraps, tests). Target (issue 11): under 5 % of the wall t
 from __future__ import annotations
 
 import argparse
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 import torch
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from _bench import emit, print_table, progress, table
 
 
 def measure(fast: bool) -> dict:
@@ -41,7 +46,7 @@ def measure(fast: bool) -> dict:
         def on_event(e: dict) -> None:
             if e.get("event") == "finished":
                 events.append(e)
-                print(f"  trial {len(events)} done", flush=True)
+                progress(f"trial {len(events)} done")
 
         t0 = time.perf_counter()
         result = nosplug.benchmark(
@@ -62,26 +67,33 @@ def measure(fast: bool) -> dict:
     }
 
 
-def rows(fast: bool) -> list[tuple[str, str, str]]:
-    r = measure(fast)
-    verdict = "met" if r["overhead"] < 0.05 else "missed"
-    return [
-        (
-            "benchmark harness overhead (wall - training) / wall",
-            f"{100 * r['overhead']:.1f}%",
-            f"{r['trials']} trials, {r['wall_s']:.1f}s wall, {r['training_s']:.1f}s training, "
-            f"{r['per_trial_ms']:.0f} ms per trial; target < 5% ({verdict})",
-        )
-    ]
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--fast", action="store_true")
+    ap.add_argument("--fast", action="store_true", help="smoke budgets (CI)")
+    ap.add_argument("--threads", type=int, default=2, help="torch threads")
     args = ap.parse_args()
-    torch.set_num_threads(2)
-    for row in rows(args.fast):
-        print(" | ".join(row), flush=True)
+    torch.set_num_threads(args.threads)
+    r = measure(args.fast)
+    verdict = "met" if r["overhead"] < 0.05 else "missed"
+    t = table(
+        "benchmark-overhead",
+        "The benchmark harness's overhead: a whole benchmark against its training runs",
+        ["trials", "wall", "training", "overhead", "per trial"],
+        [
+            [
+                str(r["trials"]),
+                f"{r['wall_s']:.1f} s",
+                f"{r['training_s']:.1f} s",
+                f"**{100 * r['overhead']:.1f} %**",
+                f"{r['per_trial_ms']:.0f} ms",
+            ]
+        ],
+        f"Overhead = (wall − training) / wall, target < 5 %: {verdict}. Training is the training "
+        "loops' own time (steps and per-epoch validation/test evaluation); the overhead holds "
+        "planning, sampling, storage, model construction, data loading and the statistics.",
+    )
+    print_table(t)
+    emit("benchmark", [t], args.fast)
 
 
 if __name__ == "__main__":

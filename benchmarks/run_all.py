@@ -35,6 +35,7 @@ BENCHMARKS = {
     "optimizer": "bench_optimizer.py",
     "evaluation": "bench_evaluation.py",
     "study": "bench_study.py",
+    "benchmark": "bench_benchmark.py",
     "amalgamation": "bench_amalgamation.py",
 }
 TABLE_START = "<!-- bench:{id} -->"

@@ -43,6 +43,7 @@ def test_run_all_fast_writes_the_tables_it_printed(tmp_path: Path) -> None:
         "optimizer-eager",
         "evaluation",
         "study-scaling",
+        "benchmark-overhead",
         "amalgamation-meta",
         "amalgamation-step",
     }
