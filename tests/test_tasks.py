@@ -327,3 +327,15 @@ def test_the_metric_direction_sets_the_studys_direction(tmp_path: Path) -> None:
     bad.write_text('[study]\nname = "b"\n[task]\nname = "diabetes-mlp"\n[data]\ndataset = "digits"\n')
     with pytest.raises(ConfigError, match=r"data\.dataset: task 'diabetes-mlp' does not read"):
         runner.create_study(bad, storage=url)
+
+
+def test_a_stages_overrides_win_over_the_tasks_budget() -> None:
+    """preset = "task" takes the task's suggested budget, but not over what the config set."""
+    from nosplug.evaluation.presets import get_preset
+
+    task = resolve_task("diabetes-mlp")
+    _t, plain = for_stage(task, "task")
+    assert plain.final_steps == task.budget["final_steps"] != 60
+    _t, custom = for_stage(task, get_preset("task").with_overrides({"final_steps": 60, "batch_size": 7}))
+    assert (custom.final_steps, custom.batch_size) == (60, 7)
+    assert custom.sweep_steps == plain.sweep_steps  # the rest of the budget still comes from the task

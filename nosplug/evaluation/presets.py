@@ -57,6 +57,8 @@ class EvalPreset:
     precision: str = "fp32"
     #: final runs per evaluation, on as many seeds; fitness: the best value of their mean curve
     seeds: int = 1
+    #: settings a config overrode: the ``task`` preset's task budget does not replace them
+    overridden: frozenset[str] = field(default=frozenset(), compare=False, repr=False)
 
     def __post_init__(self) -> None:
         for f in (
@@ -86,10 +88,12 @@ class EvalPreset:
         return (*self.prescreen_lrs, *self.sweep_lrs)
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        out = asdict(self)
+        out.pop("overridden")
+        return out
 
     def with_overrides(self, overrides: dict[str, Any], where: str = "evaluation") -> EvalPreset:
-        known = {f.name: f for f in fields(self)}
+        known = {f.name: f for f in fields(self) if f.name != "overridden"}
         kw = {}
         for key, value in overrides.items():
             if key not in known:
@@ -115,7 +119,7 @@ class EvalPreset:
             kw[key] = value
         if kw.get("surrogate", self.surrogate) != self.surrogate and "surrogate_options" not in kw:
             kw["surrogate_options"] = {}  # the old options belong to the old surrogate
-        return replace(self, **kw)
+        return replace(self, **kw, overridden=self.overridden | set(overrides))
 
 
 PRESETS: dict[str, EvalPreset] = {
@@ -172,7 +176,9 @@ def get_preset(name_or_preset: str | EvalPreset) -> EvalPreset:
 
 
 def for_task(preset: EvalPreset, task) -> EvalPreset:
-    """The preset a task trains with: the ``task`` preset takes the task's suggested budget."""
+    """The preset a task trains with: the ``task`` preset takes the task's suggested budget,
+    except for the settings the config overrode (a stage's ``final_steps = 60`` stays 60)."""
     if preset.name != "task" or not task.budget:
         return preset
-    return replace(preset, **{k: (tuple(v) if isinstance(v, list) else v) for k, v in task.budget.items()})
+    budget = {k: (tuple(v) if isinstance(v, list) else v) for k, v in task.budget.items()}
+    return replace(preset, **{k: v for k, v in budget.items() if k not in preset.overridden})
