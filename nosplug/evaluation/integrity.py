@@ -7,8 +7,10 @@ does, the same rates are tried with the update's sign flipped. NaN fails. Every 
 on an active edge must also stay within [0, 1] over a 100-step run.
 
 All rates and both signs run in **one batched pass**: 12 independent 5-variable problems laid
-end to end in one flat vector, each its own segment (so per-tensor ops such as clip-by-norm stay
-per problem) and each with its own signed learning rate.
+end to end in one flat vector (zero-padded to 64 elements, see :data:`BLOCK`), each its own
+segment (so per-tensor ops such as clip-by-norm stay per problem) and each with its own signed
+learning rate. :func:`integrity_check_batch` runs many genomes in one stacked pass
+(:mod:`nosplug.evaluation.integrity_batch`) with the same results, bit for bit.
 """
 
 from __future__ import annotations

@@ -69,9 +69,10 @@ class GraphOptimizer(Optimizer):
             is never written into the weights. (EMA state has already seen the gradient.)
         seed: seeds the generator of stochastic ops (dropout nodes).
         compile: run each step's arithmetic as one ``torch.compile``d function, which fuses the
-            genome's element-wise ops into a few loops (several times faster per step on large
-            models, see docs/performance.md). The first step pays the compilation (tens of
-            seconds on CPU), so it pays for long training runs, not for short search
+            genome's element-wise ops into one loop (:mod:`nosplug.optim.compiled`; close to
+            torch's fused Adam kernel, see docs/performance.md). The first step pays the
+            compilation (about ten seconds on CPU; a second process finds it in inductor's disk
+            cache and pays about two), so it pays for long training runs, not for short search
             evaluations. Step-dependent values (step, decays, lr, momentum) enter as tensors,
             so schedulers never trigger a recompilation. Genomes with stochastic ops (dropout)
             always run eagerly; :attr:`compiled` tells which path is in use.
