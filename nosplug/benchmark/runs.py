@@ -70,8 +70,10 @@ def run(
         out["untrained_test"] = untrained
         out["best_test"] = metric.best(curve["test"])
         # a run that diverged did not train a model: its final quality is the untrained model's
-        # (finite, so statistics can use it, and never better than having trained at all)
-        out["final_test"] = untrained if r.diverged else _last(curve["test"])
+        # (finite, so statistics can use it, and never better than having trained at all); so does
+        # one whose model ends without a finite test value (e.g. a perplexity past the float range)
+        last = _last(curve["test"])
+        out["final_test"] = untrained if r.diverged or last is None else last
     # what the trial's value is: tuning by the best validation value, evaluation by the final test value
     out["value"] = out["final_test"] if test else out["best_val"]
     out["reason"] = "diverged (non-finite loss or update)" if r.diverged else "completed"

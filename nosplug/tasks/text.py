@@ -162,4 +162,5 @@ class CharLMTask(Task):
         def nll(out: Tensor, y: Tensor) -> Tensor:
             return nn.functional.cross_entropy(out.reshape(-1, out.shape[-1]), y.reshape(-1), reduction="sum")
 
-        return math.exp(self.loss_sum(model, split, nll, chunk) / split.y.numel())
+        mean = self.loss_sum(model, split, nll, chunk) / split.y.numel()
+        return math.exp(mean) if mean < 709.0 else math.inf  # past exp's float range: a diverged model
