@@ -116,7 +116,7 @@ BUDGETS = {
                 "mnist5k-convnet": {"overrides": _CONVNET},
                 "charlm": {
                     "options": {"dim": 32, "context": 32},
-                    "overrides": {"final_steps": 200, "final_epoch_steps": 100},
+                    "overrides": {"final_steps": 300, "final_epoch_steps": 100},
                 },
                 "diabetes-mlp": {},
                 "digits-convnet": {"overrides": _CONVNET},
