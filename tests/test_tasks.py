@@ -339,3 +339,24 @@ def test_a_stages_overrides_win_over_the_tasks_budget() -> None:
     _t, custom = for_stage(task, get_preset("task").with_overrides({"final_steps": 60, "batch_size": 7}))
     assert (custom.final_steps, custom.batch_size) == (60, 7)
     assert custom.sweep_steps == plain.sweep_steps  # the rest of the budget still comes from the task
+
+
+def test_auto_sweep_mode_on_cpu_follows_the_measured_rule() -> None:
+    """vmap for small models (where it measured faster on CPU), separate runs for larger ones,
+    grouped ConvNets up to base 8; accelerators batch whatever can be batched."""
+    from nosplug.evaluation.training import VMAP_CPU_MAX_PARAMS, sweep_mode
+
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    modes = {}
+    for name in ("diabetes-mlp", "charlm", "mnist5k-autoencoder", "digits-convnet"):
+        task, preset = for_stage(resolve_task(name), "task")
+        modes[name] = (sweep_mode(task, preset, cpu), sweep_mode(task, preset, cuda))
+    assert modes == {
+        "diabetes-mlp": ("vmap", "vmap"),
+        "charlm": ("sequential", "vmap"),
+        "mnist5k-autoencoder": ("sequential", "vmap"),
+        "digits-convnet": ("sequential", "grouped"),  # base 16: grouped only up to base 8 on CPU
+    }
+    big = resolve_task("diabetes-mlp", {"hidden": [256, 256]})
+    assert sum(p.numel() for p in big.build_model(0).parameters()) > VMAP_CPU_MAX_PARAMS
+    assert sweep_mode(big, for_stage(big, "task")[1], cpu) == "sequential"

@@ -291,14 +291,22 @@ class SweepResult:
     diverged: list[bool]
 
 
+#: On the CPU, ``vmap`` beats separate runs only for small models (measured with one thread,
+#: benchmarks/bench_evaluation.py (d) and docs/performance.md: a 4.9 k-parameter MLP 0.47x, 18 k
+#: 0.77x, 69 k 2.45x, the 117 k charlm Transformer 1.18x, the 419 k autoencoder 2.4x the time of
+#: sequential runs): stacking pays where per-op overhead dominates, not where the arithmetic does.
+VMAP_CPU_MAX_PARAMS = 20_000
+
+
 def sweep_mode(task: Task, preset: EvalPreset, device: torch.device) -> str:
     """Which way the sweep trains its rates: ``grouped`` (a task's grouped model), ``vmap``
     (parameters stacked, ``torch.func``), or ``sequential``.
 
     ``auto`` batches on accelerators whenever the task can be batched. On CPU it batches where
     that measured faster (benchmarks/bench_evaluation.py): grouped ConvNets up to base 8 and
-    grouped MLPs; separate runs otherwise (wider grouped convolutions and ``vmap`` do not beat
-    one model at a time on 2 CPU cores).
+    grouped MLPs, ``vmap`` for models of at most :data:`VMAP_CPU_MAX_PARAMS` parameters; separate
+    runs otherwise (wider grouped convolutions and ``vmap`` of larger models do not beat one
+    model at a time on 2 CPU cores).
     """
     from nosplug.tasks.classification import ClassificationTask
 
@@ -306,20 +314,24 @@ def sweep_mode(task: Task, preset: EvalPreset, device: torch.device) -> str:
     if mode == "sequential":
         return "sequential"
     grouped = isinstance(task, ClassificationTask) and task.settings.surrogate in ("convnet", "mlp")
-    if mode == "batched":
-        return "grouped" if grouped else ("vmap" if _vmappable(task) else "sequential")
-    if device.type != "cpu":
-        return "grouped" if grouped else ("vmap" if _vmappable(task) else "sequential")
+    if mode == "batched" or device.type != "cpu":
+        return "grouped" if grouped else ("vmap" if _vmap_size(task) is not None else "sequential")
     small = grouped and (
         task.settings.surrogate == "mlp" or int(task.settings.options.get("base", 32)) <= BATCHED_MAX_BASE
     )
-    return "grouped" if small else "sequential"
+    if small:
+        return "grouped"
+    size = None if grouped else _vmap_size(task)
+    return "vmap" if size is not None and size <= VMAP_CPU_MAX_PARAMS else "sequential"
 
 
-def _vmappable(task: Task) -> bool:
-    """Stacked copies need models without running statistics (BatchNorm updates them in place)."""
+def _vmap_size(task: Task) -> int | None:
+    """The model's parameter count, or None when it cannot be stacked (BatchNorm updates its
+    running statistics in place)."""
     model = task.build_model(0)
-    return not any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules())
+    if any(isinstance(m, nn.modules.batchnorm._BatchNorm) for m in model.modules()):
+        return None
+    return sum(p.numel() for p in model.parameters())
 
 
 def sweep(
