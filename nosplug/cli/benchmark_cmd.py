@@ -129,20 +129,23 @@ def task_table(result, entry) -> Table:
     return table
 
 
-def verdict_table(result) -> Table:
+def verdict_table(result) -> Group:
+    """The verdict per contender, then each verdict's evidence as a sentence of its own: a sentence
+    wrapped inside a narrow table column interleaves with its neighbours and is hard to read."""
     table = Table(title=f"verdicts against tuned {result.reference} (computed; 95 % bootstrap intervals)",
                   title_justify="left")  # fmt: skip
-    for col in ("contender", "verdict", "evidence", "profile area"):
+    for col in ("contender", "verdict", "profile area"):
         table.add_column(col, overflow="fold")
     area = result.profiles.area if result.profiles else {}
     if not result.verdicts:
-        table.add_row("-", "pending", "statistics need every run of every contender, task and seed", "-")
+        table.add_row("-", "pending: statistics need every run of every contender, task and seed", "-")
     for c, v in result.verdicts.items():
         style = {"better": "green", "worse": "red"}.get(v.outcome, "")
-        table.add_row(escape(c), Text(v.outcome, style=style), escape(v.sentence), _num(area.get(c), 3))
+        table.add_row(escape(c), Text(v.outcome, style=style), _num(area.get(c), 3))
     if result.reference in area:
-        table.add_row(escape(result.reference), "reference", "", _num(area[result.reference], 3))
-    return table
+        table.add_row(escape(result.reference), "reference", _num(area[result.reference], 3))
+    sentences = [Text.assemble((f"{c}: ", "bold"), v.sentence) for c, v in result.verdicts.items()]
+    return Group(table, *sentences)
 
 
 def as_dict(result) -> dict[str, Any]:

@@ -68,6 +68,13 @@ class StudyExistsError(ValueError, UserError):
 class NotASearchError(UserError):
     """A search command was given a study of another kind (an amalgamation run)."""
 
+    @classmethod
+    def of(cls, name: str, kind: str) -> NotASearchError:
+        """The one wording every search command uses for a study of another kind."""
+        article = "an" if kind[:1] in "aeiou" else "a"
+        hint = "; use `nosplug amalgamate` commands with it" if kind == "amalgamation" else ""
+        return cls(f"study {name!r} is {article} {kind} run, not a search or elimination study{hint}")
+
 
 class PreflightError(UserError):
     """Something that would make every evaluation fail (missing data, a bad surrogate option);
@@ -269,10 +276,7 @@ def context(study: optuna.Study) -> StudyContext:
         from nosplug.benchmark.planner import BenchmarkPlanner
 
         return StudyContext(study, kind, raw, BenchmarkPlanner(raw), {})
-    raise NotASearchError(
-        f"study {study.study_name!r} is an {kind} run, not a search or elimination study"
-        + ("; use `nosplug amalgamate` commands with it" if kind == "amalgamation" else "")
-    )
+    raise NotASearchError.of(study.study_name, kind)
 
 
 # ----------------------------------------------------------------------------- preflight
@@ -361,9 +365,7 @@ def best(study: optuna.Study, n: int = 10, stage: str | None = None) -> list[Fro
     :func:`ranking_stage`); reused copies and repeated genomes are skipped."""
     kind = study.user_attrs.get(T.KIND_ATTR, GA)
     if kind not in (GA, ELIMINATION):
-        raise NotASearchError(
-            f"study {study.study_name!r} is a {kind} study, not a search or elimination study"
-        )
+        raise NotASearchError.of(study.study_name, kind)
     stage = stage or ranking_stage(study)
     done = _scored(study)
     if stage is not None:
