@@ -78,6 +78,9 @@ FAMILIES = {
     "LR": ("LR1–LR9", LR_SCHEDULES),
     "baseline": ("Baselines", BASELINES),
 }
+#: The control the A and LR genomes were evolved from: their families are also compared with it.
+CONTROL = "adam-paper"
+CONTROLLED = ("A", "LR")
 CLAIMS = {
     "Opt": "The discovered optimizers Opt1–Opt10 outperform Adam",
     "A": "The Adam variants A1–A5 outperform Adam",
@@ -282,28 +285,30 @@ def _finite(x: Any) -> float | None:
     return float(x) if x is not None and math.isfinite(x) else None
 
 
-def family_verdicts(res, members: list[str]) -> dict[str, Any]:
+def family_verdicts(res, members: list[str], reference: str | None = None) -> dict[str, Any]:
     """The harness's verdicts (``nosplug.benchmark.stats.compare``) for one family of contenders
-    against the reference, so Holm's correction runs within the family: the per-seed final test
-    values of the stored runs, exactly as ``nosplug.benchmark.results`` pools them."""
+    against the reference (or another contender, the control), so Holm's correction runs within
+    the family: the per-seed final test values of the stored runs, exactly as
+    ``nosplug.benchmark.results`` pools them."""
     from nosplug.benchmark import stats
 
-    members = [c for c in members if c in res.contenders and c != res.reference]
-    if not members or not res.verdicts:  # the harness computes statistics on the full design only
+    reference = reference or res.reference
+    members = [c for c in members if c in res.contenders and c != reference]
+    if not members or not res.verdicts or reference not in res.contenders:  # full design only
         return {}
     scores: dict[str, dict[str, list[float]]] = {}
-    for c in [res.reference, *members]:
+    for c in [reference, *members]:
         scores[c] = {}
         for t in res.tasks:
             runs = sorted((r for r in res.runs if r.contender == c and r.task == t["label"]),
                           key=lambda r: r.seed_index)  # fmt: skip
             scores[c][t["label"]] = [r.final_test for r in runs if r.final_test is not None]
     directions = {t["label"]: t["direction"] for t in res.tasks}
-    label, norm = f"tuned {res.reference}", res.raw["benchmark"]["normalisation"]
+    label, norm = f"tuned {reference}", res.raw["benchmark"]["normalisation"]
     try:
-        return stats.compare(scores, res.reference, directions, normalisation=norm, reference_label=label)
+        return stats.compare(scores, reference, directions, normalisation=norm, reference_label=label)
     except ValueError:  # as the harness does: a non-positive metric falls back to min-max
-        return stats.compare(scores, res.reference, directions, normalisation="minmax", reference_label=label)
+        return stats.compare(scores, reference, directions, normalisation="minmax", reference_label=label)
 
 
 def _record(res, url: str) -> dict[str, Any]:
@@ -341,6 +346,11 @@ def _record(res, url: str) -> dict[str, Any]:
         verdicts = family_verdicts(res, [SPECS[n] for n in names])
         families[fam] = {c: {"outcome": v.outcome, "sentence": v.sentence,
                              "iqm": v.comparison.iqm.point} for c, v in verdicts.items()}  # fmt: skip
+    controls = {}
+    for fam in CONTROLLED:
+        verdicts = family_verdicts(res, [SPECS[n] for n in FAMILIES[fam][1]], reference=SPECS[CONTROL])
+        controls[fam] = {c: {"outcome": v.outcome, "sentence": v.sentence,
+                             "iqm": v.comparison.iqm.point} for c, v in verdicts.items()}  # fmt: skip
     return {
         "name": res.name,
         "done": res.done,
@@ -354,6 +364,7 @@ def _record(res, url: str) -> dict[str, Any]:
         "diverged": sum(r.diverged for r in res.runs),
         "verdicts_all": {c: v.outcome for c, v in res.verdicts.items()},
         "families": families,
+        "controls": controls,
         "runs": len(finished),
         "compute_seconds": sum(float(t.user_attrs.get("duration") or 0.0) for t in finished),
         "grid": {t["label"]: _grid(finished, t["label"]) for t in res.tasks},
@@ -551,6 +562,21 @@ def _claim(rec: dict[str, Any], verdicts: dict[str, dict[str, Any]]) -> tuple[st
     return verdict, evidence
 
 
+def _control_line(verdicts: dict[str, dict[str, Any]]) -> str:
+    """A sub-item under a claim: the family against the control it was evolved from, the same
+    statistics with the control as the reference (Holm within the family). Better than tuned Adam
+    but not than the control means the gain comes from the search space's Adam encoding."""
+    better = [SHORT[c] for c, v in verdicts.items() if v["outcome"] == "better"]
+    worse = [SHORT[c] for c, v in verdicts.items() if v["outcome"] == "worse"]
+    n, top = len(verdicts), max(verdicts, key=lambda c: verdicts[c]["iqm"])
+    return (
+        f"  - against the control `{CONTROL}` (the encoding they were evolved from; Holm over these "
+        f"{n}): {len(better)} better ({', '.join(better) or 'none'}), {len(worse)} worse "
+        f"({', '.join(worse) or 'none'}), {n - len(better) - len(worse)} no detectable difference; "
+        f"the highest IQM: {SHORT[top]}, {verdicts[top]['sentence']}"
+    )
+
+
 def _task_table(rec: dict[str, Any], entry: dict[str, Any]) -> list[str]:
     task, maximize = entry["label"], entry["direction"] == "maximize"
     rows = rec["summaries"][task]
@@ -709,6 +735,8 @@ def nos_section(results: Results, out: Path, figure_prefix: str) -> list[str]:
             if rec["families"].get(fam):
                 verdict, evidence = _claim(rec, rec["families"][fam])
                 lines.append(f"- **{claim}**{scope}: {verdict}. {evidence}")
+            if rec.get("controls", {}).get(fam):
+                lines.append(_control_line(rec["controls"][fam]))
         base = rec["families"].get("baseline")
         if base:
             better = [SHORT[c] for c, v in base.items() if v["outcome"] == "better"]

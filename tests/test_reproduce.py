@@ -16,8 +16,8 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "scripts" / "reproduce.py"
-ARGS = ["--budget", "smoke", "--optimizers", "opt6,a1,lr7,qhm"]
-CONTENDERS = {"torch:Adam", "opt6", "a1", "lr7", "qhm"}
+ARGS = ["--budget", "smoke", "--optimizers", "opt6,a1,lr7,adam-paper"]
+CONTENDERS = {"torch:Adam", "opt6", "a1", "lr7", "adam-paper"}
 LABEL = "tuned torch:Adam"
 
 
@@ -118,7 +118,7 @@ def test_every_nos_verdict_sentence_is_the_harness_s(smoke: Path) -> None:
     res = _stored(smoke, results["nos"]["order"][0])
     directions = {t["label"]: t["direction"] for t in res.tasks}
     family_verdicts = {}
-    for family in (["opt6"], ["a1"], ["lr7"], ["qhm"]):
+    for family in (["opt6"], ["a1"], ["lr7"], ["adam-paper"]):
         scores = {c: {t: _finals(res, c, t) for t in directions} for c in ["torch:Adam", *family]}
         family_verdicts.update(stats.compare(scores, "torch:Adam", directions, reference_label=LABEL))
     for c, v in family_verdicts.items():
@@ -137,6 +137,15 @@ def test_every_nos_verdict_sentence_is_the_harness_s(smoke: Path) -> None:
         assert sentence == v.sentence
         rule = {"better": "supported", "worse": "contradicted"}
         assert verdict == rule.get(v.outcome, "not detectable at this scale")
+    # A and LR were evolved from the search space's Adam: each is also compared with that control
+    controls = re.findall(
+        r"^  - against the control `adam-paper` .*; the highest IQM: (\w+), (.+)$", md, re.M
+    )
+    assert [name for name, _ in controls] == ["a1", "lr7"]
+    for name, sentence in controls:
+        scores = {c: {t: _finals(res, c, t) for t in directions} for c in ["adam-paper", name]}
+        v = stats.compare(scores, "adam-paper", directions, reference_label="tuned adam-paper")[name]
+        assert sentence == v.sentence
 
 
 @pytest.mark.slow
