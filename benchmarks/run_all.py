@@ -1,6 +1,6 @@
 """Run every benchmark and write its tables into docs/performance.md.
 
-    python benchmarks/run_all.py                  # all of them, about 20 minutes on 2 cores
+    python benchmarks/run_all.py                  # all of them, about 15 minutes on 2 cores
     python benchmarks/run_all.py --fast           # smoke budgets (CI): checks the machinery only
     python benchmarks/run_all.py --only optimizer study
 
