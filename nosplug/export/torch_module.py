@@ -22,6 +22,7 @@ from nosplug.export.step import STEP_NAMES, step_body
 from nosplug.genome.model import HIDDEN, DecayGraph, DecayNode, Genome
 from nosplug.genome.render import render_decay
 from nosplug.optim.program import Program, compile_genome
+from nosplug.optim.schedules import schedule_source
 from nosplug.primitives.registry import Registry
 from nosplug.primitives.registry import registry as default_registry
 
@@ -117,7 +118,8 @@ def to_torch_source(
         parts += ["\n\n\n".join(decay_funcs), ""]
     parts += ["", scaffold.ALL_FINITE, ""]
     parts += [info.class_source(body)]
-    parts += ["", "", "# -- the paper's learning-rate schedule --", "", "", scaffold.SCHEDULE]
+    parts += ["", "", "# -- the paper's learning-rate schedule --", "", "", schedule_source()]
+    parts += ["", "", scaffold.RECOMMENDED_SCHEDULER]
     source = "\n".join(parts)
     source = re.sub(r"\n{4,}", "\n\n\n", source).rstrip("\n") + "\n"
     source = mark_long_lines(source)

@@ -5,18 +5,20 @@ decay to 0 at ``total_steps`` (spec §4). With ``cycle_momentum`` the momentum c
 the inverse cycle (0.95 -> 0.85 during warmup, 0.85 while holding, back to 0.95), as in Smith's
 one-cycle policy; it sets ``group['momentum']`` or the first of ``group['betas']``, so it works
 with GraphOptimizer, SGD and Adam alike.
+
+The exported optimizers (:mod:`nosplug.export`) carry these three definitions as their own source
+(:func:`schedule_source`), so they are written with ``torch`` and ``math`` only, and without
+``from __future__ import annotations`` (an exported module may import nothing else).
 """
 
-from __future__ import annotations
-
+import inspect
 import math
 
-from torch.optim import Optimizer
-from torch.optim.lr_scheduler import LRScheduler
+import torch
 
 
 def warmup_hold_cosine_factor(t: int, total_steps: int, warmup_steps: int, hold_steps: int) -> float:
-    """Multiplier of the peak learning rate at 0-based step ``t``."""
+    """Multiplier of the peak learning rate at 0-based step ``t``: linear warmup from 0, hold, cosine to 0."""
     if t < warmup_steps:
         return t / warmup_steps
     if t <= warmup_steps + hold_steps:
@@ -29,7 +31,7 @@ def warmup_hold_cosine_factor(t: int, total_steps: int, warmup_steps: int, hold_
 def cycled_momentum(
     t: int, total_steps: int, warmup_steps: int, hold_steps: int, low: float = 0.85, high: float = 0.95
 ) -> float:
-    """The momentum coefficient at step ``t``: high -> low over warmup, low, then back to high."""
+    """The momentum coefficient at step ``t``: high -> low during warmup, low while holding, back to high."""
     if t < warmup_steps:
         return high - (high - low) * t / warmup_steps
     if t < warmup_steps + hold_steps:
@@ -38,12 +40,18 @@ def cycled_momentum(
     return low + (high - low) * min(1.0, (t - warmup_steps - hold_steps) / rest)
 
 
-class WarmupHoldCosine(LRScheduler):
-    """Linear warmup, hold, cosine decay; optionally cycles momentum the inverse way."""
+class WarmupHoldCosine(torch.optim.lr_scheduler.LRScheduler):
+    """The paper's base learning-rate schedule: linear warmup from 0, hold at the peak, cosine decay to 0.
+
+    With ``cycle_momentum`` the momentum coefficient runs the inverse cycle (0.95 -> 0.85 during warmup,
+    0.85 while holding, back to 0.95), as in Smith's one-cycle policy; it sets ``group["momentum"]``
+    or the first of ``group["betas"]``, so it also drives torch's SGD and Adam. Call ``step()`` after
+    every optimizer step.
+    """
 
     def __init__(
         self,
-        optimizer: Optimizer,
+        optimizer: torch.optim.Optimizer,
         total_steps: int,
         warmup_steps: int = 0,
         hold_steps: int = 0,
@@ -70,14 +78,19 @@ class WarmupHoldCosine(LRScheduler):
 
     @classmethod
     def from_fractions(
-        cls, optimizer: Optimizer, total_steps: int, warmup: float = 0.0, hold: float = 0.0, **kw
-    ) -> WarmupHoldCosine:
-        """Build from warmup/hold given as fractions of ``total_steps`` (how zoo genomes store them)."""
-        return cls(optimizer, total_steps, round(warmup * total_steps), round(hold * total_steps), **kw)
+        cls,
+        optimizer: torch.optim.Optimizer,
+        total_steps: int,
+        warmup: float = 0.0,
+        hold: float = 0.0,
+        **kwargs,
+    ) -> "WarmupHoldCosine":
+        """Warmup and hold given as fractions of ``total_steps`` (how zoo genomes store them)."""
+        return cls(optimizer, total_steps, round(warmup * total_steps), round(hold * total_steps), **kwargs)
 
-    def get_lr(self) -> list[float]:  # type: ignore[override]
+    def get_lr(self) -> list[float]:
         t = self.last_epoch
-        f = warmup_hold_cosine_factor(t, self.total_steps, self.warmup_steps, self.hold_steps)
+        factor = warmup_hold_cosine_factor(t, self.total_steps, self.warmup_steps, self.hold_steps)
         if self.cycle_momentum:
             mu = cycled_momentum(
                 t, self.total_steps, self.warmup_steps, self.hold_steps, self.base_momentum, self.max_momentum
@@ -87,4 +100,12 @@ class WarmupHoldCosine(LRScheduler):
                     group["momentum"] = mu
                 elif "betas" in group:
                     group["betas"] = (mu, *tuple(group["betas"])[1:])
-        return [base * f for base in self.base_lrs]
+        return [base * factor for base in self.base_lrs]
+
+
+def schedule_source() -> str:
+    """The source of the three definitions above, as an exported module embeds them (read when a
+    genome is exported, not at import)."""
+    return "\n\n".join(
+        inspect.getsource(obj) for obj in (warmup_hold_cosine_factor, cycled_momentum, WarmupHoldCosine)
+    )
