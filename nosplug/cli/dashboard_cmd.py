@@ -47,25 +47,17 @@ def dashboard(name: str, storage: str | None, artifacts: str | None, host: str, 
     import optuna
 
     from nosplug.study import optuna_adapter as oa
-    from nosplug.study.runner import StudyNotFoundError, study_names
+    from nosplug.study.runner import find_study
     from nosplug.study.storage import (
         ARTIFACTS_ENV,
         artifacts_url,
         no_artifacts_note,
         open_artifact_store,
-        open_storage,
         shown_url,
-        storage_url,
     )
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
-    url = storage_url(storage)
-    store = open_storage(url, create=False)
-    names = study_names(store)
-    if name not in names:
-        known = ", ".join(sorted(names)) or "none"
-        raise StudyNotFoundError(f"no study named {name!r} in {shown_url(url)} (studies there: {known})")
-    study = optuna.load_study(study_name=name, storage=store)
+    url, store, study = find_study(name, storage)
     where = artifacts_url(artifacts, url)
     artifact_store = None
     if where is None:

@@ -174,15 +174,23 @@ def study_names(store: optuna.storages.BaseStorage) -> list[str]:
         raise StorageError(f"cannot read studies from the storage: {_first_line(exc)}") from exc
 
 
-def load(name: str, storage: str | None = None) -> optuna.Study:
-    """The nosplug study ``name``; a clear error when it does not exist."""
+def find_study(
+    name: str, storage: str | None = None
+) -> tuple[str, optuna.storages.BaseStorage, optuna.Study]:
+    """(storage URL, opened storage, study) of the existing study ``name``, nosplug's or not; a
+    clear error naming the studies there when it does not exist (nothing is created)."""
     url = storage_url(storage)
     store = open_storage(url, create=False)
     names = study_names(store)
     if name not in names:
         known = ", ".join(sorted(names)) or "none"
         raise StudyNotFoundError(f"no study named {name!r} in {shown_url(url)} (studies there: {known})")
-    study = optuna.load_study(study_name=name, storage=store)
+    return url, store, optuna.load_study(study_name=name, storage=store)
+
+
+def load(name: str, storage: str | None = None) -> optuna.Study:
+    """The nosplug study ``name``; a clear error when it does not exist."""
+    url, _store, study = find_study(name, storage)
     if T.CONFIG_ATTR not in study.user_attrs:
         raise UserError(
             f"study {name!r} in {shown_url(url)} was not created by nosplug (no {T.CONFIG_ATTR} attribute)"
