@@ -11,8 +11,10 @@ from __future__ import annotations
 
 from nosplug.tasks.base import (
     ACCURACY,
+    LOSS,
     MAXIMIZE,
     MINIMIZE,
+    RELATIVE_LOSS_GATES,
     Batches,
     Gates,
     Metric,
@@ -26,8 +28,10 @@ from nosplug.tasks.resolve import TaskSpec, resolve_task, task_specs
 
 __all__ = [
     "ACCURACY",
+    "LOSS",
     "MAXIMIZE",
     "MINIMIZE",
+    "RELATIVE_LOSS_GATES",
     "Batches",
     "DeviceError",
     "Gates",

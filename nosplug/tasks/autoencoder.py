@@ -12,7 +12,7 @@ from typing import Any, ClassVar
 
 from torch import Tensor, nn
 
-from nosplug.tasks.base import MINIMIZE, Gates, Metric, Split, Task, TaskData
+from nosplug.tasks.base import LOSS, MINIMIZE, RELATIVE_LOSS_GATES, Metric, Split, Task, TaskData
 
 RECONSTRUCTION = Metric("reconstruction_mse", MINIMIZE)
 
@@ -21,8 +21,8 @@ class MNISTAutoencoderTask(Task):
     """784 → hidden → bottleneck → hidden → 784 with a sigmoid output; fitness: validation MSE."""
 
     metric = RECONSTRUCTION
-    train_metric = Metric("loss", MINIMIZE)
-    gates = Gates(prescreen=0.9, sweep=0.8, run=0.95, final_floor=0.9, scale="relative")
+    train_metric = LOSS
+    gates = RELATIVE_LOSS_GATES
     budget: ClassVar[dict[str, Any]] = {
         "batch_size": 64,
         "sweep_steps": 150,

@@ -77,6 +77,8 @@ class Metric:
 
 
 ACCURACY = Metric("accuracy", MAXIMIZE)
+#: The training metric of tasks that read their gates from the loss.
+LOSS = Metric("loss", MINIMIZE)
 
 
 @dataclass(frozen=True)
@@ -110,6 +112,11 @@ class Gates:
     def direction(self, train_metric: Metric) -> str:
         """Which way gate units are better: relative units are loss ratios (lower is better)."""
         return MINIMIZE if self.scale == "relative" else train_metric.direction
+
+
+#: The built-in loss tasks' gates (language model, regression, autoencoder): the training loss as a
+#: fraction of the untrained model's, below 90 % after the pre-screen and 80 % after the sweep.
+RELATIVE_LOSS_GATES = Gates(prescreen=0.9, sweep=0.8, run=0.95, final_floor=0.9, scale="relative")
 
 
 @dataclass

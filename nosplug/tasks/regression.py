@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import Tensor, nn
 
-from nosplug.tasks.base import MINIMIZE, Gates, Metric, Split, Task, TaskData
+from nosplug.tasks.base import LOSS, MINIMIZE, RELATIVE_LOSS_GATES, Metric, Split, Task, TaskData
 
 MSE = Metric("mse", MINIMIZE)
 
@@ -33,8 +33,8 @@ class DiabetesMLPTask(Task):
     """An MLP regressor; fitness: validation MSE of the standardised target."""
 
     metric = MSE
-    train_metric = Metric("loss", MINIMIZE)
-    gates = Gates(prescreen=0.9, sweep=0.8, run=0.95, final_floor=0.9, scale="relative")
+    train_metric = LOSS
+    gates = RELATIVE_LOSS_GATES
     budget: ClassVar[dict[str, Any]] = {
         "batch_size": 32,
         "sweep_steps": 150,

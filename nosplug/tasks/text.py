@@ -23,12 +23,11 @@ from typing import Any, ClassVar
 import torch
 from torch import Tensor, nn
 
-from nosplug.tasks.base import MINIMIZE, Gates, Metric, Split, Task, TaskData
+from nosplug.tasks.base import LOSS, MINIMIZE, RELATIVE_LOSS_GATES, Metric, Split, Task, TaskData
 
 #: The characters of the vocabulary; index len(VOCAB) is the unknown symbol.
 VOCAB = "\t\n" + "".join(chr(c) for c in range(32, 127))
 PERPLEXITY = Metric("perplexity", MINIMIZE)
-LOSS = Metric("loss", MINIMIZE)
 
 
 @cache
@@ -108,7 +107,7 @@ class CharLMTask(Task):
 
     metric = PERPLEXITY
     train_metric = LOSS
-    gates = Gates(prescreen=0.9, sweep=0.8, run=0.95, final_floor=0.9, scale="relative")
+    gates = RELATIVE_LOSS_GATES
     budget: ClassVar[dict[str, Any]] = {
         "batch_size": 32,
         "sweep_steps": 150,
