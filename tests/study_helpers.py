@@ -6,6 +6,7 @@ import contextlib
 import glob
 import os
 import pwd
+import random
 import shutil
 import socket
 import subprocess
@@ -17,6 +18,8 @@ from pathlib import Path
 
 import optuna
 from optuna.trial import TrialState
+
+from nosplug.ga.plan import Record
 
 TINY = """\
 version = 1
@@ -157,3 +160,32 @@ def postgres_server() -> Iterator[str]:
             run(str(bindir / "pg_ctl"), "-D", str(data), "-m", "immediate", "-w", "stop")
         time.sleep(0.2)
         shutil.rmtree(root, ignore_errors=True)
+
+
+# ----------------------------------------------------------------------------- planners on fake results
+def fake_result(p) -> Record:
+    """A deterministic fake evaluation: rejected 30% of the time, else a fitness from the hash."""
+    r = random.Random(f"{p.genome.canonical_hash()}{p.stage}")
+    if r.random() < 0.3:
+        return Record(p.key, p.genome, True, "pruned", None)
+    return Record(p.key, p.genome, True, "complete", round(r.random(), 6))
+
+
+def drive(ga, order_seed: int | None = None) -> dict[str, Record]:
+    """Run a planner to the end: all planned evaluations at once, or one at a time in random order."""
+    records: dict[str, Record] = {}
+    pending = []
+    rng = random.Random(order_seed)
+    for _ in range(10_000):
+        res = ga.plan({**records, **{p.key: Record(p.key, p.genome, False) for p in pending}})
+        pending += res.new
+        if res.done and not pending:
+            return records
+        if order_seed is None:
+            take, pending = pending, []
+        else:
+            rng.shuffle(pending)
+            take, pending = pending[:1], pending[1:]
+        for p in take:
+            records[p.key] = fake_result(p)
+    raise AssertionError("planner did not finish")

@@ -2,43 +2,14 @@
 
 from __future__ import annotations
 
-import random
-
 import pytest
+from study_helpers import drive
 
 import nosplug
 from nosplug.ga.elimination import Candidate, Elimination, Stage
 from nosplug.ga.particle_ga import GAConfig, ParticleGA
 from nosplug.ga.plan import Record
 from nosplug.genome.space import SearchSpace
-
-
-def fake_result(p, salt: str = "") -> Record:
-    """A deterministic fake evaluation: rejected 30% of the time, else a fitness from the hash."""
-    r = random.Random(f"{salt}{p.genome.canonical_hash()}{p.stage}")
-    if r.random() < 0.3:
-        return Record(p.key, p.genome, True, "pruned", None)
-    return Record(p.key, p.genome, True, "complete", round(r.random(), 6))
-
-
-def drive(ga: ParticleGA, order_seed: int | None = None) -> dict[str, Record]:
-    """Run a planner to the end: all planned evaluations at once, or one at a time in random order."""
-    records: dict[str, Record] = {}
-    pending = []
-    rng = random.Random(order_seed)
-    for _ in range(10_000):
-        res = ga.plan({**records, **{p.key: Record(p.key, p.genome, False) for p in pending}})
-        pending += res.new
-        if res.done and not pending:
-            return records
-        if order_seed is None:
-            take, pending = pending, []
-        else:
-            rng.shuffle(pending)
-            take, pending = pending[:1], pending[1:]
-        for p in take:
-            records[p.key] = fake_result(p)
-    raise AssertionError("planner did not finish")
 
 
 @pytest.fixture(scope="module")
