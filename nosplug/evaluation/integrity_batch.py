@@ -243,13 +243,7 @@ def sphere_finals(
         for t in range(T - 1):
             g = 2.0 * (x - b)
             for spec in specs.values():  # Program.update_value's EMA updates
-                buf = emas[spec.key]
-                if spec.power == 1:
-                    buf.lerp_(g, 1.0 - spec.beta)
-                elif spec.power == 2:
-                    buf.mul_(spec.beta).addcmul_(g, g, value=1.0 - spec.beta)
-                else:
-                    buf.mul_(spec.beta).add_(g.pow(spec.power), alpha=1.0 - spec.beta)
+                spec.update(emas[spec.key], g)
             octx = OperandContext(g=g, w=x, step=t + 1, emas=emas)
             for name, o in operand_refs.items():
                 v = operands[name].compute(octx)

@@ -169,13 +169,7 @@ class Program:
         """
         k1 = step + 1
         for spec in self.ema_specs:
-            buf = state[spec.key]
-            if spec.power == 1:
-                buf.lerp_(g, 1.0 - spec.beta)
-            elif spec.power == 2:
-                buf.mul_(spec.beta).addcmul_(g, g, value=1.0 - spec.beta)
-            else:
-                buf.mul_(spec.beta).add_(g.pow(spec.power), alpha=1.0 - spec.beta)
+            spec.update(state[spec.key], g)
         octx = OperandContext(g=g, w=w, step=k1, emas=state, corrections=corrections)
         ref = g
         values: list[Tensor] = [_tensor(op.compute(octx), ref) for op in self.operands]

@@ -80,6 +80,16 @@ class EMASpec:
     def key(self) -> str:
         return f"ema_g{self.power}_b{self.beta!r}"
 
+    def update(self, buf: Tensor, g: Tensor) -> None:
+        """``buf <- beta * buf + (1 - beta) * g**power`` in place, with the reference's float
+        operations (the interpreter and the batched integrity check must round alike)."""
+        if self.power == 1:
+            buf.lerp_(g, 1.0 - self.beta)
+        elif self.power == 2:
+            buf.mul_(self.beta).addcmul_(g, g, value=1.0 - self.beta)
+        else:
+            buf.mul_(self.beta).add_(g.pow(self.power), alpha=1.0 - self.beta)
+
 
 @dataclass(frozen=True)
 class Operand:
