@@ -19,7 +19,6 @@ import importlib.util
 import io
 import json
 import math
-import random
 import shutil
 import subprocess
 import sys
@@ -29,6 +28,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from genome_helpers import random_genomes
 
 import nosplug
 from nosplug import zoo
@@ -36,7 +36,6 @@ from nosplug.cli import main
 from nosplug.export import ExportError, to_torch_source
 from nosplug.export.codegen import fill
 from nosplug.genome.model import Genome
-from nosplug.genome.random import random_genome
 from nosplug.genome.space import SearchSpace
 from nosplug.hookspecs import hookimpl
 from nosplug.optim.program import compile_genome
@@ -153,21 +152,8 @@ def test_every_zoo_genome_matches_graph_optimizer(name: str, dtype: torch.dtype)
     assert_same_run(genome, dtype, paper_schedule=bool(genome.meta.get("schedule")))
 
 
-def _random_genomes() -> list[Genome]:
-    """The paper's space as the search draws it, plus sign flips and both Nesterov forms."""
-    space = SearchSpace.paper()
-    rng = random.Random(20240410)
-    out = []
-    for _ in range(RANDOM_GENOMES):
-        g = random_genome(space, rng)
-        g.flip = rng.random() < 0.5
-        if g.momentum == "nesterov":
-            g.nesterov = rng.choice(["standard", "reference"])
-        out.append(g)
-    return out
-
-
-RANDOM = _random_genomes()
+#: The paper's space as the search draws it, plus sign flips and both Nesterov forms.
+RANDOM = random_genomes(RANDOM_GENOMES, 20240410)
 CHUNK = 50
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 
 import pytest
+from genome_helpers import random_genomes
 
 import nosplug
 from nosplug.evaluation.integrity import IntegrityConfig, integrity_check, integrity_check_batch
@@ -105,24 +106,6 @@ def test_batch_checks_duplicates_once() -> None:
 
 
 # ----------------------------------------------------------------------------- the batched check
-def _random(n: int, seed: int) -> list[Genome]:
-    """Genomes as the search draws them, with sign flips and both Nesterov forms."""
-    import random
-
-    from nosplug.genome.random import random_genome
-    from nosplug.genome.space import SearchSpace
-
-    space, rng = SearchSpace.paper(), random.Random(seed)
-    out = []
-    for _ in range(n):
-        g = random_genome(space, rng)
-        g.flip = rng.random() < 0.3
-        if g.momentum == "nesterov":
-            g.nesterov = rng.choice(["standard", "reference"])
-        out.append(g)
-    return out
-
-
 def _same_finals(a: tuple[float, ...], b: tuple[float, ...]) -> bool:
     return len(a) == len(b) and all(u == v or (u != u and v != v) for u, v in zip(a, b))
 
@@ -130,7 +113,7 @@ def _same_finals(a: tuple[float, ...], b: tuple[float, ...]) -> bool:
 def test_the_batched_check_decides_exactly_as_the_single_check() -> None:
     """600 random genomes of the paper's space (decays, state-holding ops, dropout, clipping,
     every momentum form): the same pass/flip/lr decisions, reasons and final values, bit for bit."""
-    genomes = _random(600, 11)
+    genomes = random_genomes(600, 11, flip_probability=0.3)
     batch = integrity_check_batch(genomes)
     for k, (g, b) in enumerate(zip(genomes, batch)):
         s = integrity_check(g)
@@ -143,7 +126,7 @@ def test_the_batched_check_decides_exactly_as_the_single_check() -> None:
 
 
 def test_a_genomes_result_does_not_depend_on_its_batch() -> None:
-    genomes = _random(120, 12)
+    genomes = random_genomes(120, 12, flip_probability=0.3)
     whole = integrity_check_batch(genomes)
     parts = integrity_check_batch(genomes[::-1], batch_size=7)[::-1]
     for a, b in zip(whole, parts):
@@ -155,7 +138,7 @@ def test_the_batched_check_follows_the_configuration() -> None:
         start=(2.0, -1.0, 0.5), shift=(0.0, 0.5, 1.0), iterations=20, warmup_steps=3,
         learning_rates=(0.3, 0.03), threshold=1.0, try_flip=False,
     )  # fmt: skip
-    genomes = _random(150, 13)
+    genomes = random_genomes(150, 13, flip_probability=0.3)
     for g, b in zip(genomes, integrity_check_batch(genomes, cfg, seed=3)):
         s = integrity_check(g, cfg, seed=3)
         assert (s.passed, s.lr, s.flip, s.reason) == (b.passed, b.lr, b.flip, b.reason)
@@ -165,7 +148,7 @@ def test_the_batched_check_follows_the_configuration() -> None:
 def test_genomes_the_stacked_pass_cannot_replay_are_checked_one_at_a_time(monkeypatch) -> None:
     from nosplug.evaluation import integrity_batch
 
-    genomes = _random(40, 14)
+    genomes = random_genomes(40, 14, flip_probability=0.3)
     expected = [integrity_check(g) for g in genomes]
     monkeypatch.setattr(integrity_batch, "stackable", lambda program: False)
     assert [r.to_dict() for r in integrity_check_batch(genomes)] == [r.to_dict() for r in expected]

@@ -10,15 +10,13 @@ rounding. Also: the NaN/inf guarantee of every path of the executor, and the gra
 from __future__ import annotations
 
 import copy
-import random
 
 import pytest
 import torch
+from genome_helpers import random_genomes
 
 import nosplug
 from nosplug.genome.model import Genome
-from nosplug.genome.random import random_genome
-from nosplug.genome.space import SearchSpace
 from nosplug.optim import GraphOptimizer, NonFiniteUpdateError, lowering
 from nosplug.optim.lowering import Plan, Workspace
 from nosplug.optim.program import compile_genome
@@ -35,16 +33,7 @@ STEPS = 12
 
 
 def _genomes(n: int, seed: int) -> list[Genome]:
-    space = SearchSpace.paper()
-    rng = random.Random(seed)
-    out = [nosplug.zoo.load(name) for name in nosplug.zoo.names()]
-    for _ in range(n):
-        g = random_genome(space, rng)
-        g.flip = rng.random() < 0.5
-        if g.momentum == "nesterov":
-            g.nesterov = rng.choice(["standard", "reference"])
-        out.append(g)
-    return out
+    return [nosplug.zoo.load(name) for name in nosplug.zoo.names()] + random_genomes(n, seed)
 
 
 def _same(a: torch.Tensor, b: torch.Tensor) -> bool:
