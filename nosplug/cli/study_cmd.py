@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import os
 import subprocess
 import sys
@@ -211,20 +212,15 @@ def _run(s, name, url, workers, max_trials, threads, quiet, jsonl, artifacts=Non
         if not (quiet or jsonl) and (line := line_if_done(s, url, artifacts)):  # the workers attached them
             console.print(escape(line), soft_wrap=True)
         return
+    worker = functools.partial(
+        Worker, name, url, max_trials=max_trials, threads=threads, artifacts=artifacts, device=device
+    )
     if jsonl:
-        summary = Worker(
-            name,
-            url,
-            max_trials=max_trials,
-            threads=threads,
-            on_event=emit_json,
-            artifacts=artifacts,
-            device=device,
-        ).run()
+        summary = worker(on_event=emit_json).run()
         emit_json({"event": "summary", **summary.__dict__})
         return
     if quiet:
-        Worker(name, url, max_trials=max_trials, threads=threads, artifacts=artifacts, device=device).run()
+        worker().run()
         return
     _resume_note(s)
     monitor = Monitor(s)
@@ -235,15 +231,7 @@ def _run(s, name, url, workers, max_trials, threads, quiet, jsonl, artifacts=Non
             if e["event"] in ("finished", "reused", "reclaimed", "planned", "stopped", "crashed", "retry"):
                 live.update(monitor.render())
 
-        summary = Worker(
-            name,
-            url,
-            max_trials=max_trials,
-            threads=threads,
-            on_event=on_event,
-            artifacts=artifacts,
-            device=device,
-        ).run()
+        summary = worker(on_event=on_event).run()
         live.update(monitor.render())
     if not console.is_terminal:  # rich leaves the last frame of a non-terminal Live unterminated
         console.print()
