@@ -88,7 +88,8 @@ def _replaying_evaluator(stored, monkeypatch, asked: list[tuple[str, str]]) -> N
         old = stored[name][key]
         planned = {k: v for k, v in t.user_attrs.items() if k not in VOLATILE}
         for k, v in planned.items():
-            assert old["attrs"].get(k) == v, f"{name} {key}: planned {k}={v!r}, stored {old['attrs'].get(k)!r}"
+            was = old["attrs"].get(k)
+            assert was == v, f"{name} {key}: planned {k}={v!r}, stored {was!r}"
         live = oa.live_trial(self.study, t)
         for step, value in old["curve"].items():
             live.report(value, step)

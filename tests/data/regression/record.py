@@ -30,7 +30,8 @@ def main() -> None:
     nosplug("study", "run", "regress", "--storage", url, "--quiet")
     nosplug("study", "eliminate", "regress", "--storage", url, "--quiet")
     nosplug("study", "next-round", "regress", "--storage", url, "--quiet")
-    for leftover in [*HERE.glob("*artifacts*"), *HERE.glob("*.plan-lock")]:  # artifacts and locks: not part of it
+    # artifacts and planning locks are not part of the fixture
+    for leftover in [*HERE.glob("*artifacts*"), *HERE.glob("*.plan-lock")]:
         subprocess.run(["rm", "-rf", str(leftover)], check=True)
 
 
