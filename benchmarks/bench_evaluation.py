@@ -35,7 +35,8 @@ from _bench import emit, print_table, progress, table
 import nosplug
 from nosplug.evaluation.integrity import integrity_check, integrity_check_batch
 from nosplug.evaluation.presets import get_preset
-from nosplug.evaluation.training import for_stage, sweep
+from nosplug.evaluation.runs import for_stage
+from nosplug.evaluation.sweep import sweep
 from nosplug.ga.particle_ga import GAConfig, ParticleGA
 from nosplug.genome.random import random_genome
 from nosplug.genome.space import SearchSpace

@@ -77,7 +77,8 @@ def _sync(device: torch.device) -> None:
 def evaluation(device: torch.device) -> Outcome:
     """(a) one evaluation of Adam on diabetes-mlp with the task preset's gates, reduced steps."""
     import nosplug
-    from nosplug.evaluation.training import evaluate_genome, for_stage
+    from nosplug.evaluation.evaluate import evaluate_genome
+    from nosplug.evaluation.runs import for_stage
     from nosplug.tasks import resolve_task
 
     task, preset = for_stage(resolve_task("diabetes-mlp"), "task")
@@ -101,7 +102,8 @@ def evaluation(device: torch.device) -> Outcome:
 def batched_sweep(device: torch.device) -> Outcome:
     """(b) one vmap learning-rate sweep of Adam on a tiny charlm, 3 rates x 20 steps."""
     import nosplug
-    from nosplug.evaluation.training import for_stage, sweep
+    from nosplug.evaluation.runs import for_stage
+    from nosplug.evaluation.sweep import sweep
     from nosplug.tasks import resolve_task
 
     task, preset = for_stage(resolve_task("charlm", {"context": 32, "dim": 32, "layers": 1}), "task")

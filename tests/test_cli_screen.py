@@ -31,20 +31,20 @@ def test_the_live_screen_says_why_candidates_are_rejected_and_never_looks_finish
     tmp_path: Path, monkeypatch
 ) -> None:
     from nosplug.cli.study_cmd import Monitor
-    from nosplug.evaluation import training
+    from nosplug.evaluation import evaluate
 
     calls = {"n": 0}
 
-    def fake(genome, task, data, preset, *, trial=None, seed=0, progress=None):
+    def fake(genome, task, data, preset, *, reporter=None, seed=0, progress=None):
         calls["n"] += 1
         if calls["n"] <= 4:  # the first evaluations are all rejected
-            return training.EvalResult(
+            return evaluate.EvalResult(
                 "pruned", None, "prescreen", "pre-screen: best training accuracy 0.230 < 0.25"
             )
-        trial.report(0.5 + calls["n"] / 100, 10)
-        return training.EvalResult("complete", 0.5 + calls["n"] / 100, "final", "completed")
+        reporter.report(0.5 + calls["n"] / 100, 10)
+        return evaluate.EvalResult("complete", 0.5 + calls["n"] / 100, "final", "completed")
 
-    monkeypatch.setattr(training, "evaluate_genome", fake)
+    monkeypatch.setattr(evaluate, "evaluate_genome", fake)
     cfg = write_config(tmp_path / "s.toml", name="s", init=6, particles=2, timesteps=1, mutations=2)
     url = f"journal:{tmp_path / 'j.log'}"
     runner.create_study(cfg, storage=url)
@@ -114,8 +114,8 @@ def test_the_best_table_keeps_long_formulas_whole_at_80_columns() -> None:
 
 def test_the_evaluate_tables_fit_80_columns_with_whole_headers_and_sorted_rates() -> None:
     from nosplug.cli.evaluate_cmd import result_table, sweep_table
+    from nosplug.evaluation.evaluate import EvalResult
     from nosplug.evaluation.presets import get_preset
-    from nosplug.evaluation.training import EvalResult
 
     lrs = get_preset("paper").all_lrs  # 10, 0.01, 1e-05, 1, 0.1, ...: the sweep's own order
     res = EvalResult(

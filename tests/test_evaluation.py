@@ -13,7 +13,7 @@ from torch import nn
 import nosplug
 from nosplug.evaluation.batched import BatchedProgramOptimizer
 from nosplug.evaluation.presets import PRESETS, get_preset
-from nosplug.evaluation.pruners import FINAL, PRESCREEN, SWEEP, gate, pruner_for
+from nosplug.evaluation.pruners import FINAL, PRESCREEN, SWEEP, TrialReporter, pruner_for
 from nosplug.optim import GraphOptimizer, compile_genome
 from nosplug.optim.schedules import WarmupHoldCosine, cycled_momentum, warmup_hold_cosine_factor
 from nosplug.tasks.grouped import GroupedConvNet
@@ -47,7 +47,7 @@ def _trial(task, preset=None):
 )
 def test_each_gate_decides_through_the_pruner(stage, epoch, value, pruned) -> None:
     trial = _trial(PRESETS["paper"])
-    assert gate(trial, stage, value, epoch) is pruned
+    assert TrialReporter(trial).gate(stage, value, epoch) is pruned
     # the gate value is published where the pruner (and anyone reading the trial) sees it
     stored = trial.study.trials[0].user_attrs["gate"]
     assert stored["stage"] == stage and stored["epoch"] == epoch
@@ -55,8 +55,8 @@ def test_each_gate_decides_through_the_pruner(stage, epoch, value, pruned) -> No
 
 def test_gate_thresholds_are_preset_settings() -> None:
     strict = PRESETS["paper"].with_overrides({"prescreen_gate": 0.5})
-    assert gate(_trial(strict), PRESCREEN, 0.45)
-    assert not gate(_trial(PRESETS["paper"]), PRESCREEN, 0.45)
+    assert TrialReporter(_trial(strict)).gate(PRESCREEN, 0.45)
+    assert not TrialReporter(_trial(PRESETS["paper"])).gate(PRESCREEN, 0.45)
     assert PRESETS["paper"].prescreen_gate is None  # unset: the task's own gate (0.25 for accuracy)
 
 
@@ -176,7 +176,8 @@ def mnist():
 @pytest.mark.slow
 def test_adam_reaches_a_convnet_accuracy_on_mnist5k(mnist) -> None:
     """Quick preset, ConvNet base 16, 400 final steps on 4 000 MNIST images: >= 90% validation."""
-    from nosplug.evaluation.training import evaluate_genome, for_stage
+    from nosplug.evaluation.evaluate import evaluate_genome
+    from nosplug.evaluation.runs import for_stage
 
     task, data = mnist
     study = optuna.create_study(
@@ -185,7 +186,7 @@ def test_adam_reaches_a_convnet_accuracy_on_mnist5k(mnist) -> None:
         pruner=pruner_for(*for_stage(task, "quick")),
     )
     trial = study.ask()
-    res = evaluate_genome(nosplug.zoo.load("adam-paper"), task, data, "quick", trial=trial)
+    res = evaluate_genome(nosplug.zoo.load("adam-paper"), task, data, "quick", reporter=TrialReporter(trial))
     assert res.status == "complete", res.reason
     assert res.fitness >= 0.90
     assert res.chosen_lr in get_preset("quick").all_lrs
@@ -198,7 +199,7 @@ def test_adam_reaches_a_convnet_accuracy_on_mnist5k(mnist) -> None:
 
 
 def test_degenerate_genome_is_pruned_before_the_final_run(mnist) -> None:
-    from nosplug.evaluation.training import evaluate_genome
+    from nosplug.evaluation.evaluate import evaluate_genome
 
     # sign-flipped by nothing, but a tiny constant-scale update: passes integrity (it moves),
     # cannot train a ConvNet -> pruned at the pre-screen gate, never reaches the final run.
@@ -215,7 +216,7 @@ def test_degenerate_genome_is_pruned_before_the_final_run(mnist) -> None:
 
 
 def test_integrity_failure_stops_evaluation(mnist) -> None:
-    from nosplug.evaluation.training import evaluate_genome
+    from nosplug.evaluation.evaluate import evaluate_genome
 
     genome = nosplug.Genome.from_json(
         '{"format": "nosplug-genome", "version": 1, "nodes": ['
@@ -230,7 +231,7 @@ def test_final_run_nan_terminates_with_best_so_far(mnist, monkeypatch) -> None:
     """TerminateOnNaN semantics: the run stops at the first non-finite loss, without validating
     the partial epoch, and the validations before it still count. The inputs turn NaN at step
     15 (mid second epoch), so the run certainly reaches NaN termination."""
-    from nosplug.evaluation import training
+    from nosplug.evaluation.runs import final_run, for_stage
 
     task, data = mnist
     real = type(task).batches
@@ -247,9 +248,9 @@ def test_final_run_nan_terminates_with_best_so_far(mnist, monkeypatch) -> None:
         return Poisoned()
 
     monkeypatch.setattr(type(task), "batches", poisoned)
-    task, preset = training.for_stage(task, get_preset("smoke").with_overrides({"final_floor": 0.0}))
+    task, preset = for_stage(task, get_preset("smoke").with_overrides({"final_floor": 0.0}))
     trial = _trial(task, preset)
-    run = training.final_run(nosplug.zoo.load("adam"), 1e-3, task, data, preset, trial)
+    run = final_run(nosplug.zoo.load("adam"), 1e-3, task, data, preset, TrialReporter(trial))
     assert run.diverged and "non-finite" in run.why
     assert run.steps == 15 and run.val_steps == [10]
     assert run.best == run.val_curve[0] and math.isfinite(run.best)
@@ -257,26 +258,25 @@ def test_final_run_nan_terminates_with_best_so_far(mnist, monkeypatch) -> None:
 
 
 def test_a_run_that_diverges_before_any_validation_has_no_fitness(mnist, monkeypatch) -> None:
-    from nosplug.evaluation import training
+    from nosplug.evaluation import evaluate
+    from nosplug.evaluation.runs import SweepResult
 
     task, data = mnist
     monkeypatch.setattr(type(task), "evaluate", lambda *a, **k: pytest.fail("a diverged epoch was validated"))
     preset = get_preset("smoke").with_overrides({"final_floor": 0.0, "integrity": False})
     monkeypatch.setattr(
-        training,
-        "sweep",
-        lambda genome, lrs, *a, **k: training.SweepResult([0.9] * len(lrs), [False] * len(lrs)),
+        evaluate, "sweep", lambda genome, lrs, *a, **k: SweepResult([0.9] * len(lrs), [False] * len(lrs))
     )
-    res = training.evaluate_genome(nosplug.zoo.load("sgd"), task, _nan_data(data), preset)
+    res = evaluate.evaluate_genome(nosplug.zoo.load("sgd"), task, _nan_data(data), preset)
     assert res.status == "nonfinite" and res.fitness is None and res.stage == "final"
 
 
 def test_every_prescreen_rate_diverging_is_nonfinite_not_pruned(mnist) -> None:
-    from nosplug.evaluation import training
+    from nosplug.evaluation.evaluate import evaluate_genome
 
     task, data = mnist
     preset = get_preset("smoke").with_overrides({"integrity": False})
-    res = training.evaluate_genome(nosplug.zoo.load("sgd"), task, _nan_data(data), preset)
+    res = evaluate_genome(nosplug.zoo.load("sgd"), task, _nan_data(data), preset)
     assert res.status == "nonfinite" and res.stage == "prescreen", res.reason
 
 

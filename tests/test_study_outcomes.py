@@ -145,21 +145,21 @@ def test_a_transient_crash_is_retried_and_the_study_finishes(tmp_path: Path, cra
 
 def test_status_and_export_keep_pruned_nonfinite_and_crashed_apart(tmp_path: Path, monkeypatch) -> None:
     """Three evaluations, three outcomes: each is recorded as itself, in Optuna and in nosplug."""
-    from nosplug.evaluation import training
+    from nosplug.evaluation import evaluate
     from nosplug.study.export import trial_rows
 
     outcomes = iter(["pruned", "nonfinite", "crash", "complete", "complete", "complete", "complete"])
 
-    def fake(genome, task, data, preset, *, trial=None, seed=0, progress=None):
+    def fake(genome, task, data, preset, *, reporter=None, seed=0, progress=None):
         what = next(outcomes)
         if what == "crash":
             raise ValueError("boom")
         fitness = 0.5 if what == "complete" else None
         if fitness is not None:
-            trial.report(fitness, 10)
-        return training.EvalResult(what, fitness, "final" if fitness else "prescreen", what)
+            reporter.report(fitness, 10)
+        return evaluate.EvalResult(what, fitness, "final" if fitness else "prescreen", what)
 
-    monkeypatch.setattr(training, "evaluate_genome", fake)
+    monkeypatch.setattr(evaluate, "evaluate_genome", fake)
     cfg = write_config(tmp_path / "o.toml", name="o", init=3, particles=1, timesteps=1, mutations=1)
     url = f"journal:{tmp_path / 'j.log'}"
     runner.create_study(cfg, storage=url)
@@ -327,18 +327,18 @@ def test_a_worker_whose_heartbeats_fail_stops_working_on_the_trial(tmp_path: Pat
     import threading
     import time
 
-    from nosplug.evaluation import training
+    from nosplug.evaluation import evaluate
     from nosplug.study import optuna_adapter
 
     calls = {"evaluations": 0}
 
-    def slow(genome, task, data, preset, *, trial=None, seed=0, progress=None):
+    def slow(genome, task, data, preset, *, reporter=None, seed=0, progress=None):
         calls["evaluations"] += 1
         for _ in range(100 if calls["evaluations"] == 1 else 1):  # the first one runs ~20 s
             time.sleep(0.2)
             progress("final_epoch", {})
-        trial.report(0.5, 10)
-        return training.EvalResult("complete", 0.5, "final", "completed")
+        reporter.report(0.5, 10)
+        return evaluate.EvalResult("complete", 0.5, "final", "completed")
 
     real = optuna_adapter.set_attr
 
@@ -348,7 +348,7 @@ def test_a_worker_whose_heartbeats_fail_stops_working_on_the_trial(tmp_path: Pat
             raise ConnectionError("storage unreachable")
         real(study, trial, key, value)
 
-    monkeypatch.setattr(training, "evaluate_genome", slow)
+    monkeypatch.setattr(evaluate, "evaluate_genome", slow)
     monkeypatch.setattr(optuna_adapter, "set_attr", flaky)
     cfg = write_config(tmp_path / "h.toml", name="h", init=2, particles=1, timesteps=1, mutations=1)
     url = f"journal:{tmp_path / 'j.log'}"

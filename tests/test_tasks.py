@@ -18,9 +18,12 @@ from study_helpers import nosplug as nosplug_cli
 from torch import nn
 
 import nosplug
+from nosplug.evaluation.evaluate import evaluate_genome
 from nosplug.evaluation.presets import get_preset
 from nosplug.evaluation.pruners import pruner_for
-from nosplug.evaluation.training import evaluate_genome, final_run, for_stage, sweep
+from nosplug.evaluation.reporter import GateReporter
+from nosplug.evaluation.runs import final_run, for_stage
+from nosplug.evaluation.sweep import sweep
 from nosplug.study import runner
 from nosplug.tasks import (
     DeviceError,
@@ -81,8 +84,7 @@ QUALITY = [
 def test_adam_with_its_tuned_rate_reaches_the_stated_quality(name, lr, bound, untrained) -> None:
     task, preset = for_stage(resolve_task(name), "task")
     data = task.load(0)
-    study = optuna.create_study(direction=task.metric.direction, pruner=pruner_for(task, preset))
-    run = final_run(nosplug.zoo.load("adam"), lr, task, data, preset, study.ask())
+    run = final_run(nosplug.zoo.load("adam"), lr, task, data, preset, GateReporter(pruner_for(task, preset)))
     assert run.best is not None and run.best <= bound, (name, run.val_curve)
     first = task.evaluate(task.model(0), data.val)
     assert first == pytest.approx(untrained, rel=0.35), "the untrained model is where the docs say"
@@ -344,7 +346,7 @@ def test_a_stages_overrides_win_over_the_tasks_budget() -> None:
 def test_auto_sweep_mode_on_cpu_follows_the_measured_rule() -> None:
     """vmap for small models (where it measured faster on CPU), separate runs for larger ones,
     grouped ConvNets up to base 8; accelerators batch whatever can be batched."""
-    from nosplug.evaluation.training import VMAP_CPU_MAX_PARAMS, sweep_mode
+    from nosplug.evaluation.sweep import VMAP_CPU_MAX_PARAMS, sweep_mode
 
     cpu, cuda = torch.device("cpu"), torch.device("cuda")
     modes = {}

@@ -133,7 +133,7 @@ def normalise(data: Mapping[str, Any], storage: str | None = None) -> dict[str, 
 
 def _tasks(given: Any) -> list[dict[str, Any]]:
     from nosplug.evaluation.presets import get_preset
-    from nosplug.evaluation.training import for_stage
+    from nosplug.evaluation.runs import for_stage
     from nosplug.tasks.resolve import resolve_task
 
     if not isinstance(given, list) or not given:

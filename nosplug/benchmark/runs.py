@@ -18,7 +18,7 @@ import torch
 
 from nosplug.benchmark.contenders import Contender
 from nosplug.evaluation.presets import EvalPreset
-from nosplug.evaluation.training import train_loop
+from nosplug.evaluation.runs import train_loop
 from nosplug.tasks.base import Task, TaskData
 
 

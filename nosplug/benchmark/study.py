@@ -42,7 +42,7 @@ def create(raw: Mapping[str, Any], storage: str | None = None, *, exist_ok: bool
 def stage(entry: Mapping[str, Any]):
     """(task, preset) a benchmark task entry trains with."""
     from nosplug.evaluation.presets import get_preset
-    from nosplug.evaluation.training import for_stage
+    from nosplug.evaluation.runs import for_stage
     from nosplug.tasks.resolve import resolve_task
 
     preset = get_preset(entry["preset"]).with_overrides(dict(entry["overrides"]), where="tasks.overrides")

@@ -82,8 +82,9 @@ def evaluate(
     import optuna
 
     from nosplug import zoo
+    from nosplug.evaluation.evaluate import evaluate_genome
     from nosplug.evaluation.presets import get_preset
-    from nosplug.evaluation.training import evaluate_genome, for_stage
+    from nosplug.evaluation.runs import for_stage
     from nosplug.tasks import resolve_device, resolve_task
     from nosplug.tasks.classification import ClassificationTask
 

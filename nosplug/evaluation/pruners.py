@@ -1,11 +1,12 @@
 """The paper's early-stopping gates as an Optuna pruner, in the task's gate units.
 
-An evaluation publishes each gate's value in the trial's user attribute ``gate`` (the stage, the
-value, and for the final run the epoch) and asks ``trial.should_prune()``; :class:`GatePruner`
-decides. The gates read training accuracies, which the paper's gates are defined on, while the
-trial's *intermediate values* are left to the validation curve that fitness is read from, so
-optuna-dashboard plots the curve behind each fitness. The same pruner decides standalone (an
-in-memory trial) and inside a study.
+An evaluation asks its reporter at each gate (:mod:`nosplug.evaluation.reporter`). Reporting to a
+trial (:class:`TrialReporter`), the gate's value is published in the trial's user attribute
+``gate`` (the stage, the value, and for the final run the epoch) and ``trial.should_prune()``
+asked; :class:`GatePruner` decides. The gates read training accuracies, which the paper's gates
+are defined on, while the trial's *intermediate values* are left to the validation curve that
+fitness is read from, so optuna-dashboard plots the curve behind each fitness. The same pruner
+decides standalone (:class:`~nosplug.evaluation.reporter.GateReporter`) and inside a study.
 
 Gates (spec §8): pre-screen (best training accuracy of the pre-screen rates at least
 ``prescreen_gate``), sweep (best of all rates at least ``sweep_gate``), and the final run's
@@ -67,11 +68,23 @@ class GatePruner(BasePruner):
         return not self.passes(gate["stage"], value, int(gate.get("epoch", 0)))
 
 
-def gate(trial: optuna.Trial, stage: str, value: float, epoch: int = 0) -> bool:
-    """Publish ``value`` as the trial's current gate and return True when the pruner rejects it."""
-    v = float(value)
-    trial.set_user_attr(GATE_ATTR, {"stage": stage, "value": v if math.isfinite(v) else None, "epoch": epoch})
-    return trial.should_prune()
+class TrialReporter:
+    """An evaluation reporting to an Optuna trial (a :class:`~nosplug.evaluation.reporter.Reporter`):
+    the validation curve becomes the trial's intermediate values (what optuna-dashboard plots),
+    and each gate is published in the trial's user attribute ``gate`` and decided by the study's
+    pruner through ``trial.should_prune()``, exactly as inside ``study.optimize``."""
+
+    def __init__(self, trial: optuna.Trial) -> None:
+        self.trial = trial
+
+    def report(self, value: float, step: int) -> None:
+        self.trial.report(value, step)
+
+    def gate(self, stage: str, value: float, epoch: int = 0) -> bool:
+        v = float(value)
+        attr = {"stage": stage, "value": v if math.isfinite(v) else None, "epoch": epoch}
+        self.trial.set_user_attr(GATE_ATTR, attr)
+        return self.trial.should_prune()
 
 
 def stage_gates(task, preset) -> Gates:

@@ -17,7 +17,7 @@ from typing import Any, Protocol
 
 from nosplug.genome.model import Genome
 
-#: Result statuses of a finished evaluation (from :class:`~nosplug.evaluation.training.EvalResult`):
+#: Result statuses of a finished evaluation (from :class:`~nosplug.evaluation.evaluate.EvalResult`):
 #: trained to the end, rejected by a gate (integrity check, pre-screen, sweep), or diverged
 #: (non-finite) before it produced a fitness. ``failed`` is how studies written by nosplug 0.1
 #: recorded gate rejections and crashes alike. A *crash* (an exception) is not a result: its

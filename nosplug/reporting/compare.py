@@ -101,7 +101,7 @@ def stored_result(rows: Iterable[Mapping[str, Any]], stage: str, genome_hash: st
 def evaluate(genome: Genome, task: Any, data: Any, preset: EvalPreset, seed: int) -> Result:
     """Evaluate ``genome`` as a study trial would; a crash becomes an ``error`` result shown as
     such (never a fitness), so one broken baseline does not lose the rest of the report."""
-    from nosplug.evaluation.training import evaluate_genome
+    from nosplug.evaluation.evaluate import evaluate_genome
 
     start = time.perf_counter()
     try:

@@ -122,7 +122,7 @@ def _check_models(cfg: StudyConfig) -> None:
     models build with their options from the dataset's declared shape (the data itself may live
     only on the workers' machines, and other tasks may need their data to build, so the workers'
     preflight builds those)."""
-    from nosplug.evaluation.training import for_stage
+    from nosplug.evaluation.runs import for_stage
     from nosplug.tasks.classification import ClassificationTask
 
     stages = {f"evaluation.{name}": (cfg.task, preset) for name, preset in cfg.stages.items()}
@@ -238,7 +238,7 @@ class StudyContext:
 
     def bound(self, stage: str) -> tuple[Task, EvalPreset]:
         """(the task as ``stage`` trains it, the stage's preset)."""
-        from nosplug.evaluation.training import for_stage
+        from nosplug.evaluation.runs import for_stage
 
         return for_stage(self._stage_tasks.get(stage) or self.task, self.presets[stage])
 
@@ -718,8 +718,9 @@ class Worker:
         lost.set()
 
     def _evaluate(self, t: FrozenTrial, lost: threading.Event) -> dict[str, Any]:
-        from nosplug.evaluation.pruners import pruner_for
-        from nosplug.evaluation.training import evaluate_genome, final_run
+        from nosplug.evaluation.evaluate import evaluate_genome
+        from nosplug.evaluation.pruners import TrialReporter, pruner_for
+        from nosplug.evaluation.runs import final_run
 
         attrs = t.user_attrs
         if self.ctx.kind == BENCHMARK:
@@ -735,13 +736,13 @@ class Worker:
             study = self._stage_studies[stage] = optuna.load_study(
                 study_name=self.name, storage=oa.storage_of(self.study), pruner=pruner_for(task, preset)
             )
-        trial = oa.live_trial(study, t)
+        reporter = TrialReporter(oa.live_trial(study, t))
         data = self.ctx.data(self.device, stage)
         check = self._lost_check(lost)
 
         if attrs.get(T.FIXED_LR) is not None:
             started = time.perf_counter()
-            run = final_run(genome, float(attrs[T.FIXED_LR]), task, data, preset, trial, seed, check)
+            run = final_run(genome, float(attrs[T.FIXED_LR]), task, data, preset, reporter, seed, check)
             return {
                 "status": COMPLETE if run.best is not None else NONFINITE,
                 "fitness": run.best,
@@ -753,7 +754,7 @@ class Worker:
                 "metric": task.metric.name,
                 "duration": time.perf_counter() - started,
             }  # the validation curve was reported to the trial as it ran
-        res = evaluate_genome(genome, task, data, preset, trial=trial, seed=seed, progress=check)
+        res = evaluate_genome(genome, task, data, preset, reporter=reporter, seed=seed, progress=check)
         out = res.to_dict()
         for k in ("val_curve", "val_steps"):
             out.pop(k)
