@@ -7,11 +7,13 @@ own state; it is never differentiated through (spec §4.2), so any optimizer can
   ``sgd``, ``momentum``, ``addsign``, ``powersign``), their sign forms (``addsign_sign``,
   ``powersign_sign``, Bello et al.'s published definitions) and standard bias-corrected Adam
   (``adam_std``);
-* any ``torch.optim`` optimizer: ``torch:Adagrad(lr=0.01)``;
+* any ``torch.optim`` optimizer: ``torch:Adagrad(lr=0.01)``, or any importable optimizer class:
+  ``module:Class(...)``;
 * any genome: ``genome:opt6`` (zoo name or JSON file), ``study:NAME`` or ``study:NAME#3`` (the
   best, or third best, genome of a nosplug search study), run by :class:`~nosplug.GraphOptimizer`.
 
-A reference ``name(key=value, ...)`` overrides hyperparameters: ``adam(lr=0.01)``.
+A reference ``name(key=value, ...)`` overrides hyperparameters: ``adam(lr=0.01)``. References are
+parsed by :func:`nosplug.refs.parse_ref`, the parser contenders and the command line share.
 """
 
 from __future__ import annotations
@@ -259,77 +261,76 @@ def builtin_teachers() -> list[TeacherSpec]:
     ]
 
 
-def parse_ref(ref: str) -> tuple[str, dict[str, Any]]:
-    """``adam(lr=0.01, beta1=0.8)`` -> ("adam", {"lr": 0.01, "beta1": 0.8})."""
-    ref = ref.strip()
-    if "(" not in ref:
-        return ref, {}
-    if not ref.endswith(")"):
-        raise TeacherError(f"teacher {ref!r}: expected NAME(key=value, ...)")
-    name, args = ref[:-1].split("(", 1)
-    kw: dict[str, Any] = {}
-    for part in filter(None, (p.strip() for p in args.split(","))):
-        key, sep, value = part.partition("=")
-        if not sep:
-            raise TeacherError(f"teacher {ref!r}: argument {part!r} is not key=value")
-        try:
-            kw[key.strip()] = (
-                float(value) if value.strip().lower() not in ("true", "false") else value.strip() == "true"
-            )
-        except ValueError:
-            raise TeacherError(f"teacher {ref!r}: {key.strip()} must be a number") from None
-    return name.strip(), kw
-
-
 def resolve_teacher(ref: str, *, total_steps: int | None = None, storage: str | None = None) -> Teacher:
-    """A teacher from a reference string (see the module docstring); ``study:NAME`` is looked up
-    in ``storage`` (the amalgamation run's own storage; else $NOSPLUG_STORAGE or the default)."""
-    if ref.startswith("torch:"):
-        name, kw = parse_ref(ref[len("torch:") :])
-        cls = getattr(torch.optim, name, None)
-        if not (isinstance(cls, type) and issubclass(cls, torch.optim.Optimizer)):
-            raise TeacherError(f"teacher {ref!r}: torch.optim has no optimizer {name!r}")
-        try:
-            cls([torch.zeros(1, requires_grad=True)], **kw)
-        except TypeError as exc:
-            raise TeacherError(f"teacher {ref!r}: {exc}") from None
-        return TorchTeacher(ref, lambda ps: cls(ps, **kw), float(kw.get("lr", math.nan)))
-    if ref.startswith(("genome:", "study:")):
-        return _genome_teacher(ref, total_steps, storage)
+    """A teacher from a reference string (see the module docstring; parsed by
+    :func:`nosplug.refs.parse_ref`); ``study:NAME`` is looked up in ``storage`` (the amalgamation
+    run's own storage; else $NOSPLUG_STORAGE or the default)."""
+    from nosplug.refs import RefError, parse_ref
+
+    try:
+        parsed = parse_ref(ref)
+    except RefError as exc:
+        raise TeacherError(f"teacher {exc}") from None
+    if parsed.kind == "class":
+        return _class_teacher(parsed)
+    if parsed.kind in ("genome", "study"):
+        return _genome_teacher(parsed, total_steps, storage)
+    if parsed.kind != "bare":
+        raise TeacherError(
+            f"teacher {parsed.text!r}: a {parsed.kind} is not a teacher (use a teacher name, "
+            "torch:NAME(...), module:Class(...), genome:NAME or study:NAME)"
+        )
     from nosplug.primitives.registry import UnknownPrimitiveError, registry
 
-    name, kw = parse_ref(ref)
     try:
-        spec: TeacherSpec = registry().get("teachers", name)
+        spec: TeacherSpec = registry().get("teachers", parsed.target)
     except UnknownPrimitiveError as exc:
-        raise TeacherError(f"{exc}; or use torch:NAME(...), genome:NAME, study:NAME") from None
+        raise TeacherError(
+            f"{exc}; or use torch:NAME(...), module:Class(...), genome:NAME, study:NAME"
+        ) from None
     try:
-        return spec.make(**kw)
+        return spec.make(**parsed.kwargs)
     except TypeError as exc:
-        raise TeacherError(f"teacher {ref!r}: {exc}") from None
+        raise TeacherError(f"teacher {parsed.text!r}: {exc}") from None
 
 
-def _genome_teacher(ref: str, total_steps: int | None, storage: str | None = None) -> Teacher:
+def _class_teacher(ref) -> Teacher:
+    """Any ``torch.optim.Optimizer`` class with its arguments (``torch:Adagrad(lr=0.01)``)."""
+    from nosplug.refs import RefError
+
+    try:
+        cls = ref.import_class()
+    except RefError as exc:
+        raise TeacherError(f"teacher {exc}") from None
+    kw = dict(ref.kwargs)
+    try:
+        cls([torch.zeros(2, 2, requires_grad=True)], **kw)
+    except (TypeError, ValueError) as exc:
+        raise TeacherError(f"teacher {ref.text!r}: {exc}") from None
+    return TorchTeacher(ref.text, lambda ps: cls(ps, **kw), float(kw.get("lr", math.nan)))
+
+
+def _genome_teacher(ref, total_steps: int | None, storage: str | None = None) -> Teacher:
     from nosplug import zoo
     from nosplug.optim import GraphOptimizer
 
-    kind, _, rest = ref.partition(":")
-    target, kw = parse_ref(rest)
-    if kind == "study":
+    if ref.kind == "study":
         from nosplug.study.runner import best_genomes
 
-        name, _, rank = target.partition("#")
-        top = best_genomes(name, storage, n=int(rank or 1))
-        if len(top) < int(rank or 1):
-            raise TeacherError(f"teacher {ref!r}: study {name!r} has only {len(top)} finished genomes")
-        genome, _fit = top[int(rank or 1) - 1]
+        top = best_genomes(ref.target, storage, n=ref.rank)
+        if len(top) < ref.rank:
+            raise TeacherError(
+                f"teacher {ref.text!r}: study {ref.target!r} has only {len(top)} finished genomes"
+            )
+        genome, _fit = top[ref.rank - 1]
     else:
-        genome = zoo.load(target)
+        genome = zoo.load(ref.target)
+    kw = dict(ref.kwargs)
     lr = kw.pop("lr", None)
     given_steps = kw.pop("total_steps", None)
     if kw:
         raise TeacherError(
-            f"teacher {ref!r}: unknown option(s) {', '.join(kw)} (a genome takes lr, total_steps)"
+            f"teacher {ref.text!r}: unknown option(s) {', '.join(kw)} (a genome takes lr, total_steps)"
         )
     lr = float(lr if lr is not None else genome.meta.get("defaults", {}).get("lr", 1e-3))
     decays = any(e.decay is not None for _n, _i, e in genome.edges())
@@ -337,7 +338,7 @@ def _genome_teacher(ref: str, total_steps: int | None, storage: str | None = Non
     steps = int(given_steps if given_steps is not None else total_steps or 0) if decays else None
     if decays and not steps:
         raise TeacherError(
-            f"teacher {ref!r}: the genome has decay functions; give the run length "
-            f"(genome:{target}(total_steps=N))"
+            f"teacher {ref.text!r}: the genome has decay functions; give the run length "
+            f"({ref.without_args()}(total_steps=N))"
         )
-    return TorchTeacher(ref, lambda ps: GraphOptimizer(ps, genome, lr=lr, total_steps=steps), lr)
+    return TorchTeacher(ref.text, lambda ps: GraphOptimizer(ps, genome, lr=lr, total_steps=steps), lr)

@@ -6,12 +6,14 @@ Spec strings (stored in the benchmark's study, resolved by each worker):
 * ``study:NAME`` or ``study:NAME#k``: the k-th best genome of a search, as evaluated (sign flip
   applied);
 * ``torch:Adam``, ``torch:SGD(momentum=0.9, nesterov=True)``: any ``torch.optim`` class with its
-  arguments;
+  arguments; ``module:Class(...)`` any importable ``torch.optim.Optimizer`` class
+  (``pytorch_optimizer:Lion(betas=(0.9, 0.99))``); arguments are Python literals
+  (:mod:`nosplug.refs`);
 * ``student:PATH`` (a saved amalgamation student) or ``pretrained:NAME`` (a shipped one).
 
 Every contender tunes the same things with the same budget: its learning rate (log-uniform) and
-the base schedule's shape (the warm-up fraction of the warmup-hold-cosine schedule). A ``torch:``
-contender may also tune its betas and weight decay when the benchmark config lists them for it
+the base schedule's shape (the warm-up fraction of the warmup-hold-cosine schedule). An optimizer
+class may also tune its betas and weight decay when the benchmark config lists them for it
 (``extra_tuning``). A learned optimizer has no learning rate and no schedule: it tunes the rate
 of its SGD warm-up (spec §1.3), the one scale it has.
 """
@@ -108,81 +110,95 @@ def resolve(
 ) -> Contender:
     """The contender a spec names (see the module docstring); a bad spec is one clear error.
     ``genomes`` holds genomes already resolved for ``study:`` specs (a benchmark stores them)."""
-    if not isinstance(spec, str) or not spec.strip():
-        raise ContenderError(f"a contender is a spec string such as 'adam' or 'torch:Adam', got {spec!r}")
-    spec = spec.strip()
+    from nosplug.refs import RefError, parse_ref
+
+    try:
+        ref = parse_ref(spec)
+    except RefError as exc:
+        raise ContenderError(f"contender {exc}") from None
+    spec = ref.text
     unknown = set(extra_tuning) - set(EXTRA_TUNING)
     if unknown:
         raise ContenderError(
             f"contender {spec!r}: cannot tune {sorted(unknown)} (tunable: {sorted(EXTRA_TUNING)})"
         )
-    if spec.startswith("torch:"):
-        return _torch(spec, tuple(extra_tuning))
+    if ref.kind == "class":
+        return _optimizer_class(ref, tuple(extra_tuning))
     if extra_tuning:
-        raise ContenderError(f"contender {spec!r}: only torch: contenders tune {', '.join(extra_tuning)}")
-    if spec.startswith(("student:", "pretrained:")):
-        return _student(spec)
+        raise ContenderError(
+            f"contender {spec!r}: only optimizer classes (module:Class) tune {', '.join(extra_tuning)}"
+        )
+    if ref.kind in ("student", "pretrained"):
+        return _student(ref)
+    if ref.kwargs:
+        raise ContenderError(
+            f"contender {spec!r}: a genome takes no arguments here (its learning rate and schedule are tuned)"
+        )
     if genomes and spec in genomes:
         from nosplug.genome.model import Genome
 
         return Contender(spec, "genome", genome=Genome.from_dict(dict(genomes[spec])))
-    return Contender(spec, "genome", genome=_genome(spec, storage))
+    return Contender(spec, "genome", genome=_genome(ref, storage))
 
 
-def _torch(spec: str, extra: tuple[str, ...]) -> Contender:
-    from nosplug.amalgamation.teachers import parse_ref
+def _optimizer_class(ref, extra: tuple[str, ...]) -> Contender:
+    """A contender from any ``torch.optim.Optimizer`` class (``torch:Adam``, ``module:Class``)
+    with its literal arguments; it must build on a 2-D parameter (Muon accepts only those)."""
+    import inspect
 
+    from nosplug.refs import RefError
+
+    spec = ref.text
     try:
-        name, kw = parse_ref(spec[len("torch:") :])
-    except UserError as exc:
-        raise ContenderError(f"contender {spec!r}: {exc}") from None
-    cls = getattr(torch.optim, name, None)
-    if not (isinstance(cls, type) and issubclass(cls, torch.optim.Optimizer)):
-        raise ContenderError(f"contender {spec!r}: torch.optim has no optimizer {name!r}")
+        cls = ref.import_class()
+    except RefError as exc:
+        raise ContenderError(f"contender {exc}") from None
+    kw = dict(ref.kwargs)
     if "lr" in kw:
         raise ContenderError(f"contender {spec!r}: the learning rate is tuned, do not fix it")
     try:
-        cls([torch.zeros(1, requires_grad=True)], lr=1e-3, **kw)
+        cls([torch.zeros(2, 2, requires_grad=True)], lr=1e-3, **kw)
     except (TypeError, ValueError) as exc:
         raise ContenderError(f"contender {spec!r}: {exc}") from None
+    accepted = set(inspect.signature(cls.__init__).parameters)
     for k in extra:
         probe = {"beta1": "betas", "beta2": "betas"}.get(k, k)
-        if probe not in cls.__init__.__code__.co_varnames:
-            raise ContenderError(f"contender {spec!r}: torch.optim.{name} has no {probe!r} to tune")
+        if probe not in accepted:
+            raise ContenderError(f"contender {spec!r}: {ref.class_path} has no {probe!r} to tune")
     return Contender(spec, "torch", torch_class=cls, torch_kwargs=kw, extra=extra)
 
 
-def _genome(spec: str, storage: str | None):
-    if spec.startswith("study:"):
+def _genome(ref, storage: str | None):
+    if ref.kind == "study":
         from nosplug.study.runner import best_genomes
 
-        name, _, rank = spec[len("study:") :].partition("#")
-        k = int(rank) if rank.isdigit() else 1
-        top = best_genomes(name, storage, n=k)
-        if len(top) < k:
-            raise ContenderError(f"contender {spec!r}: study {name!r} has only {len(top)} finished genomes")
-        return top[k - 1][0]
+        top = best_genomes(ref.target, storage, n=ref.rank)
+        if len(top) < ref.rank:
+            raise ContenderError(
+                f"contender {ref.text!r}: study {ref.target!r} has only {len(top)} finished genomes"
+            )
+        return top[ref.rank - 1][0]
     from nosplug import zoo
 
     try:
-        return zoo.load(spec)
+        return zoo.load(ref.target)
     except UserError as exc:
         raise ContenderError(
-            f"contender {spec!r}: {exc}; or use torch:NAME(...), study:NAME#k, pretrained:NAME"
+            f"contender {ref.text!r}: {exc}; or use torch:NAME(...), module:Class(...), study:NAME#k, "
+            "pretrained:NAME"
         ) from None
 
 
-def _student(spec: str) -> Contender:
+def _student(ref) -> Contender:
     try:
-        return _student_contender(spec)
+        return _student_contender(ref.text, ref.kind, ref.target)
     except UserError as exc:
-        raise ContenderError(f"contender {spec!r}: {exc}") from None
+        raise ContenderError(f"contender {ref.text!r}: {exc}") from None
 
 
-def _student_contender(spec: str) -> Contender:
+def _student_contender(spec: str, kind: str, ref: str) -> Contender:
     from nosplug import amalgamation
 
-    kind, _, ref = spec.partition(":")
     if kind == "pretrained":
         amalgamation.pretrained_info(ref)  # an unknown name fails here
 
