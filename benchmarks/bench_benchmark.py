@@ -31,7 +31,7 @@ def measure(fast: bool) -> dict:
     """Run one benchmark and split its wall time into training and harness overhead."""
     import nosplug
     import nosplug.benchmark.results  # scipy, for the statistics
-    from nosplug.study.runner import load
+    from nosplug.study.studies import load
 
     # module imports are a once-per-process cost any training script pays too; warm them first
     torch.optim.Adam([torch.zeros(1, requires_grad=True)])  # imports torch._dynamo (about 2 s)

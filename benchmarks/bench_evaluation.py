@@ -37,9 +37,9 @@ from nosplug.evaluation.integrity import integrity_check, integrity_check_batch
 from nosplug.evaluation.presets import get_preset
 from nosplug.evaluation.runs import for_stage
 from nosplug.evaluation.sweep import sweep
-from nosplug.ga.particle_ga import GAConfig, ParticleGA
 from nosplug.genome.random import random_genome
 from nosplug.genome.space import SearchSpace
+from nosplug.search.planners.particle_ga import GAConfig, ParticleGA
 from nosplug.tasks import Batches, resolve_task
 from nosplug.tasks.classification import ClassificationTask
 from nosplug.tasks.surrogates import build_surrogate

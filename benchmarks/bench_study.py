@@ -33,8 +33,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from _bench import emit, print_table, progress, table
 from plan_scaling import replay, stored
 
-from nosplug.study import runner
-from nosplug.study.config import StudyConfig
+from nosplug.search.api import create_search
+from nosplug.search.config import SearchConfig
+from nosplug.search.verdict import verdict_name
+from nosplug.study.kinds import open_study
+from nosplug.study.storage import open_storage
+from nosplug.study.studies import load, study_names
 
 ROOT = Path(__file__).resolve().parents[1]
 #: the README's main job must finish within this (issue 14)
@@ -45,15 +49,15 @@ def run(raw: dict, workers: int, threads: int) -> dict:
     name = raw["study"]["name"]
     with tempfile.TemporaryDirectory() as tmp:
         url = f"journal:{Path(tmp) / 'bench.log'}"
-        runner.create_study(StudyConfig(raw), storage=url)
+        create_search(SearchConfig(raw), storage=url)
         t0 = time.perf_counter()
         cmd = [sys.executable, "-m", "nosplug", "study", "run", name, "--storage", url]
         cmd += ["--workers", str(workers), "--threads", str(threads), "--quiet"]
         subprocess.run(cmd, check=True)
         dt = time.perf_counter() - t0
-        store = runner.open_storage(url)
+        store = open_storage(url)
         studies = [
-            runner.load(n, url) for n in (name, runner.verdict_name(name)) if n in runner.study_names(store)
+            load(n, url) for n in (name, verdict_name(name)) if n in study_names(store)
         ]
         trained = [
             t
@@ -64,7 +68,7 @@ def run(raw: dict, workers: int, threads: int) -> dict:
         busy = sum(t.user_attrs.get("duration") or 0.0 for t in trained)
         plan = {}
         for k in (1, 2):  # the plan's own scaling, from this run's durations
-            plan[k] = sum(replay(runner.context(s).planner, stored(s), k)["makespan"] for s in studies)
+            plan[k] = sum(replay(open_study(s).planner, stored(s), k)["makespan"] for s in studies)
         return {
             "workers": workers,
             "threads": threads,

@@ -18,9 +18,10 @@ import heapq
 from collections import Counter
 from typing import Any
 
-from nosplug.ga.plan import Record
-from nosplug.study import runner
 from nosplug.study import trials as T
+from nosplug.study.kinds import open_study
+from nosplug.study.plan import Record
+from nosplug.study.studies import load
 
 
 def stored(study) -> dict[str, tuple[Record, float]]:
@@ -79,9 +80,9 @@ def main() -> None:
     args = ap.parse_args()
     total: Counter = Counter()
     for name in args.names:
-        study = runner.load(name, args.storage)
+        study = load(name, args.storage)
         results = stored(study)
-        planner = runner.context(study).planner
+        planner = open_study(study).planner
         for k in args.workers:
             r = replay(planner, results, k)
             total[k] += r["makespan"]

@@ -32,7 +32,7 @@ def __getattr__(name: str):  # lazy: keep `import nosplug` light for the CLI and
 
         return zoo
     if name == "search":
-        from nosplug.study.api import search
+        from nosplug.search.api import search
 
         return search
     if name == "benchmark":

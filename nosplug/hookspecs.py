@@ -101,6 +101,14 @@ def nosplug_amalgamation_losses() -> list[Any]:
 
 
 @hookspec
+def nosplug_study_kinds() -> list[Any]:
+    """Return study kinds (:class:`~nosplug.study.kinds.StudyKind`: a ``name``, ``aliases``, a
+    ``description`` and ``open(study)``): what a kind of study plans, evaluates and ranks on the
+    generic work queue. The built-ins: search, elimination, benchmark, amalgamation, and
+    amalgamation-protocol."""
+
+
+@hookspec
 def nosplug_zoo_genomes() -> Mapping[str, str | Mapping[str, Any]] | Iterable[Any]:
     """Return named genomes for :mod:`nosplug.zoo`, so ``zoo.load(name)`` finds them.
 

@@ -29,10 +29,14 @@ BUILTIN_PLUGINS: dict[str, str] = {
     "nosplug.students": "nosplug.builtin.students",
     "nosplug.losses": "nosplug.builtin.losses",
     "nosplug.zoo": "nosplug.builtin.zoo",
+    "nosplug.kinds": "nosplug.builtin.kinds",
 }
 
 _manager: pluggy.PluginManager | None = None
 _extra_disabled: set[str] = set()
+#: Incremented by :func:`reset`: what was built from an earlier plugin set (the registry of
+#: :mod:`nosplug.primitives.registry`) is built again.
+_generation = 0
 
 
 @dataclass(frozen=True)
@@ -56,12 +60,15 @@ def disable(*names: str) -> None:
 
 
 def reset() -> None:
-    """Forget the cached manager and registry (tests and the CLI use this)."""
-    global _manager
+    """Forget the cached manager and everything built from it (tests and the CLI use this)."""
+    global _manager, _generation
     _manager = None
-    from nosplug.primitives.registry import reset_cache
+    _generation += 1
 
-    reset_cache()
+
+def generation() -> int:
+    """Which plugin set is in force: a new one after every :func:`reset`."""
+    return _generation
 
 
 def _builtin_available(module: str) -> bool:

@@ -85,8 +85,8 @@ def build(name: str, work: Path, out: Path) -> Path:
     storage = f"journal:{work / 'journal.log'}"
     raw = config(name)
     run_name = raw["run"]["name"]
-    from nosplug.study.runner import study_names
     from nosplug.study.storage import open_storage, storage_url
+    from nosplug.study.studies import study_names
 
     if run_name not in study_names(open_storage(storage_url(storage))):
         amrun.create_run_from(raw, storage=storage, checkpoint_dir=str(work / run_name))

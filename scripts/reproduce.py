@@ -316,7 +316,7 @@ def _record(res, url: str) -> dict[str, Any]:
     import torch
 
     from nosplug.benchmark import study as bstudy
-    from nosplug.study.runner import load
+    from nosplug.study.studies import load
 
     trials = load(res.name, url).get_trials(deepcopy=False)
     finished = [t for t in trials if t.user_attrs.get("phase") and t.state.is_finished()]

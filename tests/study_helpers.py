@@ -19,7 +19,7 @@ from pathlib import Path
 import optuna
 from optuna.trial import TrialState
 
-from nosplug.ga.plan import Record
+from nosplug.study.plan import Record
 
 TINY = """\
 version = 1

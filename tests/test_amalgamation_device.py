@@ -86,8 +86,8 @@ def test_device_cuda_on_the_command_line_fails_with_one_line_before_training(
 
 @NO_CUDA
 def test_a_cuda_protocol_fails_with_one_line_before_anything_is_stored(tmp_path: Path, capsys) -> None:
-    from nosplug.study.runner import study_names
     from nosplug.study.storage import open_storage
+    from nosplug.study.studies import study_names
 
     _config(tmp_path, "m", None)
     proto = tmp_path / "p.toml"

@@ -10,7 +10,10 @@ from pathlib import Path
 import pytest
 from study_helpers import nosplug, write_config
 
-from nosplug.study import artifacts, runner
+from nosplug.search import ranking
+from nosplug.search.api import create_search
+from nosplug.search.kind import BEST_COUNT, publish_best
+from nosplug.study import artifacts, studies
 from nosplug.study import optuna_adapter as oa
 from nosplug.study.storage import (
     ArtifactStoreError,
@@ -18,6 +21,7 @@ from nosplug.study.storage import (
     artifacts_url,
     open_artifact_store,
 )
+from nosplug.study.worker import Worker
 
 
 def _journal(tmp_path: Path) -> str:
@@ -87,7 +91,7 @@ def tiny(tmp_path: Path, monkeypatch) -> str:
     """A tiny search created (not run) in a journal under tmp_path; returns the storage URL."""
     monkeypatch.delenv("NOSPLUG_ARTIFACTS", raising=False)
     url = _journal(tmp_path)
-    runner.create_study(write_config(tmp_path / "tiny.toml"), storage=url)
+    create_search(write_config(tmp_path / "tiny.toml"), storage=url)
     return url
 
 
@@ -96,15 +100,15 @@ def test_a_finished_search_attaches_its_best_genomes_once_even_when_resumed(tiny
     from nosplug.genome.model import Genome
     from nosplug.study import trials as T
 
-    stopped = runner.Worker("tiny", tiny, threads=1, max_trials=3).run()
+    stopped = Worker("tiny", tiny, threads=1, max_trials=3).run()
     assert not stopped.done and not stopped.artifacts  # unfinished: nothing attached yet
     assert not (tmp_path / "studies" / "artifacts").exists()
-    done = runner.Worker("tiny", tiny, threads=1).run()  # the resume finishes the search
+    done = Worker("tiny", tiny, threads=1).run()  # the resume finishes the search
     assert done.done and "(10 new, 0 already there)" in done.artifacts, done.artifacts
-    study = runner.load("tiny", tiny)
+    study = studies.load("tiny", tiny)
     store = artifacts.open_store(tiny)
     first = _attached_in(study, store)
-    top = runner.best(study, artifacts.BEST_COUNT)
+    top = ranking.best(study, BEST_COUNT)
     assert len(top) == 5
     for rank, t in enumerate(top, 1):
         assert {(t.number, f"tiny_best{rank}.json"), (t.number, f"tiny_best{rank}.py")} <= first.keys()
@@ -123,18 +127,18 @@ def test_a_finished_search_attaches_its_best_genomes_once_even_when_resumed(tiny
         )
     assert len(first) == 10 and all(number is not None for number, _ in first)
     # run again (a finished study) and once more through the CLI: nothing new, nothing lost
-    again = runner.Worker("tiny", tiny, threads=1).run()
+    again = Worker("tiny", tiny, threads=1).run()
     assert "(0 new, 10 already there)" in again.artifacts
     out = nosplug("study", "run", "tiny", "--storage", tiny)
     assert out.returncode == 0, out.stderr
     assert "artifacts: 10 files on 5 trials of study 'tiny'" in out.stdout
-    assert _attached_in(runner.load("tiny", tiny), store) == first
+    assert _attached_in(studies.load("tiny", tiny), store) == first
     assert len(list((tmp_path / "studies" / "artifacts").iterdir())) == 10
 
 
 def test_workers_finishing_together_attach_each_file_once(tiny: str) -> None:
-    runner.Worker("tiny", tiny, threads=1).run()
-    study = runner.load("tiny", tiny)
+    Worker("tiny", tiny, threads=1).run()
+    study = studies.load("tiny", tiny)
     for t in study.get_trials(deepcopy=False):  # start from nothing attached
         for m in artifacts.listed(study, t):
             oa.detach_artifact(study, m.artifact_id, t)
@@ -142,7 +146,7 @@ def test_workers_finishing_together_attach_each_file_once(tiny: str) -> None:
 
     def publish() -> None:
         try:
-            artifacts.publish_best(runner.load("tiny", tiny), tiny)
+            publish_best(studies.load("tiny", tiny), tiny)
         except BaseException as exc:
             errors.append(exc)
 
@@ -152,7 +156,7 @@ def test_workers_finishing_together_attach_each_file_once(tiny: str) -> None:
     for th in threads:
         th.join()
     assert not errors
-    assert len(_attached_in(runner.load("tiny", tiny), artifacts.open_store(tiny))) == 10
+    assert len(_attached_in(studies.load("tiny", tiny), artifacts.open_store(tiny))) == 10
 
 
 @pytest.mark.slow
@@ -160,17 +164,17 @@ def test_two_worker_processes_attach_each_file_once_and_say_so(tiny: str) -> Non
     out = nosplug("study", "run", "tiny", "--storage", tiny, "--workers", "2")
     assert out.returncode == 0, out.stderr
     assert "artifacts: 10 files on 5 trials of study 'tiny'" in out.stdout  # the parent's line
-    assert len(_attached_in(runner.load("tiny", tiny), artifacts.open_store(tiny))) == 10
+    assert len(_attached_in(studies.load("tiny", tiny), artifacts.open_store(tiny))) == 10
 
 
 def test_a_changed_file_replaces_its_older_version(tiny: str, tmp_path: Path) -> None:
-    runner.Worker("tiny", tiny, threads=1, max_trials=1).run()
+    Worker("tiny", tiny, threads=1, max_trials=1).run()
     report = tmp_path / "out" / "report.md"
     report.parent.mkdir()
     for text in ("# first", "# second", "# second"):
         report.write_text(text)
         artifacts.publish_report("tiny", [report], tiny)
-    study = runner.load("tiny", tiny)
+    study = studies.load("tiny", tiny)
     store = artifacts.open_store(tiny)
     (meta,) = artifacts.listed(study)
     with store.open_reader(meta.artifact_id) as f:
@@ -181,7 +185,7 @@ def test_a_changed_file_replaces_its_older_version(tiny: str, tmp_path: Path) ->
 def test_a_failed_upload_is_one_error_and_leaves_no_record(tiny: str, tmp_path: Path, monkeypatch) -> None:
     from optuna.artifacts import FileSystemArtifactStore
 
-    runner.Worker("tiny", tiny, threads=1, max_trials=1).run()
+    Worker("tiny", tiny, threads=1, max_trials=1).run()
     report = tmp_path / "report.md"
     report.write_text("# r")
 
@@ -193,12 +197,12 @@ def test_a_failed_upload_is_one_error_and_leaves_no_record(tiny: str, tmp_path: 
         artifacts.ArtifactError, match=r"cannot attach report\.md to study 'tiny' .*No space left"
     ):
         artifacts.publish_report("tiny", [report], tiny)
-    assert artifacts.listed(runner.load("tiny", tiny)) == []
+    assert artifacts.listed(studies.load("tiny", tiny)) == []
 
 
 def test_a_shared_storage_without_an_artifact_store_says_so_and_goes_on(tiny: str) -> None:
-    study = runner.load("tiny", tiny)
-    out = artifacts.publish_best(study, "postgresql://u@db.example/nos")  # never contacted: no store
+    study = studies.load("tiny", tiny)
+    out = publish_best(study, "postgresql://u@db.example/nos")  # never contacted: no store
     assert out.line().startswith("artifacts skipped: storage 'postgresql://u@db.example/nos' has no artifact")
     assert "--artifacts DIR" in out.line() and "NOSPLUG_ARTIFACTS" in out.line()
     assert "\n" not in out.line()
@@ -212,16 +216,16 @@ def test_an_unusable_artifact_store_is_one_line_and_exit_2(tiny: str, tmp_path: 
     assert out.returncode == 2
     bad = str(tmp_path / "not-a-folder")
     assert out.stderr.strip().splitlines() == [f"error: artifact store {bad!r} is not a folder"]
-    assert runner.load("tiny", tiny).trials == []  # refused before the first evaluation
+    assert studies.load("tiny", tiny).trials == []  # refused before the first evaluation
 
 
 def test_a_report_is_attached_to_its_study(tiny: str, tmp_path: Path) -> None:
-    runner.Worker("tiny", tiny, threads=1).run()
+    Worker("tiny", tiny, threads=1).run()
     for _ in range(2):
         out = nosplug("report", "tiny", "--storage", tiny, "--no-baselines", "--out", str(tmp_path / "rep"))
         assert out.returncode == 0, out.stderr
     assert "artifacts: " in out.stdout and "on study 'tiny'" in out.stdout
-    study = runner.load("tiny", tiny)
+    study = studies.load("tiny", tiny)
     names = sorted(m.filename for m in artifacts.listed(study))
     assert names == sorted(
         p.name for p in (tmp_path / "rep").iterdir() if p.suffix in (".md", ".html", ".png")

@@ -24,7 +24,7 @@ import nosplug
 from nosplug.benchmark.config import BenchmarkConfigError, normalise
 from nosplug.benchmark.contenders import ContenderError, resolve
 from nosplug.benchmark.results import collect
-from nosplug.study import runner
+from nosplug.study import studies
 from nosplug.tasks import Gates, Metric, Split, Task, TaskData
 
 HERE = Path(__file__).resolve().parent
@@ -96,7 +96,7 @@ def test_a_real_difference_is_found_and_a_copy_of_the_reference_is_not(planted) 
 
 def test_tuning_reads_validation_and_evaluation_reads_test_on_fresh_seeds(planted) -> None:
     url, res = planted
-    study = runner.load("planted", url)
+    study = studies.load("planted", url)
     tune = [t.user_attrs for t in study.trials if t.user_attrs.get("phase") == "tune"]
     evals = [t.user_attrs for t in study.trials if t.user_attrs.get("phase") == "eval"]
     assert len(tune) == 3 * 8 and len(evals) == 3 * 8
@@ -117,7 +117,7 @@ def test_tuning_reads_validation_and_evaluation_reads_test_on_fresh_seeds(plante
 def test_time_to_target_is_read_off_the_stored_curves(planted) -> None:
     url, res = planted
     task = "test_benchmark:IllConditioned"
-    study = runner.load("planted", url)
+    study = studies.load("planted", url)
     evals = [t.user_attrs for t in study.trials if t.user_attrs.get("phase") == "eval"]
     ref = [a["final_val"] for a in evals if a["contender"] == "torch:Adam"]
     # the level the reference reaches on ~3/4 of its seeds: the upper quartile of an MSE
@@ -187,7 +187,7 @@ def test_a_killed_benchmark_resumes_without_redoing_runs_and_reaches_the_same_ta
     while time.time() < deadline:
         time.sleep(0.3)
         try:
-            n = sum(t.state.name == "COMPLETE" for t in runner.load("w", url).trials)
+            n = sum(t.state.name == "COMPLETE" for t in studies.load("w", url).trials)
         except Exception:
             continue
         if n >= 6:
@@ -195,12 +195,12 @@ def test_a_killed_benchmark_resumes_without_redoing_runs_and_reaches_the_same_ta
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     before = {
-        t.user_attrs["key"]: t.number for t in runner.load("w", url).trials if t.state.name == "COMPLETE"
+        t.user_attrs["key"]: t.number for t in studies.load("w", url).trials if t.state.name == "COMPLETE"
     }
     assert 6 <= len(before) < 3 * 6, "killed in the middle"
     resumed = nosplug_cli(*args, "--name", "w", "--storage", url, env=env)
     assert resumed.returncode == 0, resumed.stderr
-    after = runner.load("w", url).trials
+    after = studies.load("w", url).trials
     for key, number in before.items():  # no finished run was done again
         assert [t.number for t in after if t.user_attrs["key"] == key and t.state.name == "COMPLETE"] == [
             number
@@ -216,7 +216,7 @@ def test_a_killed_benchmark_resumes_without_redoing_runs_and_reaches_the_same_ta
 
 def test_the_results_are_recomputed_from_the_storage_alone(planted) -> None:
     url, res = planted
-    again = collect(runner.load("planted", url))
+    again = collect(studies.load("planted", url))
     assert again.targets == res.targets
     assert {c: v.sentence for c, v in again.verdicts.items()} == {
         c: v.sentence for c, v in res.verdicts.items()
@@ -263,8 +263,8 @@ def test_blind_samplers_plan_every_tuning_trial_at_once_and_tpe_one_at_a_time() 
 
 
 def test_the_verdict_tunes_by_quasi_random_search_unless_told() -> None:
-    from nosplug.study.config import ConfigError
-    from nosplug.study.config import normalise as study_normalise
+    from nosplug.search.config import ConfigError
+    from nosplug.search.config import normalise as study_normalise
 
     assert study_normalise({"study": {"name": "v"}})["validate"]["sampler"] == "qmc"
     with pytest.raises(ConfigError, match=r"validate\.sampler: qmc, tpe or random"):

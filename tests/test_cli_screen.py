@@ -12,7 +12,11 @@ from study_helpers import write_config
 
 import nosplug
 from nosplug.cli import main
-from nosplug.study import runner
+from nosplug.search.api import create_search
+from nosplug.study import studies
+from nosplug.study.kinds import plan_state
+from nosplug.study.storage import open_storage
+from nosplug.study.worker import Worker
 
 WIDTH = 80
 
@@ -47,8 +51,8 @@ def test_the_live_screen_says_why_candidates_are_rejected_and_never_looks_finish
     monkeypatch.setattr(evaluate, "evaluate_genome", fake)
     cfg = write_config(tmp_path / "s.toml", name="s", init=6, particles=2, timesteps=1, mutations=2)
     url = f"journal:{tmp_path / 'j.log'}"
-    runner.create_study(cfg, storage=url)
-    monitor = Monitor(runner.load("s", url))
+    create_search(cfg, storage=url)
+    monitor = Monitor(studies.load("s", url))
     frames: list[tuple[str, float, float | None, bool]] = []
 
     def on_event(e) -> None:
@@ -56,10 +60,10 @@ def test_the_live_screen_says_why_candidates_are_rejected_and_never_looks_finish
         if e["event"] in ("finished", "planned"):
             text = _text(monitor.render())
             task = monitor.progress.tasks[monitor.overall]
-            done = runner.plan_state(runner.load("s", url)).done
+            done = plan_state(studies.load("s", url)).done
             frames.append((text, task.completed, task.total, done))
 
-    runner.Worker("s", url, threads=1, on_event=on_event).run()
+    Worker("s", url, threads=1, on_event=on_event).run()
     first = next(text for text, completed, _t, _d in frames if completed >= 1)
     assert "pruned at pre-screen: best training accuracy 0.230 < 0.25" in first
     assert "init/0000" in first
@@ -170,7 +174,6 @@ def test_study_create_suggests_the_run_only_when_not_scripted(tmp_path: Path, ca
 
 
 def test_study_best_on_an_amalgamation_run_is_an_error(tmp_path: Path, capsys) -> None:
-    from nosplug.study.storage import open_storage
 
     url = f"journal:{tmp_path / 'j.log'}"
     s = optuna.create_study(study_name="am", storage=open_storage(url))

@@ -25,8 +25,12 @@ from pathlib import Path
 import pytest
 from study_helpers import nosplug, write_config
 
-from nosplug.study import artifacts, runner
+from nosplug.search import ranking
+from nosplug.search.api import create_search
+from nosplug.search.kind import BEST_COUNT
+from nosplug.study import artifacts, studies
 from nosplug.study import optuna_adapter as oa
+from nosplug.study.worker import Worker
 
 #: The environment without a personal artifact store, so the default (beside the journal) is used.
 ENV = {k: v for k, v in os.environ.items() if k != "NOSPLUG_ARTIFACTS"}
@@ -40,8 +44,8 @@ def finished(tmp_path_factory) -> tuple[str, Path]:
     url = f"journal:{tmp / 'studies' / 'j.log'}"
     with pytest.MonkeyPatch.context() as mp:
         mp.delenv("NOSPLUG_ARTIFACTS", raising=False)
-        runner.create_study(write_config(tmp / "tiny.toml"), storage=url)
-        summary = runner.Worker("tiny", url, threads=1).run()
+        create_search(write_config(tmp / "tiny.toml"), storage=url)
+        summary = Worker("tiny", url, threads=1).run()
         assert summary.done and "10 new" in summary.artifacts
         (tmp / "rep").mkdir()
         (tmp / "rep" / "report.md").write_text("# tiny\n\nthe best genome is tiny_best1\n")
@@ -107,7 +111,7 @@ def dashboard(url: str, tmp: Path, *options: str) -> Iterator[tuple[str, str]]:
 
 def test_the_dashboard_serves_every_artifact_byte_for_byte(finished, tmp_path: Path) -> None:
     url, rep = finished
-    study = runner.load("tiny", url)
+    study = studies.load("tiny", url)
     store = artifacts.open_store(url)
     with dashboard(url, tmp_path) as (base, printed):
         page = f"{base}{oa.dashboard_study_path(study)}"
@@ -122,14 +126,14 @@ def test_the_dashboard_serves_every_artifact_byte_for_byte(finished, tmp_path: P
             == (rep / "report.md").read_bytes()
         )
         # each best genome's trial: the dashboard lists its files and serves the stored bytes
-        for rank, t in enumerate(runner.best(study, artifacts.BEST_COUNT), 1):
+        for rank, t in enumerate(ranking.best(study, BEST_COUNT), 1):
             assert listed[t.number] == {f"tiny_best{rank}.json", f"tiny_best{rank}.py"}
             for m in artifacts.listed(study, t):
                 with store.open_reader(m.artifact_id) as f:
                     stored = f.read()
                 served = _get(base + oa.dashboard_artifact_path(study, m.artifact_id, t))
                 assert hashlib.sha256(served).digest() == hashlib.sha256(stored).digest()
-        others = set(listed) - {t.number for t in runner.best(study, artifacts.BEST_COUNT)}
+        others = set(listed) - {t.number for t in ranking.best(study, BEST_COUNT)}
         assert others and all(not listed[n] for n in others)
 
 
@@ -194,8 +198,8 @@ def test_a_browser_shows_the_trial_list_and_the_artifacts(finished, tmp_path: Pa
     if chromium is None:
         pytest.skip("Chromium is not installed (.ci/run installs Debian's chromium package)")
     url, _rep = finished
-    study = runner.load("tiny", url)
-    best = runner.best(study, 1)[0]
+    study = studies.load("tiny", url)
+    best = ranking.best(study, 1)[0]
     metas = {m.filename: m for m in artifacts.listed(study, best)}
     with dashboard(url, tmp_path) as (_base, printed):
         page = printed.split("optuna-dashboard for study tiny: ", 1)[1].split()[0]

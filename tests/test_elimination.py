@@ -10,11 +10,15 @@ import pytest
 from study_helpers import assert_all_finished_once, nosplug
 
 import nosplug as nsp
-from nosplug.ga.elimination import Candidate, Elimination, Stage
-from nosplug.ga.plan import Record
-from nosplug.study import runner
-from nosplug.study.config import ConfigError, StudyConfig
-from nosplug.study.elimination import create_elimination, round2_config, winners
+from nosplug.search.api import create_search
+from nosplug.search.config import ConfigError, SearchConfig
+from nosplug.search.elimination import Candidate, Elimination, Stage
+from nosplug.search.rounds import create_elimination, round2_config, winners
+from nosplug.study import studies
+from nosplug.study.kinds import open_study, plan_state
+from nosplug.study.plan import Record
+from nosplug.study.storage import open_storage
+from nosplug.study.worker import Worker
 
 OPEN_GATES = "prescreen_gate = 0.0\nsweep_gate = 0.0\nfinal_floor = 0.0"
 
@@ -117,29 +121,29 @@ def _config(tmp_path: Path, **fmt) -> Path:
 
 
 def test_stage_settings_are_checked_before_anything_is_stored(tmp_path: Path) -> None:
-    raw = StudyConfig.from_file(_config(tmp_path)).raw
+    raw = SearchConfig.from_file(_config(tmp_path)).raw
     bad_lr = json.loads(json.dumps(raw))
     bad_lr["elimination"]["stages"][0]["lr"] = "tuned"
     with pytest.raises(ConfigError, match=r"^elimination.stages\[0\].lr: one of search, sweep"):
-        StudyConfig(bad_lr)
+        SearchConfig(bad_lr)
     other_direction = json.loads(json.dumps(raw))
     other_direction["elimination"]["stages"][1] = {"name": "reg", "keep": 1, "task": "diabetes-mlp"}
     with pytest.raises(ConfigError, match=r"elimination.stages\[1\].task: 'diabetes-mlp' ranks by mse"):
-        runner.create_study(StudyConfig(other_direction), storage=f"journal:{tmp_path / 'x.log'}")
+        create_search(SearchConfig(other_direction), storage=f"journal:{tmp_path / 'x.log'}")
     unknown = json.loads(json.dumps(raw))
     unknown["elimination"]["stages"][1]["surrogate"] = "resnet10"
     with pytest.raises(ConfigError, match=r"elimination.stages\[1\]: .*unknown surrogate 'resnet10'"):
-        runner.create_study(StudyConfig(unknown), storage=f"journal:{tmp_path / 'x.log'}")
-    assert not (tmp_path / "x.log").exists() or "pipe" not in runner.study_names(
-        runner.open_storage(f"journal:{tmp_path / 'x.log'}")
+        create_search(SearchConfig(unknown), storage=f"journal:{tmp_path / 'x.log'}")
+    assert not (tmp_path / "x.log").exists() or "pipe" not in studies.study_names(
+        open_storage(f"journal:{tmp_path / 'x.log'}")
     )
 
 
 def test_round2_needs_a_finished_elimination_and_the_option(tmp_path: Path) -> None:
     url = f"journal:{tmp_path / 'j.log'}"
-    raw = StudyConfig.from_file(_config(tmp_path)).raw
+    raw = SearchConfig.from_file(_config(tmp_path)).raw
     raw["next_round"]["top"] = 0
-    runner.create_study(StudyConfig(raw), storage=url)
+    create_search(SearchConfig(raw), storage=url)
     out = nosplug("study", "next-round", "pipe", "--storage", url)
     assert out.returncode != 0 and len(out.stderr.strip().splitlines()) == 1
     assert "next_round.top: study 'pipe' has no second round configured" in out.stderr
@@ -150,16 +154,16 @@ def test_the_whole_pipeline_search_elimination_round2(tmp_path: Path) -> None:
     """Search -> elimination (a wider ConvNet with its own rate test, then ResNet-9 on another
     dataset) -> second round from the winner (children on 2 seeds) -> its elimination."""
     url = f"journal:{tmp_path / 'j.log'}"
-    runner.create_study(_config(tmp_path), storage=url)
-    runner.Worker("pipe", url, threads=1).run()
+    create_search(_config(tmp_path), storage=url)
+    Worker("pipe", url, threads=1).run()
     create_elimination("pipe", url)
-    el = runner.load("pipe.elimination", url)
-    ctx = runner.context(el)
+    el = studies.load("pipe.elimination", url)
+    ctx = open_study(el)
     task, _preset = ctx.bound("mnist-resnet9")
     assert (task.dataset, task.settings.surrogate) == ("mnist5k", "resnet9")
     assert ctx.data(stage="mnist-resnet9").train.x.shape[1:] == (1, 28, 28)
     assert ctx.data(stage="wider").train.x.shape[1:] == (1, 8, 8)
-    runner.Worker("pipe.elimination", url, threads=1).run()
+    Worker("pipe.elimination", url, threads=1).run()
     assert_all_finished_once(el)
     trials = {t.user_attrs["key"]: t for t in el.trials}
     for key, t in trials.items():
@@ -179,14 +183,14 @@ def test_the_whole_pipeline_search_elimination_round2(tmp_path: Path) -> None:
     assert [s["name"] for s in cfg["elimination"]["stages"]] == ["mnist-resnet9"]
     out = nosplug("study", "next-round", "pipe", "--storage", url, "--quiet")
     assert out.returncode == 0, out.stderr
-    r2 = runner.load("pipe.round2", url)
+    r2 = studies.load("pipe.round2", url)
     assert_all_finished_once(r2)
     start = next(t for t in r2.trials if t.user_attrs["key"] == "p000/start")
     assert json.loads(start.user_attrs["genome"]) == best[0].to_dict()
     assert len(start.user_attrs["seed_fitness"]) == 2
     out = nosplug("study", "eliminate", "pipe.round2", "--storage", url, "--quiet")
     assert out.returncode == 0, out.stderr
-    assert runner.plan_state(runner.load("pipe.round2.elimination", url)).progress["winners"]
+    assert plan_state(studies.load("pipe.round2.elimination", url)).progress["winners"]
 
 
 def test_the_paper_pipeline_config_describes_every_step(tmp_path: Path) -> None:
@@ -194,7 +198,7 @@ def test_the_paper_pipeline_config_describes_every_step(tmp_path: Path) -> None:
     round of six particles on three seeds, and it creates (models built from CIFAR-10's declared
     shape; the data itself is only needed by the workers)."""
     path = Path(__file__).resolve().parents[1] / "studies" / "paper-cifar10.toml"
-    cfg = StudyConfig.from_file(path)
+    cfg = SearchConfig.from_file(path)
     stages = cfg.raw["elimination"]["stages"]
     assert [(s["name"], s["keep"]) for s in stages] == [
         ("base64", 24),
@@ -204,9 +208,9 @@ def test_the_paper_pipeline_config_describes_every_step(tmp_path: Path) -> None:
     ]
     assert cfg.raw["next_round"]["top"] == 6 and cfg.raw["next_round"]["seeds"] == 3
     assert [(s["name"], s["keep"]) for s in cfg.raw["next_round"]["stages"]] == [("efficientnet_v2_s", 10)]
-    runner.create_study(cfg, storage=f"journal:{tmp_path / 'j.log'}")
+    create_search(cfg, storage=f"journal:{tmp_path / 'j.log'}")
 
 
 @pytest.mark.parametrize("name", ["quick", "adam-variants", "adam-lr-schedules", "paper-cifar10"])
 def test_shipped_search_configs_are_valid(name: str) -> None:
-    StudyConfig.from_file(Path(__file__).resolve().parents[1] / "studies" / f"{name}.toml").check_task()
+    SearchConfig.from_file(Path(__file__).resolve().parents[1] / "studies" / f"{name}.toml").check_task()

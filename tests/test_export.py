@@ -557,7 +557,7 @@ def test_cli_unwritable_out_is_one_error_line_and_leaves_nothing(tmp_path: Path,
 
 
 def test_cli_study_genome_carries_flip_and_provenance(monkeypatch, capsys) -> None:
-    import nosplug.study.runner as runner
+    import nosplug.study.kinds as kinds
 
     flipped = zoo.load("sgd")
     flipped.flip = True
@@ -568,7 +568,7 @@ def test_cli_study_genome_carries_flip_and_provenance(monkeypatch, capsys) -> No
         calls.append((name, storage, n))
         return [(zoo.load("adam"), 0.9), (flipped, 0.875)]
 
-    monkeypatch.setattr(runner, "best_genomes", fake_best)
+    monkeypatch.setattr(kinds, "best_genomes", fake_best)
     assert main(["genome", "export", "study:quick#2", "--storage", "journal:x.log"]) == 0
     source = capsys.readouterr().out
     assert calls == [("quick", "journal:x.log", 2)]

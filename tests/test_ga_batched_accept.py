@@ -6,10 +6,10 @@ from __future__ import annotations
 from study_helpers import drive
 
 from nosplug.evaluation.integrity import integrity_check
-from nosplug.ga import particle_ga
-from nosplug.ga.particle_ga import GAConfig, ParticleGA
-from nosplug.ga.plan import Record
 from nosplug.genome.space import SearchSpace
+from nosplug.search.planners import particle_ga
+from nosplug.search.planners.particle_ga import GAConfig, ParticleGA
+from nosplug.study.plan import Record
 
 
 def _signature(records: dict[str, Record]) -> dict[str, tuple]:

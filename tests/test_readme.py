@@ -59,7 +59,7 @@ def test_main_command_runs(tmp_path: Path) -> None:
     rows = [json.loads(line) for line in best.stdout.splitlines()]
     assert rows and rows[0]["fitness"] > 0.5, best.stderr
     # the verdict row: printed by the run, and equal to what the storage implies
-    from nosplug.study.runner import verdict
+    from nosplug.search.verdict import verdict
 
     result = verdict("quick", env["NOSPLUG_STORAGE"])
     assert result is not None and result.done

@@ -79,7 +79,8 @@ def _replaying_evaluator(stored, monkeypatch, asked: list[tuple[str, str]]) -> N
     planner asked for is what was stored (genome, seed, stage, planned attributes)."""
     from nosplug.study import optuna_adapter as oa
     from nosplug.study import trials as T
-    from nosplug.study.runner import Worker
+    from nosplug.study.result import TrialResult
+    from nosplug.study.worker import Worker
 
     def evaluate(self, t, lost) -> dict[str, Any]:
         name, key = self.name, t.user_attrs[T.KEY]
@@ -93,7 +94,8 @@ def _replaying_evaluator(stored, monkeypatch, asked: list[tuple[str, str]]) -> N
         live = oa.live_trial(self.study, t)
         for step, value in old["curve"].items():
             live.report(value, step)
-        return {k: v for k, v in old["attrs"].items() if k not in planned}
+        result = {k: v for k, v in old["attrs"].items() if k not in planned}
+        return TrialResult(result.pop("status"), result.pop("fitness"), result.pop("reason"), result)
 
     monkeypatch.setattr(Worker, "_evaluate", evaluate)
 

@@ -22,8 +22,13 @@ from nosplug.genome.model import Genome
 from nosplug.optim.effective_lr import effective_lr_multiplier
 from nosplug.reporting import build_report
 from nosplug.reporting.data import initial_population, live_evaluations, particle_trajectories
-from nosplug.study import runner, trials
+from nosplug.search import ranking
+from nosplug.search.api import create_search
+from nosplug.study import trials
 from nosplug.study.export import trial_rows
+from nosplug.study.kinds import open_study, plan_state
+from nosplug.study.studies import load as load_study
+from nosplug.study.worker import Worker
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -42,8 +47,8 @@ def studies(tmp_path_factory: pytest.TempPathFactory) -> dict[str, str]:
         extra_eval="prescreen_gate = 0.0\nsweep_gate = 0.0\nfinal_floor = 0.0",
     )
     for cfg, name in ((tiny, "tiny"), (dec, "dec")):
-        runner.create_study(cfg, storage=url)
-        assert runner.Worker(name, url, threads=1).run().done
+        create_search(cfg, storage=url)
+        assert Worker(name, url, threads=1).run().done
     return {"url": url, "journal": str(d / "j.log")}
 
 
@@ -60,7 +65,7 @@ def _png_ok(path: Path) -> None:
 # ----------------------------------------------------------------------------- the command
 def _study_data(url: str) -> tuple:
     """Everything of study tiny but its artifacts: what a report must leave as it found it."""
-    s = runner.load("tiny", url)
+    s = load_study("tiny", url)
     trials = [(t.number, t.state, t.values, t.user_attrs, t.intermediate_values) for t in s.get_trials()]
     return s.user_attrs, trials
 
@@ -76,7 +81,7 @@ def test_report_command_writes_md_html_and_pngs(studies, tmp_path: Path, capsys)
     assert _study_data(studies["url"]) == before, "the report changed the study's data"
     assert "report.html" in captured.out and "sgd" in captured.out
     # its only write: the files, attached to the study for optuna-dashboard (docs/studies.md)
-    attached = {m.filename for m in artifacts.listed(runner.load("tiny", studies["url"]))}
+    attached = {m.filename for m in artifacts.listed(load_study("tiny", studies["url"]))}
     assert attached == {p.name for p in out.iterdir() if p.suffix in (".md", ".html", ".png")}
 
     pngs = sorted(out.glob("*.png"))
@@ -89,8 +94,8 @@ def test_report_command_writes_md_html_and_pngs(studies, tmp_path: Path, capsys)
     page = (out / "report.html").read_text()
     assert page.count('src="data:image/png;base64,') == len(pngs)
     assert "<img" in page and 'src="' + "fitness.png" not in page  # self-contained: nothing linked
-    study = runner.load("tiny", studies["url"])
-    top = runner.best(study, 5, stage="evolution")
+    study = load_study("tiny", studies["url"])
+    top = ranking.best(study, 5, stage="evolution")
     assert top
     for t in top:  # the genome as evaluated: with the integrity check's sign flip
         formula = trials.evaluated_genome(t.user_attrs).formula()
@@ -120,7 +125,7 @@ def test_baselines_are_cached_and_studys_own_results_reused(studies, tmp_path: P
     # adam is one of study dec's initial genomes: its stored evaluation is the baseline, nothing trains
     dec = build_report("dec", studies["url"], out=tmp_path / "dec", baselines=["adam"], formats=["html"])
     adam = next(r.result for r in dec.comparison if r.label == "adam")
-    stored = next(t for t in runner.load("dec", studies["url"]).trials if t.user_attrs["key"] == "p001/start")
+    stored = next(t for t in load_study("dec", studies["url"]).trials if t.user_attrs["key"] == "p001/start")
     assert adam.source == "study" and adam.fitness == stored.user_attrs["fitness"]
     assert not (tmp_path / "dec" / "baselines.json").exists()
 
@@ -133,7 +138,7 @@ def test_schedule_figure_for_genomes_with_decays(studies, tmp_path: Path) -> Non
     _png_ok(rep.figures["schedules"])
     assert rep.comparison and all(r.search for r in rep.comparison)
     curve = next(c for c in rep.schedules if "p000/start" in c.title)
-    preset = runner.context(runner.load("dec", studies["url"])).presets["evolution"]
+    preset = open_study(load_study("dec", studies["url"])).presets["evolution"]
     assert curve.total_steps == preset.schedule_steps and curve.final_steps == preset.final_steps
     T = preset.schedule_steps
     expected = _spec_multiplier("lr1", torch.tensor(curve.steps, dtype=torch.float64), T)
@@ -149,9 +154,9 @@ def test_schedule_figure_for_genomes_with_decays(studies, tmp_path: Path) -> Non
 
 # ----------------------------------------------------------------------------- data behind figure 1
 def test_particle_trajectories_follow_the_chosen_positions(studies) -> None:
-    study = runner.load("tiny", studies["url"])
+    study = load_study("tiny", studies["url"])
     rows = trial_rows(study)
-    plan = runner.plan_state(study)
+    plan = plan_state(study)
     current = {p: info["key"] for p, info in plan.progress["positions"].items()}
     trajs = particle_trajectories(rows, current)
     assert [t.particle for t in trajs] == [0, 1]
@@ -272,7 +277,7 @@ def test_bad_input_is_one_line_and_writes_nothing(studies, tmp_path: Path, capsy
 
     url = f"journal:{tmp_path / 'other.log'}"
     out = tmp_path / "never"
-    runner.create_study(write_config(tmp_path / "empty.toml", name="empty"), storage=url)
+    create_search(write_config(tmp_path / "empty.toml", name="empty"), storage=url)
     create_run(
         Path(__file__).parents[1] / "studies" / "amalgamation-quick.toml",
         name="amal",
@@ -303,7 +308,7 @@ def test_bad_input_is_one_line_and_writes_nothing(studies, tmp_path: Path, capsy
         "does not exist",
     )
     assert not out.exists()
-    from nosplug.study.elimination import create_elimination
+    from nosplug.search.rounds import create_elimination
 
     create_elimination("tiny", studies["url"], elimination_name="tiny.el")
     _fails(["report", "tiny.el", "--storage", studies["url"], *base], capsys, "elimination study")

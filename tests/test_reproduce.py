@@ -46,7 +46,7 @@ def _results(out: Path) -> dict:
 def _stored(out: Path, name: str):
     """The benchmark as its Optuna study holds it, read back by the harness."""
     from nosplug.benchmark.results import collect
-    from nosplug.study.runner import load
+    from nosplug.study.studies import load
 
     return collect(load(name, f"journal:{out / 'work' / 'nos-benchmarks.log'}"))
 
@@ -98,7 +98,7 @@ def test_the_nos_tables_are_the_stored_benchmarks_numbers(smoke: Path) -> None:
 
 
 def _tuning_points(out: Path, name: str, task: str) -> dict[str, list[float]]:
-    from nosplug.study.runner import load
+    from nosplug.study.studies import load
 
     study = load(name, f"journal:{out / 'work' / 'nos-benchmarks.log'}")
     points: dict[str, list[float]] = {}
@@ -185,7 +185,7 @@ def test_amalgamation_table_and_verdicts(smoke: Path) -> None:
 @pytest.mark.slow
 def test_a_rerun_resumes_without_training_again(smoke: Path) -> None:
     """From results.json (nothing opened), then from the Optuna studies alone (nothing trained)."""
-    from nosplug.study.runner import load
+    from nosplug.study.studies import load
 
     before = _results(smoke)
     names = [*before["nos"]["order"], before["nos"]["check"]["benchmark"]]

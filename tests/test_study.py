@@ -16,9 +16,14 @@ import pyarrow.parquet as pq
 import pytest
 from study_helpers import assert_all_finished_once, nosplug, pg_bin, postgres_server, signature, write_config
 
-from nosplug.study import runner
-from nosplug.study.config import StudyConfig
+from nosplug.search import ranking
+from nosplug.search.api import create_search
+from nosplug.search.config import SearchConfig
+from nosplug.study import studies
 from nosplug.study.export import SCHEMA
+from nosplug.study.kinds import plan_state
+from nosplug.study.locks import planning_lock
+from nosplug.study.worker import Worker
 
 
 def journal(tmp_path: Path, name: str = "j.log") -> str:
@@ -55,7 +60,7 @@ def test_study_cli_end_to_end(tmp_path: Path) -> None:
     )
     plain = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert plain.returncode == 0, plain.stderr
-    study = runner.load("tiny", url)
+    study = studies.load("tiny", url)
     assert int(plain.stdout.split()[0]) == len(study.trials)
     assert_all_finished_once(study)
     # each fitness is what its stored validation curve (the intermediate values) implies
@@ -84,12 +89,12 @@ def test_study_cli_end_to_end(tmp_path: Path) -> None:
     # elimination: stage results land in their own study, one trial per candidate and repeat
     out = nosplug("study", "eliminate", "tiny", "--storage", url, "--quiet")
     assert out.returncode == 0, out.stderr
-    el = runner.load("tiny.elimination", url)
+    el = studies.load("tiny.elimination", url)
     assert_all_finished_once(el)
     # the candidates are the study's best (top = 3) under the ranking rule, each run twice
-    candidates = runner.best(runner.load("tiny", url), 3)
+    candidates = ranking.best(studies.load("tiny", url), 3)
     assert 0 < len(candidates) <= 3 and len(el.trials) == len(candidates) * 2
-    assert runner.plan_state(el).progress["winners"]
+    assert plan_state(el).progress["winners"]
 
 
 def test_a_genome_met_again_is_trained_on_fresh_seeds_and_pooled(tmp_path: Path) -> None:
@@ -103,9 +108,9 @@ def test_a_genome_met_again_is_trained_on_fresh_seeds_and_pooled(tmp_path: Path)
         extra_eval="seeds = 2\nprescreen_gate = 0.0\nsweep_gate = 0.0\nfinal_floor = 0.0",
     )
     url = journal(tmp_path)
-    runner.create_study(cfg, storage=url)
-    summary = runner.Worker("dup", url, threads=1).run()
-    study = runner.load("dup", url)
+    create_search(cfg, storage=url)
+    summary = Worker("dup", url, threads=1).run()
+    study = studies.load("dup", url)
     starts = {t.user_attrs["key"]: t for t in study.trials if t.user_attrs["key"].endswith("/start")}
     a, b = starts["p000/start"].user_attrs, starts["p001/start"].user_attrs
     assert a["hash"] == b["hash"] and a["seed"] != b["seed"] and "reused_from" not in b
@@ -116,7 +121,7 @@ def test_a_genome_met_again_is_trained_on_fresh_seeds_and_pooled(tmp_path: Path)
         assert len(t.user_attrs["seed_fitness"]) == 2
         assert t.value == t.user_attrs["fitness"] == max(t.intermediate_values.values())
     # study best pools every seed the genome was trained on
-    adam = next(t for t in runner.best(study, 10) if t.user_attrs["hash"] == a["hash"])
+    adam = next(t for t in ranking.best(study, 10) if t.user_attrs["hash"] == a["hash"])
     assert adam.user_attrs["fitness_seeds"] == 4
     assert adam.user_attrs["fitness"] == pytest.approx((a["fitness"] + b["fitness"]) / 2)
 
@@ -188,11 +193,11 @@ def test_two_local_workers_match_one_worker(tmp_path: Path) -> None:
     cfg = write_config(tmp_path / "w.toml", name="w", init=4, particles=2, timesteps=2, mutations=2)
     one, two = journal(tmp_path, "one.log"), journal(tmp_path, "two.log")
     for url in (one, two):
-        runner.create_study(cfg, storage=url)
-    runner.Worker("w", one, threads=1).run()
+        create_search(cfg, storage=url)
+    Worker("w", one, threads=1).run()
     out = nosplug("study", "run", "w", "--storage", two, "--workers", "2", "--threads", "1", "--quiet")
     assert out.returncode == 0, out.stderr
-    a, b = runner.load("w", one), runner.load("w", two)
+    a, b = studies.load("w", one), studies.load("w", two)
     assert_all_finished_once(b)
     assert signature(a) == signature(b)
     assert len({t.user_attrs.get("worker") for t in b.trials if t.user_attrs.get("reused_from") is None}) == 2
@@ -206,8 +211,8 @@ def test_sigkill_mid_trial_then_resume_equals_uninterrupted_run(tmp_path: Path) 
     )
     ref, killed = journal(tmp_path, "ref.log"), journal(tmp_path, "killed.log")
     for url in (ref, killed):
-        runner.create_study(cfg, storage=url)
-    runner.Worker("k", ref, threads=1).run()
+        create_search(cfg, storage=url)
+    Worker("k", ref, threads=1).run()
     proc = subprocess.Popen(
         [
             sys.executable,
@@ -225,7 +230,7 @@ def test_sigkill_mid_trial_then_resume_equals_uninterrupted_run(tmp_path: Path) 
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
     )
-    study = runner.load("k", killed)
+    study = studies.load("k", killed)
     deadline = time.time() + 300
     victim = None
     while time.time() < deadline and proc.poll() is None:
@@ -241,12 +246,12 @@ def test_sigkill_mid_trial_then_resume_equals_uninterrupted_run(tmp_path: Path) 
     assert proc.stderr is not None
     assert victim is not None, "the worker finished before it could be killed: " + proc.stderr.read().decode()
     assert proc.returncode == -signal.SIGKILL
-    summary = runner.Worker("k", killed, threads=1).run()
+    summary = Worker("k", killed, threads=1).run()
     assert summary.done and summary.reclaimed == 1
-    study = runner.load("k", killed)
+    study = studies.load("k", killed)
     abandoned = [t for t in study.trials if t.user_attrs.get("abandoned")]
     assert [t.user_attrs["key"] for t in abandoned] == [victim]
-    assert signature(study) == signature(runner.load("k", ref))
+    assert signature(study) == signature(studies.load("k", ref))
 
 
 def test_a_trial_finishing_between_planning_and_popping_is_not_a_stall(tmp_path: Path) -> None:
@@ -255,14 +260,14 @@ def test_a_trial_finishing_between_planning_and_popping_is_not_a_stall(tmp_path:
     and none running. That is a stale plan, not a stuck study: it must plan again, not give up."""
     cfg = write_config(tmp_path / "race.toml", name="race", init=4, particles=2, timesteps=1, mutations=2)
     url = journal(tmp_path)
-    runner.create_study(cfg, storage=url)
-    other = runner.Worker("race", url, threads=1)
-    with runner.planning_lock(url, "race"):
+    create_search(cfg, storage=url)
+    other = Worker("race", url, threads=1)
+    with planning_lock(url, "race"):
         trials = other.study.get_trials(deepcopy=False)
         other._enqueue(other.ctx.planner.plan(other._records(trials)), trials)
     taken = list(iter(other._pop, None))  # the other worker holds every queued trial
     assert taken
-    me = runner.Worker("race", url, threads=1, max_trials=1)
+    me = Worker("race", url, threads=1, max_trials=1)
     real_pop = me._pop
 
     def pop_after_the_other_worker_finished():
@@ -287,9 +292,9 @@ def test_two_workers_on_postgresql_run_every_evaluation_exactly_once(tmp_path: P
         study = optuna.load_study(study_name="pg", storage=url)
         assert_all_finished_once(study)
         assert not any(t.user_attrs.get("abandoned") for t in study.trials)
-        plan = runner.plan_state(study)
+        plan = plan_state(study)
         assert plan.done and not plan.new
-        cfg_obj = StudyConfig.from_file(cfg)
+        cfg_obj = SearchConfig.from_file(cfg)
         assert len(signature(study)) >= cfg_obj.ga.expected_evaluations
         workers = {
             t.user_attrs.get("worker") for t in study.trials if t.user_attrs.get("reused_from") is None

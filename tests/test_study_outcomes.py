@@ -22,7 +22,11 @@ import torch
 from study_helpers import assert_all_finished_once, nosplug, write_config
 
 import nosplug as ns
-from nosplug.study import runner
+from nosplug.search.api import create_search
+from nosplug.study import studies
+from nosplug.study.kinds import best_genomes, plan_state
+from nosplug.study.storage import open_storage
+from nosplug.study.worker import Worker
 
 CRASHY = textwrap.dedent(
     """
@@ -102,7 +106,7 @@ def test_a_study_whose_every_evaluation_crashes_exits_nonzero_with_one_line(
     (line,) = _lines(out.stderr)
     assert line.startswith("error:") and "crashed 2 times" in line, line
     assert "RuntimeError: simulated plugin failure" in line
-    study = runner.load("crashy", url)
+    study = studies.load("crashy", url)
     crashed = [t for t in study.trials if t.user_attrs.get("status") == "crashed"]
     assert crashed and all(t.state.name == "FAIL" for t in crashed)
     assert re.search(r"genome [0-9a-f]{16}", line) and any(t.user_attrs["hash"] in line for t in crashed)
@@ -123,9 +127,9 @@ def test_a_transient_crash_is_retried_and_the_study_finishes(tmp_path: Path, cra
     out = nosplug("study", "run", "crashy", "--storage", url, "--quiet", env=env, timeout=300)
     assert out.returncode == 0, out.stderr
     assert not marker.exists(), "the crash did happen"
-    study = runner.load("crashy", url)
+    study = studies.load("crashy", url)
     assert_all_finished_once(study)
-    assert runner.plan_state(study).done
+    assert plan_state(study).done
     (crashed,) = [t for t in study.trials if t.user_attrs.get("status") == "crashed"]
     retried = [
         t
@@ -162,9 +166,9 @@ def test_status_and_export_keep_pruned_nonfinite_and_crashed_apart(tmp_path: Pat
     monkeypatch.setattr(evaluate, "evaluate_genome", fake)
     cfg = write_config(tmp_path / "o.toml", name="o", init=3, particles=1, timesteps=1, mutations=1)
     url = f"journal:{tmp_path / 'j.log'}"
-    runner.create_study(cfg, storage=url)
-    runner.Worker("o", url, threads=1, max_trials=3).run()
-    study = runner.load("o", url)
+    create_search(cfg, storage=url)
+    Worker("o", url, threads=1, max_trials=3).run()
+    study = studies.load("o", url)
     statuses = [(t.user_attrs["key"], t.user_attrs["status"], t.state.name) for t in study.trials]
     assert statuses == [  # the crash was retried (workers.retries = 1) and then completed
         ("init/0000", "pruned", "PRUNED"),
@@ -194,7 +198,7 @@ def test_a_missing_data_folder_is_found_before_the_first_trial(tmp_path: Path, c
         err = capsys.readouterr().err
         (line,) = _lines(err)
         assert "cannot run: data: CIFAR-10 not found" in line
-    assert runner.load("c", url).trials == [], "no trial was started"
+    assert studies.load("c", url).trials == [], "no trial was started"
 
 
 def test_an_unknown_surrogate_option_is_refused_by_study_create(tmp_path: Path, capsys) -> None:
@@ -206,7 +210,7 @@ def test_an_unknown_surrogate_option_is_refused_by_study_create(tmp_path: Path, 
     assert main(["study", "create", str(cfg), "--storage", url]) == 2
     (line,) = _lines(capsys.readouterr().err)
     assert "evaluation.init" in line and "widht" in line
-    assert not (tmp_path / "j.log").exists() or runner.study_names(runner.open_storage(url)) == []
+    assert not (tmp_path / "j.log").exists() or studies.study_names(open_storage(url)) == []
 
 
 def test_export_to_an_unwritable_path_is_one_line_and_leaves_nothing(tmp_path: Path, capsys) -> None:
@@ -276,9 +280,9 @@ def test_a_flip_only_genome_leaves_the_study_with_its_flip(tmp_path: Path, monke
         extra_eval="prescreen_gate = 0.0\nsweep_gate = 0.0\nfinal_floor = 0.0",  # a fitness, whatever it is
     )
     url = f"journal:{tmp_path / 'j.log'}"
-    runner.create_study(cfg, storage=url)
-    runner.Worker("f", url, threads=1).run()
-    study = runner.load("f", url)
+    create_search(cfg, storage=url)
+    Worker("f", url, threads=1).run()
+    study = studies.load("f", url)
     start = next(t for t in study.trials if t.user_attrs["key"] == "p000/start")
     assert start.user_attrs["flip"] is True and start.state.name == "COMPLETE"
 
@@ -287,7 +291,7 @@ def test_a_flip_only_genome_leaves_the_study_with_its_flip(tmp_path: Path, monke
     handed = [json.loads(line) for line in out.stdout.splitlines()]
     mine = next(h for h in handed if h["key"] == "p000/start")
     assert mine["genome"]["flip"] is False and mine["flipped_by_integrity_check"] is True
-    api = dict((g.canonical_hash(), g) for g, _f in runner.best_genomes("f", url, n=20))
+    api = dict((g.canonical_hash(), g) for g, _f in best_genomes("f", url, n=20))
     assert api[mine["hash"]].flip is False
     monkeypatch.setenv("NOSPLUG_STORAGE", url)
     teacher = resolve_teacher(f"study:f#{handed.index(mine) + 1}")
@@ -352,12 +356,12 @@ def test_a_worker_whose_heartbeats_fail_stops_working_on_the_trial(tmp_path: Pat
     monkeypatch.setattr(optuna_adapter, "set_attr", flaky)
     cfg = write_config(tmp_path / "h.toml", name="h", init=2, particles=1, timesteps=1, mutations=1)
     url = f"journal:{tmp_path / 'j.log'}"
-    runner.create_study(cfg, storage=url)
+    create_search(cfg, storage=url)
     started = time.perf_counter()
-    summary = runner.Worker("h", url, threads=1).run()
+    summary = Worker("h", url, threads=1).run()
     assert summary.lost == 1 and summary.done
     assert time.perf_counter() - started < 15, "the lost evaluation was not run to its end"
-    first, *rest = runner.load("h", url).trials
+    first, *rest = studies.load("h", url).trials
     assert first.user_attrs["key"] == "init/0000" and first.state.name == "FAIL"
     assert first.user_attrs["abandoned"] and "given up by its worker" in first.user_attrs["reason"]
     assert any(t.user_attrs["key"] == "init/0000" and t.state.name == "COMPLETE" for t in rest)

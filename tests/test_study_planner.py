@@ -6,10 +6,10 @@ import pytest
 from study_helpers import drive
 
 import nosplug
-from nosplug.ga.elimination import Candidate, Elimination, Stage
-from nosplug.ga.particle_ga import GAConfig, ParticleGA
-from nosplug.ga.plan import Record
 from nosplug.genome.space import SearchSpace
+from nosplug.search.elimination import Candidate, Elimination, Stage
+from nosplug.search.planners.particle_ga import GAConfig, ParticleGA
+from nosplug.study.plan import Record
 
 
 @pytest.fixture(scope="module")

@@ -24,7 +24,11 @@ from nosplug.evaluation.pruners import pruner_for
 from nosplug.evaluation.reporter import GateReporter
 from nosplug.evaluation.runs import final_run, for_stage
 from nosplug.evaluation.sweep import sweep
-from nosplug.study import runner
+from nosplug.search import ranking
+from nosplug.search.api import create_search
+from nosplug.study import studies
+from nosplug.study.kinds import plan_state
+from nosplug.study.worker import Worker
 from nosplug.tasks import (
     DeviceError,
     Gates,
@@ -178,8 +182,8 @@ def test_search_and_learning_rate_selection_never_read_the_test_split(tmp_path: 
         "[workers]\nthreads = 1\n"
     )
     url = f"journal:{tmp_path / 'j.log'}"
-    runner.create_study(cfg, storage=url)
-    summary = runner.Worker("g", url).run()
+    create_search(cfg, storage=url)
+    summary = Worker("g", url).run()
     assert summary.done and summary.evaluated >= 3
 
 
@@ -206,10 +210,10 @@ def test_a_task_in_a_plain_module_runs_a_study_from_the_cli_and_through_nosplug_
     assert out.returncode == 0, out.stderr
     out = nosplug_cli("study", "run", "sine", "--storage", url, "--quiet", cwd=tmp_path, timeout=600)
     assert out.returncode == 0, out.stderr
-    study = runner.load("sine", url)
+    study = studies.load("sine", url)
     assert study.direction == optuna.study.StudyDirection.MINIMIZE
-    assert runner.plan_state(study).done
-    best = runner.best(study, 3)
+    assert plan_state(study).done
+    best = ranking.best(study, 3)
     fitness = [t.user_attrs["fitness"] for t in best]
     assert fitness == sorted(fitness), "a metric to minimise ranks the lowest first"
     # the same study, resumed from Python: nothing is trained again, the genomes come back ready
@@ -265,9 +269,9 @@ def test_devices_cpu_cpu_runs_two_workers_on_one_study(tmp_path: Path) -> None:
         "study", "run", "two", "--storage", url, "--devices", "cpu,cpu", "--threads", "1", "--quiet"
     )
     assert out.returncode == 0, out.stderr
-    study = runner.load("two", url)
+    study = studies.load("two", url)
     workers = {t.user_attrs["worker"] for t in study.trials if t.user_attrs.get("reused_from") is None}
-    assert len(workers) == 2 and runner.plan_state(study).done
+    assert len(workers) == 2 and plan_state(study).done
 
 
 @pytest.mark.skipif(torch.cuda.is_available(), reason="this machine has CUDA")
@@ -277,7 +281,7 @@ def test_a_cuda_study_on_a_machine_without_cuda_fails_before_the_first_trial(tmp
     assert out.returncode == 2
     (line,) = [ln for ln in out.stderr.splitlines() if ln.strip()]
     assert "cannot run" in line and "CUDA is not available" in line
-    assert runner.load("gpu", url).trials == []
+    assert studies.load("gpu", url).trials == []
     out = nosplug_cli("study", "run", "gpu", "--storage", url, "--devices", "cpu,cuda:0")
     assert out.returncode == 2 and "CUDA is not available" in out.stderr
 
@@ -316,19 +320,19 @@ def test_the_metric_direction_sets_the_studys_direction(tmp_path: Path) -> None:
         '[study]\nname = "d"\n[task]\nname = "diabetes-mlp"\n[ga]\nparticles = 2\ninitial_population = 4\n'
     )
     url = f"journal:{tmp_path / 'j.log'}"
-    study = runner.create_study(cfg, storage=url)
+    study = create_search(cfg, storage=url)
     assert study.direction == optuna.study.StudyDirection.MINIMIZE
     stored = json.loads(json.dumps(study.user_attrs["nosplug.config"]))
     assert stored["task"] == {"name": "diabetes-mlp", "options": {}}
     bad = tmp_path / "b.toml"
     bad.write_text('[study]\nname = "b"\ndirection = "maximize"\n[task]\nname = "diabetes-mlp"\n')
-    from nosplug.study.config import ConfigError
+    from nosplug.search.config import ConfigError
 
     with pytest.raises(ConfigError, match=r"study\.direction.*mse.*minimize"):
-        runner.create_study(bad, storage=url)
+        create_search(bad, storage=url)
     bad.write_text('[study]\nname = "b"\n[task]\nname = "diabetes-mlp"\n[data]\ndataset = "digits"\n')
     with pytest.raises(ConfigError, match=r"data\.dataset: task 'diabetes-mlp' does not read"):
-        runner.create_study(bad, storage=url)
+        create_search(bad, storage=url)
 
 
 def test_a_stages_overrides_win_over_the_tasks_budget() -> None:

@@ -152,30 +152,16 @@ def create(
     (a different config under the same name is an error; nothing is changed). The device it will
     train on (``device``, else ``protocol.device``) must be present: checked before anything is
     stored."""
-    from nosplug.study.runner import study_names
-    from nosplug.study.storage import open_storage, shown_url, storage_url
+    from nosplug.study.studies import create_study
 
     cfg = load_config(path, storage)
     protocol_device(cfg, device)
     name = cfg["protocol"]["name"]
-    url = storage_url(storage)
-    store = open_storage(url)
-    if name in study_names(store):
-        study = optuna.load_study(study_name=name, storage=store)
-        if study.user_attrs.get(amrun.KIND_ATTR) != KIND:
-            raise UserError(f"a study named {name!r} in {shown_url(url)} is not an amalgamation protocol")
-        if _identity(study.user_attrs.get(amrun.CONFIG_ATTR)) != _identity(cfg):
-            raise UserError(
-                f"protocol {name!r} in {shown_url(url)} was created with another config; "
-                "give the protocol a new name to start over"
-            )
-        return study
-    study = optuna.create_study(study_name=name, storage=store, direction="minimize")
-    study.set_user_attr(amrun.KIND_ATTR, KIND)
-    study.set_user_attr(amrun.CONFIG_ATTR, cfg)
     ckdir = Path(checkpoint_dir or Path("nosplug-amalgamation") / name).resolve()
-    study.set_user_attr(amrun.DIR_ATTR, str(ckdir))
-    return study
+    return create_study(
+        name, KIND, cfg, storage=storage, direction="minimize", exist_ok=True, identity=_identity,
+        attrs={amrun.DIR_ATTR: str(ckdir)}, what="protocol",
+    )  # fmt: skip
 
 
 def _identity(cfg: Any) -> Any:
@@ -245,12 +231,11 @@ def run_protocol(
 def _train_replicate(cfg, method, raw, r, ckdir, storage, emit, device):
     """The trained student of replicate ``r`` (created and meta-trained, or resumed, as needed)."""
     from nosplug.amalgamation.student import load
-    from nosplug.study.runner import study_names
-    from nosplug.study.storage import open_storage, storage_url
+    from nosplug.study.studies import exists
 
     name = replicate_name(cfg["protocol"]["name"], method, r)
     rep = _merge(raw, {"run": {"name": name, "seed": cfg["protocol"]["seed"] + r}})
-    if name not in study_names(open_storage(storage_url(storage))):
+    if not exists(name, storage):
         amrun.create_run_from(rep, storage=storage, checkpoint_dir=str(ckdir / f"{method}-r{r}"))
     t0 = time.perf_counter()
     emit({"event": "train", "method": method, "replicate": r, "run": name})
@@ -334,7 +319,7 @@ def export(study: optuna.Study, out: str | Path) -> Path:
 
 
 def load(name: str, storage: str | None = None) -> optuna.Study:
-    from nosplug.study.runner import load as load_study
+    from nosplug.study.studies import load as load_study
 
     study = load_study(name, storage)
     if study.user_attrs.get(amrun.KIND_ATTR) != KIND:

@@ -47,13 +47,13 @@ from nosplug.amalgamation.teachers import Teacher, TeacherError, pool_members, r
 from nosplug.amalgamation.train import MetaConfig, MetaTrainer, PeriodResult
 from nosplug.errors import UserError
 from nosplug.study import optuna_adapter
+from nosplug.study import trials as T
 from nosplug.study.artifacts import check as check_artifacts
 from nosplug.study.artifacts import publish_student
 from nosplug.tomlconfig import check_sections, read_toml
 
 KIND = "amalgamation"
-CONFIG_ATTR = "nosplug.config"
-KIND_ATTR = "nosplug.kind"
+CONFIG_ATTR, KIND_ATTR = T.CONFIG_ATTR, T.KIND_ATTR
 DIR_ATTR = "nosplug.checkpoint_dir"
 
 
@@ -217,26 +217,18 @@ def create_run_from(
     raw: dict[str, Any], *, storage: str | None = None, checkpoint_dir: str | None = None
 ) -> optuna.Study:
     """Create run ``raw["run"]["name"]`` from an already normalised config (see :func:`normalise`)."""
-    from nosplug.study.runner import StudyExistsError, study_names
-    from nosplug.study.storage import open_storage, shown_url, storage_url
+    from nosplug.study.studies import create_study
 
-    url = storage_url(storage)
-    store = open_storage(url)
     run_name = raw["run"]["name"]
-    if run_name in study_names(store):
-        raise StudyExistsError(
-            f"a study named {run_name!r} already exists in {shown_url(url)}; choose another with --name"
-        )
     ckdir = Path(checkpoint_dir or Path("nosplug-amalgamation") / run_name).resolve()
-    study = optuna.create_study(study_name=run_name, storage=store, direction="minimize")
-    study.set_user_attr(KIND_ATTR, KIND)
-    study.set_user_attr(CONFIG_ATTR, raw)
-    study.set_user_attr(DIR_ATTR, str(ckdir))
-    return study
+    return create_study(
+        run_name, KIND, raw, storage=storage, direction="minimize", attrs={DIR_ATTR: str(ckdir)},
+        what="amalgamation run",
+    )  # fmt: skip
 
 
 def load_run(name: str, storage: str | None = None) -> optuna.Study:
-    from nosplug.study.runner import load
+    from nosplug.study.studies import load
 
     study = load(name, storage)
     if study.user_attrs.get(KIND_ATTR) != KIND:

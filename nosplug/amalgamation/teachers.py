@@ -315,7 +315,7 @@ def _genome_teacher(ref, total_steps: int | None, storage: str | None = None) ->
     from nosplug.optim import GraphOptimizer
 
     if ref.kind == "study":
-        from nosplug.study.runner import best_genomes
+        from nosplug.study.kinds import best_genomes
 
         top = best_genomes(ref.target, storage, n=ref.rank)
         if len(top) < ref.rank:

@@ -6,6 +6,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from nosplug.benchmark.results import BenchmarkResult
+from nosplug.config import DEFAULT_DEVICE, REFERENCE, TUNING_TRIALS
 
 
 def build_config(
@@ -14,11 +15,11 @@ def build_config(
     *,
     name: str,
     seeds: int = 5,
-    tuning_trials: int = 8,
-    reference: str = "torch:Adam",
+    tuning_trials: int = TUNING_TRIALS,
+    reference: str = REFERENCE,
     extra_tuning: Mapping[str, Sequence[str]] | None = None,
     seed: int = 0,
-    device: str = "auto",
+    device: str = DEFAULT_DEVICE,
     threads: int = 0,
 ) -> dict[str, Any]:
     """A benchmark config dict (the TOML form, see :mod:`nosplug.benchmark.config`)."""
@@ -39,8 +40,8 @@ def benchmark(
     name: str | None = None,
     storage: str | None = None,
     seeds: int = 5,
-    tuning_trials: int = 8,
-    reference: str = "torch:Adam",
+    tuning_trials: int = TUNING_TRIALS,
+    reference: str = REFERENCE,
     extra_tuning: Mapping[str, Sequence[str]] | None = None,
     device: str | None = None,
     on_event: Callable[[dict[str, Any]], None] | None = None,
@@ -55,8 +56,9 @@ def benchmark(
     from nosplug.benchmark import config as bconfig
     from nosplug.benchmark.results import collect
     from nosplug.benchmark.study import create
-    from nosplug.study.runner import Worker, load
     from nosplug.study.storage import storage_url
+    from nosplug.study.studies import load
+    from nosplug.study.worker import Worker
 
     url = storage_url(storage)
     if config is None:

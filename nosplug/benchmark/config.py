@@ -26,6 +26,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from nosplug.config import REFERENCE, TUNING_LR_RANGE, TUNING_TRIALS, WorkersConfig, section_schema
 from nosplug.errors import UserError
 from nosplug.tomlconfig import check_sections, read_toml
 
@@ -38,7 +39,7 @@ _SCHEMA: dict[str, dict[str, tuple[tuple[type, ...], Any]]] = {
     "benchmark": {
         "name": ((str,), None),
         "seed": ((int,), 0),
-        "reference": ((str,), "torch:Adam"),
+        "reference": ((str,), REFERENCE),
         "contenders": ((list,), None),
         "allow_unequal_budgets": ((bool,), False),
         "normalisation": ((str,), "reference"),
@@ -46,9 +47,9 @@ _SCHEMA: dict[str, dict[str, tuple[tuple[type, ...], Any]]] = {
         "description": ((str,), ""),
     },
     "tuning": {
-        "trials": ((int,), 8),
+        "trials": ((int,), TUNING_TRIALS),
         "sampler": ((str,), "tpe"),
-        "lr": ((list,), [1e-5, 10.0]),
+        "lr": ((list,), list(TUNING_LR_RANGE)),
         "max_warmup": ((float, int), 0.25),
         "per_contender": ((dict,), {}),
         "extra": ((dict,), {}),
@@ -56,14 +57,7 @@ _SCHEMA: dict[str, dict[str, tuple[tuple[type, ...], Any]]] = {
     "evaluation": {
         "seeds": ((int,), 5),
     },
-    "workers": {
-        "threads": ((int,), 0),
-        "heartbeat_seconds": ((float, int), 5.0),
-        "lease_seconds": ((float, int), 60.0),
-        "poll_seconds": ((float, int), 1.0),
-        "retries": ((int,), 1),
-        "device": ((str,), "auto"),
-    },
+    "workers": section_schema(WorkersConfig),
 }
 
 
@@ -118,6 +112,7 @@ def normalise(data: Mapping[str, Any], storage: str | None = None) -> dict[str, 
             raise BenchmarkConfigError(f"tuning.extra.{spec}: not a contender")
         if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
             raise BenchmarkConfigError(f"tuning.extra.{spec}: a list of hyperparameter names")
+    WorkersConfig.from_raw(out["workers"]).check(BenchmarkConfigError)
     if out["evaluation"]["seeds"] < 1:
         raise BenchmarkConfigError("evaluation.seeds: at least 1")
     if b["normalisation"] not in ("reference", "minmax", "none"):

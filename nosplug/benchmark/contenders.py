@@ -170,7 +170,7 @@ def _optimizer_class(ref, extra: tuple[str, ...]) -> Contender:
 
 def _genome(ref, storage: str | None):
     if ref.kind == "study":
-        from nosplug.study.runner import best_genomes
+        from nosplug.study.kinds import best_genomes
 
         top = best_genomes(ref.target, storage, n=ref.rank)
         if len(top) < ref.rank:

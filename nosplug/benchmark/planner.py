@@ -19,7 +19,7 @@ import math
 from collections.abc import Mapping
 from typing import Any
 
-from nosplug.ga.plan import Planned, PlanResult, Record, derived_seed
+from nosplug.study.plan import Planned, PlanResult, Record, derived_seed
 
 TUNE, EVAL = "tune", "eval"
 #: Samplers whose proposals do not depend on earlier results (so tuning trials can run in parallel).

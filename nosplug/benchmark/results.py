@@ -90,7 +90,7 @@ class BenchmarkResult:
 def collect(study) -> BenchmarkResult:
     """The benchmark's results from its study (finished trials only; crashed ones never count)."""
     from nosplug.study import trials as T
-    from nosplug.study.runner import plan_state
+    from nosplug.study.kinds import plan_state
 
     raw = study.user_attrs[T.CONFIG_ATTR]
     res = BenchmarkResult(

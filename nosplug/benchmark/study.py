@@ -1,42 +1,41 @@
-"""A benchmark as an Optuna study: one trial per (contender, task, seed, phase).
+"""A benchmark as a study kind: one trial per (contender, task, seed, phase) on the work queue.
 
-It runs on the same workers as a search (``nosplug.study.runner.Worker``: Optuna's queue,
+It runs on the same workers as a search (:class:`nosplug.study.worker.Worker`: Optuna's queue,
 heartbeats, dead workers' trials handed out again, crashes retried and then reported, never
 ranked), so it resumes after a kill without redoing finished runs and several workers share it.
 """
 
 from __future__ import annotations
 
-import json
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
+from functools import cached_property
 from typing import Any
 
+import optuna
 import torch
 
-from nosplug.errors import UserError
+from nosplug.evaluation.reporter import Reporter
+from nosplug.study.kinds import Check, KindStudy, WorkItem
+from nosplug.study.plan import Planner
+from nosplug.study.result import TrialResult, first_line
+from nosplug.study.studies import create_study
 
 KIND = "benchmark"
 
 
-def create(raw: Mapping[str, Any], storage: str | None = None, *, exist_ok: bool = False):
+def create(raw: Mapping[str, Any], storage: str | None = None, *, exist_ok: bool = False) -> optuna.Study:
     """The benchmark's study (``raw`` normalised by :func:`nosplug.benchmark.config.normalise`)."""
-    from nosplug.study.runner import StudyExistsError, _create, _jsonable, load, study_names
-    from nosplug.study.storage import open_storage, shown_url, storage_url
-    from nosplug.study.trials import CONFIG_ATTR
-
-    name = raw["benchmark"]["name"]
-    url = storage_url(storage)
-    if exist_ok and name in study_names(open_storage(url)):
-        existing = load(name, url)
-        if existing.user_attrs.get(CONFIG_ATTR) != _jsonable(dict(raw)):
-            raise StudyExistsError(
-                f"a study named {name!r} already exists in {shown_url(url)} with a different config; "
-                "choose another name"
-            )
-        return existing
     directions = {t["direction"] for t in raw["tasks"]}
-    return _create(name, url, KIND, dict(raw), directions.pop() if len(directions) == 1 else "maximize")
+    return create_study(
+        raw["benchmark"]["name"],
+        KIND,
+        raw,
+        storage=storage,
+        direction=directions.pop() if len(directions) == 1 else "maximize",
+        exist_ok=exist_ok,
+        what="benchmark",
+    )
 
 
 def stage(entry: Mapping[str, Any]):
@@ -51,47 +50,64 @@ def stage(entry: Mapping[str, Any]):
 
 def task_data(raw: Mapping[str, Any], entry: Mapping[str, Any], device: torch.device):
     """A task's splits for the benchmark seed (the same split for every run), on ``device``."""
-    from nosplug.study.runner import _load_data
+    from nosplug.tasks.resolve import load_task_data
 
-    ref = json.dumps({"name": entry["name"], "options": dict(entry["options"])}, sort_keys=True)
-    return _load_data(ref, int(raw["benchmark"]["seed"]), str(device))
-
-
-def preflight(raw: Mapping[str, Any], device: torch.device) -> None:
-    """Every task loads and builds on ``device`` and every contender resolves, before any run."""
-    from nosplug.benchmark.contenders import resolve
-
-    for entry in raw["tasks"]:
-        try:
-            task, _preset = stage(entry)
-            task_data(raw, entry, device)
-            task.model(0, device)
-        except Exception as exc:
-            from nosplug.study.runner import _first_line
-
-            raise UserError(f"task {entry['label']!r}: {_first_line(exc)}") from exc
-    for spec in raw["benchmark"]["contenders"]:
-        resolve(spec, raw["tuning"]["extra"].get(spec, ()), genomes=raw.get("genomes", {}))
+    return load_task_data(entry["name"], dict(entry["options"]), int(raw["benchmark"]["seed"]), device)
 
 
-def evaluate(raw: Mapping[str, Any], attrs: Mapping[str, Any], device: torch.device,
-             check: Callable[[str, dict[str, Any]], None]) -> dict[str, Any]:  # fmt: skip
-    """Run one planned benchmark trial; returns its result attributes."""
-    from nosplug.benchmark.contenders import resolve
-    from nosplug.benchmark.planner import EVAL
-    from nosplug.benchmark.runs import run
+class BenchmarkStudy(KindStudy):
+    """A stored benchmark, opened."""
 
-    entry = raw["tasks"][int(attrs["task_index"])]
-    task, preset = stage(entry)
-    spec = attrs["contender"]
-    contender = resolve(spec, raw["tuning"]["extra"].get(spec, ()), genomes=raw.get("genomes", {}))
-    started = time.perf_counter()
-    out = run(contender, task, preset, task_data(raw, entry, device), attrs["params"], int(attrs["seed"]),
-              test=attrs["phase"] == EVAL, check=check)  # fmt: skip
-    value = out.pop("value")
-    return {
-        "status": "complete" if value is not None else "nonfinite",
-        "fitness": value,
-        "duration": time.perf_counter() - started,
-        **out,
-    }
+    noun = "benchmark"
+
+    @cached_property
+    def planner(self) -> Planner:
+        from nosplug.benchmark.planner import BenchmarkPlanner
+
+        return BenchmarkPlanner(self.raw)
+
+    def expected_evaluations(self) -> int | None:
+        return self.plan_state().progress.get("runs")
+
+    def _contender(self, spec: str):
+        from nosplug.benchmark.contenders import resolve
+
+        return resolve(spec, self.raw["tuning"]["extra"].get(spec, ()), genomes=self.raw.get("genomes", {}))
+
+    def preflight(self, device: torch.device) -> None:
+        """Every task loads and builds on ``device`` and every contender resolves, before any run."""
+        for entry in self.raw["tasks"]:
+            try:
+                task, _preset = stage(entry)
+                task_data(self.raw, entry, device)
+                task.model(0, device)
+            except Exception as exc:
+                raise RuntimeError(f"task {entry['label']!r}: {first_line(exc)}") from exc
+        for spec in self.raw["benchmark"]["contenders"]:
+            self._contender(spec)
+
+    def evaluate(self, item: WorkItem, reporter: Reporter, device: torch.device, check: Check) -> TrialResult:
+        """Run one planned benchmark trial (the curves are stored as attributes, not reported)."""
+        from nosplug.benchmark.planner import EVAL
+        from nosplug.benchmark.runs import run
+
+        attrs = item.attrs
+        entry = self.raw["tasks"][int(attrs["task_index"])]
+        task, preset = stage(entry)
+        contender = self._contender(attrs["contender"])
+        started = time.perf_counter()
+        out = run(contender, task, preset, task_data(self.raw, entry, device), attrs["params"],
+                  int(attrs["seed"]), test=attrs["phase"] == EVAL, check=check)  # fmt: skip
+        value = out.pop("value")
+        reason = out.pop("reason")
+        status = "complete" if value is not None else "nonfinite"
+        return TrialResult(status, value, reason, {"duration": time.perf_counter() - started, **out})
+
+
+class BenchmarkKind:
+    name = KIND
+    aliases: tuple[str, ...] = ()
+    description = "contenders x tasks x seeds at equal tuning budgets (nosplug benchmark)"
+
+    def open(self, study: optuna.Study) -> BenchmarkStudy:
+        return BenchmarkStudy(study, self.name)

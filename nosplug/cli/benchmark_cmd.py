@@ -12,6 +12,7 @@ from rich.table import Table
 from rich.text import Text
 
 from nosplug.cli.console import console, emit_json
+from nosplug.config import REFERENCE, TUNING_TRIALS
 
 
 @click.command()
@@ -20,7 +21,7 @@ from nosplug.cli.console import console, emit_json
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), help="A benchmark TOML instead.")
 @click.option("--name", default=None, help="Benchmark (study) name; rerun with the same name to resume.")
 @click.option(
-    "--reference", default="torch:Adam", show_default=True, help="What every verdict compares with."
+    "--reference", default=REFERENCE, show_default=True, help="What every verdict compares with."
 )
 @click.option(
     "--seeds", type=click.IntRange(1), default=5, show_default=True, help="Fresh evaluation seeds per task."
@@ -28,7 +29,7 @@ from nosplug.cli.console import console, emit_json
 @click.option(
     "--tuning-trials",
     type=click.IntRange(1),
-    default=8,
+    default=TUNING_TRIALS,
     show_default=True,
     help="Tuning trials per contender and task.",
 )

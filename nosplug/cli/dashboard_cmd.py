@@ -47,7 +47,6 @@ def dashboard(name: str, storage: str | None, artifacts: str | None, host: str, 
     import optuna
 
     from nosplug.study import optuna_adapter as oa
-    from nosplug.study.runner import find_study
     from nosplug.study.storage import (
         ARTIFACTS_ENV,
         artifacts_url,
@@ -55,6 +54,7 @@ def dashboard(name: str, storage: str | None, artifacts: str | None, host: str, 
         open_artifact_store,
         shown_url,
     )
+    from nosplug.study.studies import find_study
 
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     url, store, study = find_study(name, storage)

@@ -10,6 +10,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from nosplug.cli.console import console, emit_json
+from nosplug.config import DEFAULT_DEVICE
 
 
 def _fmt(v: float | None) -> str:
@@ -69,7 +70,7 @@ def parse_options(pairs: tuple[str, ...], what: str = "--task-option") -> dict[s
     default=None,
     help="Classification: folder holding CIFAR data (else $NOSPLUG_DATA or ./data).",
 )
-@click.option("--device", default="auto", show_default=True, help="auto, cpu, cuda, cuda:N or mps.")
+@click.option("--device", default=DEFAULT_DEVICE, show_default=True, help="auto, cpu, cuda, cuda:N or mps.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON line per genome instead of a table.")
 def evaluate(
     genomes, task_name, task_opts, dataset, surrogate, base, preset, seed, limit, data_root, device, as_json

@@ -143,7 +143,7 @@ def _resolve(spec: str, storage: str | None) -> tuple[Any, dict[str, Any], str |
         is_file = spec.lower() not in zoo.names()
         return genome, ({"genome file": Path(spec).name} if is_file else {}), None
     from nosplug.export.codegen import camel_case
-    from nosplug.study.runner import best_genomes
+    from nosplug.study.kinds import best_genomes
 
     name, rank_text = m.group("name"), m.group("rank")
     if rank_text is not None and not (rank_text.isdigit() and int(rank_text) >= 1):

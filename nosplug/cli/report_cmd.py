@@ -146,7 +146,8 @@ def report(
 
 
 def _is_benchmark(name: str, storage: str | None) -> bool:
-    from nosplug.study.runner import BENCHMARK, load
+    from nosplug.benchmark.study import KIND as BENCHMARK
+    from nosplug.study.studies import load
     from nosplug.study.trials import KIND_ATTR
 
     return load(name, storage).user_attrs.get(KIND_ATTR) == BENCHMARK

@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-import contextlib
 import functools
-import os
 import subprocess
-import sys
 import time
 from typing import Any
 
@@ -40,20 +37,19 @@ def study() -> None:
 @click.option("--exist-ok", is_flag=True, help="Succeed if the study exists with this very config.")
 def create(config: str, name: str | None, storage: str | None, exist_ok: bool) -> None:
     """Create a study from a TOML CONFIG (see docs/studies.md); refuses to overwrite one."""
-    from nosplug.study.runner import context, create_study
+    from nosplug.search.api import create_search
+    from nosplug.study.kinds import open_study
     from nosplug.study.storage import shown_url, storage_url
 
-    s = create_study(config, name=name, storage=storage, exist_ok=exist_ok)
-    ctx = context(s)
-    ga = ctx.config.ga if ctx.config else None
+    s = create_search(config, name=name, storage=storage, exist_ok=exist_ok)
+    ga = open_study(s).config.ga
     where = escape(shown_url(storage_url(storage)))
     console.print(f"study [bold]{escape(s.study_name)}[/bold] in {where} ({len(s.trials)} trials so far)")
-    if ga is not None:
-        console.print(
-            f"  {ga.n_particles} particles x {ga.timesteps} timesteps x {ga.mutations} mutations"
-            + ("" if ga.initial_genomes else f", initial population {ga.initial_population}")
-            + f"; at least {ga.expected_evaluations} evaluations"
-        )
+    console.print(
+        f"  {ga.n_particles} particles x {ga.timesteps} timesteps x {ga.mutations} mutations"
+        + ("" if ga.initial_genomes else f", initial population {ga.initial_population}")
+        + f"; at least {ga.expected_evaluations} evaluations"
+    )
     if not exist_ok:  # --exist-ok is how scripts (the README's chained command) create then run
         console.print(f"  next: nosplug study run {escape(s.study_name)}")
 
@@ -62,8 +58,8 @@ def create(config: str, name: str | None, storage: str | None, exist_ok: bool) -
 @click.option("--storage", help=STORAGE_HELP)
 def list_cmd(storage: str | None) -> None:
     """List the studies in the storage."""
-    from nosplug.study.runner import study_names
     from nosplug.study.storage import open_storage
+    from nosplug.study.studies import study_names
 
     for name in sorted(study_names(open_storage(storage, create=False))):
         console.print(escape(name))
@@ -87,6 +83,7 @@ def list_cmd(storage: str | None) -> None:
 )
 @click.option("--quiet", is_flag=True, help="Print nothing but errors.")
 @click.option("--jsonl", is_flag=True, help="Print one JSON object per event (for scripts).")
+@click.option("--slot", hidden=True, help="I/K: worker I of K local workers (set by --workers K).")
 def run(
     name: str,
     storage: str | None,
@@ -98,22 +95,28 @@ def run(
     devices: str | None,
     quiet: bool,
     jsonl: bool,
+    slot: str | None,
 ) -> None:
     """Work on study NAME until its plan is done; resumes wherever the storage says it stands.
 
     Start as many of these as you like, on any machines that reach the storage: they share the
     work through Optuna's queue, and the work of a worker that dies is handed out again.
     """
-    from nosplug.study.runner import load
+    from nosplug.study.local import LocalSlot
     from nosplug.study.storage import storage_url
+    from nosplug.study.studies import load
 
     url = storage_url(storage)
     s = load(name, url)  # fail early, with one line, on a missing study or storage
     per_worker = _device_list(devices, workers, device)
     try:
-        _run(s, name, url, len(per_worker), max_trials, threads, quiet, jsonl, artifacts, per_worker)
+        place = LocalSlot.parse(slot) if slot else None
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--slot") from None
+    try:
+        _run(s, name, url, len(per_worker), max_trials, threads, quiet, jsonl, artifacts, per_worker, place)
         if not max_trials:  # a bounded run stops there; the verdict comes when the search is done
-            _verdict(name, url, len(per_worker) > 1, threads, quiet, jsonl, per_worker[0])
+            _follow_ups(name, url, len(per_worker) > 1, threads, quiet, jsonl, per_worker[0])
     except KeyboardInterrupt:
         err_console.print(
             f"interrupted: study {escape(name)} is saved; resume it with: "
@@ -122,37 +125,40 @@ def run(
         raise click.exceptions.Exit(130) from None
 
 
-def _verdict(name: str, url: str, children: bool, threads, quiet: bool, jsonl: bool, device) -> None:
-    """End a finished search with its verdict (config ``[validate]``): the best genomes against
-    tuned baselines, benchmarked fairly (docs/benchmark.md). Worker processes of ``--workers K``
-    each join it; the parent then prints the table they computed."""
+def _follow_ups(name: str, url: str, children: bool, threads, quiet: bool, jsonl: bool, device) -> None:
+    """Run the studies that follow a finished one (a search's verdict, config ``[validate]``: the
+    best genomes against tuned baselines, benchmarked fairly, docs/benchmark.md). Worker
+    processes of ``--workers K`` each join them; the parent then prints what they computed."""
+    from nosplug.benchmark.results import collect
     from nosplug.cli.benchmark_cmd import render
-    from nosplug.study.runner import context, load, plan_state, run_verdict, verdict
+    from nosplug.study.kinds import open_study
+    from nosplug.study.studies import load
+    from nosplug.study.worker import Worker
 
-    s = load(name, url)
-    if context(s).kind != "particle-ga" or not plan_state(s).done:
+    ctx = open_study(load(name, url))
+    if not ctx.queued or not ctx.plan_state().done:
         return
-    if children:
-        result = verdict(name, url)
-    elif jsonl:
-        result = run_verdict(name, url, device=device, threads=threads, on_event=emit_json)
-    elif quiet:
-        result = run_verdict(name, url, device=device, threads=threads)
-    else:
-        console.print(
-            f"verdict: benchmarking the best genomes of {escape(name)} against tuned baselines "
-            "(equal tuning budgets, fresh seeds, test split)"
-        )
+    for follow in ctx.follow_ups(url):
+        if not children:
+            if jsonl:
+                Worker(follow, url, device=device, threads=threads, on_event=emit_json).run()
+            elif quiet:
+                Worker(follow, url, device=device, threads=threads).run()
+            else:
+                console.print(
+                    f"verdict: benchmarking the best genomes of {escape(name)} against tuned baselines "
+                    "(equal tuning budgets, fresh seeds, test split)"
+                )
 
-        def progress(e: dict[str, Any]) -> None:
-            if e.get("event") == "finished":
-                from nosplug.cli.benchmark_cmd import _progress
+                def progress(e: dict[str, Any]) -> None:
+                    if e.get("event") == "finished":
+                        from nosplug.cli.benchmark_cmd import _progress
 
-                _progress(e)
+                        _progress(e)
 
-        result = run_verdict(name, url, device=device, threads=threads, on_event=progress)
-    if result is not None and not (quiet or jsonl):
-        console.print(render(result))
+                Worker(follow, url, device=device, threads=threads, on_event=progress).run()
+        if not (quiet or jsonl):
+            console.print(render(collect(load(follow, url))))
 
 
 def _device_list(devices: str | None, workers: int, device: str | None) -> list[str | None]:
@@ -201,19 +207,37 @@ def resume_command(name: str, storage: str | None) -> str:
     return f"nosplug study run {name}" + (f" --storage {shown_url(storage)}" if storage else "")
 
 
-def _run(s, name, url, workers, max_trials, threads, quiet, jsonl, artifacts=None, devices=None) -> None:
+def _run(s, name, url, workers, max_trials, threads, quiet, jsonl, artifacts=None, devices=None, slot=None):
     from nosplug.study.artifacts import line_if_done
-    from nosplug.study.runner import Worker
+    from nosplug.study.local import start_workers
+    from nosplug.study.worker import Worker
 
     devices = devices or [None] * workers
     device = devices[0]
     if workers > 1:
-        _run_processes(name, url, workers, max_trials, threads, quiet, jsonl, artifacts, devices)
+        wait = None if quiet or jsonl else functools.partial(_wait_for, s=s)
+        start_workers(
+            name,
+            url,
+            devices,
+            jsonl=jsonl,
+            max_trials=max_trials,
+            threads=threads,
+            artifacts=artifacts,
+            wait=wait,
+        )
         if not (quiet or jsonl) and (line := line_if_done(s, url, artifacts)):  # the workers attached them
             console.print(escape(line), soft_wrap=True)
         return
     worker = functools.partial(
-        Worker, name, url, max_trials=max_trials, threads=threads, artifacts=artifacts, device=device
+        Worker,
+        name,
+        url,
+        max_trials=max_trials,
+        threads=threads,
+        artifacts=artifacts,
+        device=device,
+        slot=slot,
     )
     if jsonl:
         summary = worker(on_event=emit_json).run()
@@ -240,89 +264,17 @@ def _run(s, name, url, workers, max_trials, threads, quiet, jsonl, artifacts=Non
         console.print(escape(summary.artifacts), soft_wrap=True)
 
 
-def _run_processes(
-    name: str,
-    url: str,
-    k: int,
-    max_trials: int | None,
-    threads: int | None,
-    quiet: bool,
-    jsonl: bool,
-    artifacts: str | None = None,
-    devices: list[str | None] | None = None,
-) -> None:
-    """K worker processes on one study (worker i on ``devices[i]`` when given). Each child's
-    error line (a crash that used up its retries, a failed preflight) is collected and shown
-    once, and the command fails."""
-    import tempfile
-
-    from nosplug.study.runner import load
-
-    cmd = [sys.executable, "-m", "nosplug", "study", "run", name, "--storage", url, "--workers", "1"]
-    cmd += ["--jsonl"] if jsonl else ["--quiet"]
-    if max_trials:
-        cmd += ["--max-trials", str(max_trials)]
-    if threads:
-        cmd += ["--threads", str(threads)]
-    if artifacts:
-        cmd += ["--artifacts", artifacts]
-    env = {**os.environ, "NOSPLUG_WORKERS": str(k)}
-    with contextlib.ExitStack() as files:
-        logs = [files.enter_context(tempfile.TemporaryFile(mode="w+")) for _ in range(k)]
-        devices = devices or [None] * k
-        procs = [
-            subprocess.Popen(
-                cmd + (["--device", dev] if dev else []),
-                env={**env, "NOSPLUG_WORKER_INDEX": str(i)},  # each pins its own cores
-                stdout=None if jsonl else subprocess.DEVNULL,
-                stderr=log,
-            )
-            for i, (log, dev) in enumerate(zip(logs, devices))
-        ]
-        codes = _wait_for(procs, load(name, url), quiet or jsonl)
-        outputs = []
-        for log in logs:
-            log.seek(0)
-            outputs.append(log.read())
-    errors: list[str] = []
-    for text, code in zip(outputs, codes):
-        if code != 0:
-            line = next((ln for ln in reversed(text.splitlines()) if ln.startswith("error:")), None)
-            line = (line or f"a worker exited with status {code}: {_last_line(text)}").removeprefix("error: ")
-            if line not in errors:
-                errors.append(line)
-        elif text.strip():
-            sys.stderr.write(text)  # warnings of a worker that succeeded
-    if errors:
-        from nosplug.errors import EvaluationCrashError
-
-        failed = sum(c != 0 for c in codes)
-        raise EvaluationCrashError(f"{failed} of {k} workers stopped: " + " | ".join(errors))
-
-
-def _wait_for(procs: list[subprocess.Popen], s, quiet: bool) -> list[int]:
-    """Wait for the worker processes (showing the study's progress unless ``quiet``)."""
+def _wait_for(procs: list[subprocess.Popen], s) -> list[int]:
+    """Wait for the worker processes, showing the study's progress."""
     start = time.perf_counter()
-    try:
-        if quiet:
-            return [p.wait() for p in procs]
-        monitor = Monitor(s)
-        with Live(monitor.render(), console=console, refresh_per_second=1) as live:
-            while any(p.poll() is None for p in procs):
-                time.sleep(2)
-                live.update(monitor.render())
+    monitor = Monitor(s)
+    with Live(monitor.render(), console=console, refresh_per_second=1) as live:
+        while any(p.poll() is None for p in procs):
+            time.sleep(2)
             live.update(monitor.render())
-        _summary(s, None, None, None, time.perf_counter() - start)
-        return [p.returncode for p in procs]
-    except KeyboardInterrupt:
-        for p in procs:
-            p.wait()  # they got the same Ctrl-C and mark their trials abandoned
-        raise
-
-
-def _last_line(text: str) -> str:
-    lines = [ln for ln in text.strip().splitlines() if ln.strip()]
-    return lines[-1] if lines else "(no output)"
+        live.update(monitor.render())
+    _summary(s, None, None, None, time.perf_counter() - start)
+    return [p.returncode for p in procs]
 
 
 class Monitor:
@@ -331,10 +283,10 @@ class Monitor:
     RECENT = 5
 
     def __init__(self, s) -> None:
-        from nosplug.study.runner import context
+        from nosplug.study.kinds import open_study
 
         self.study = s
-        self.ctx = context(s)
+        self.ctx = open_study(s)
         self.progress = Progress(
             TextColumn("{task.description}"),
             BarColumn(),
@@ -347,10 +299,7 @@ class Monitor:
         self.recent: list[str] = []
 
     def _expected(self) -> int:
-        if self.ctx.config is not None:
-            return self.ctx.config.ga.expected_evaluations
-        raw = self.ctx.raw
-        return sum(min(len(raw["candidates"]), s["keep"]) for s in raw["stages"]) * raw["repeats"]
+        return self.ctx.expected_evaluations() or 0
 
     def note(self, e: dict[str, Any]) -> None:
         """Keep a line for each outcome, so a screen of rejections says why."""
@@ -361,22 +310,23 @@ class Monitor:
     def render(self):
         from rich.console import Group
 
-        from nosplug.study.runner import best, plan_state
+        from nosplug.search.ranking import best
         from nosplug.study.trials import FINISHED, live_trials
 
         trials = self.study.get_trials(deepcopy=False)
         live = live_trials(trials).values()
         finished = sum(t.state in FINISHED for t in live)
         pending = sum(t.state not in FINISHED for t in live)
-        plan = plan_state(self.study)
+        plan = self.ctx.plan_state()
         # never complete-looking while work remains: the plan grows as rejected slots are retried
         total = max(self._expected(), finished + pending + (0 if plan.done else 1))
         self.progress.update(self.overall, completed=finished, total=total)
         state = plan.progress
         if "init_total" in state:
             self._bar("initial population", state["init_done"], state["init_total"])
-        if self.ctx.config is not None:
-            steps = self.ctx.config.ga.timesteps
+        config = getattr(self.ctx, "config", None)  # a search's
+        if config is not None:
+            steps = config.ga.timesteps
             for p, info in sorted(state.get("positions", {}).items()):
                 if info["timestep"] > 0 and not info.get("done"):
                     self._bar(f"particle {p}", info["timestep"] - 1, steps)
@@ -420,8 +370,8 @@ def best_table(trials, title: str = "best genomes", latex: bool = False):
     from rich.console import Group
     from rich.padding import Padding
 
+    from nosplug.search.ranking import RANKING_RULE
     from nosplug.study import trials as T
-    from nosplug.study.runner import RANKING_RULE
 
     head = Table.grid(padding=(0, 2))
     for col in ("#", "fitness", "lr", "key", "hash"):
@@ -450,7 +400,8 @@ def best_table(trials, title: str = "best genomes", latex: bool = False):
 
 
 def _summary(s, done: bool | None, evaluated: int | None, reused: int | None, seconds: float) -> None:
-    from nosplug.study.runner import best, plan_state
+    from nosplug.search.ranking import best
+    from nosplug.study.kinds import plan_state
 
     plan = plan_state(s)
     state = "finished" if plan.done else "not finished (run it again to continue)"
@@ -467,42 +418,10 @@ def _summary(s, done: bool | None, evaluated: int | None, reused: int | None, se
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def status(name: str, storage: str | None, as_json: bool) -> None:
     """Where study NAME stands: trial states, phase, particles, best fitness."""
-    from collections import Counter
+    from nosplug.study.kinds import open_study
+    from nosplug.study.studies import load
 
-    from nosplug.ga.plan import CRASHED
-    from nosplug.study import trials as T
-    from nosplug.study.runner import best, load, plan_state
-    from nosplug.study.trials import ABANDONED, REUSED_FROM
-
-    s = load(name, storage)
-    trials = s.get_trials(deepcopy=False)
-    states = Counter(t.state.name for t in trials if not t.user_attrs.get(ABANDONED))
-    outcomes = Counter(
-        t.user_attrs.get(T.STATUS, t.state.name.lower())
-        for t in trials
-        if t.state in T.FINISHED and not t.user_attrs.get(ABANDONED) and not t.user_attrs.get(REUSED_FROM)
-    )
-    crashes = [
-        {"trial": t.number, "key": t.user_attrs.get(T.KEY), "error": t.user_attrs.get(T.ERROR)}
-        for t in trials
-        if t.user_attrs.get(T.STATUS) == CRASHED
-    ]
-    plan = plan_state(s)
-    top = best(s, 1)
-    info = {
-        "study": name,
-        "done": plan.done,
-        "phase": plan.progress.get("phase"),
-        "states": dict(states),
-        "outcomes": dict(outcomes),
-        "reused": sum(1 for t in trials if t.user_attrs.get(REUSED_FROM) is not None),
-        "abandoned": sum(1 for t in trials if t.user_attrs.get(ABANDONED)),
-        "crashes": crashes[-5:],
-        "particles_done": plan.progress.get("particles_done"),
-        "particles": plan.progress.get("particles"),
-        "note": plan.progress.get("fewer_particles"),
-        "best_fitness": top[0].user_attrs.get("fitness") if top else None,
-    }
+    info = open_study(load(name, storage)).status()
     if as_json:
         emit_json(info)
         return
@@ -526,8 +445,10 @@ def status(name: str, storage: str | None, as_json: bool) -> None:
 @click.option("--json", "as_json", is_flag=True, help="One JSON object per genome (with the genome JSON).")
 def best_cmd(name: str, storage: str | None, count: int, latex: bool, as_json: bool) -> None:
     """The best distinct genomes of study NAME with their fitness and formulas."""
+    from nosplug.search.ranking import best
+    from nosplug.search.verdict import verdict
     from nosplug.study import trials as T
-    from nosplug.study.runner import best, load, verdict
+    from nosplug.study.studies import load
 
     top = best(load(name, storage), count)
     result = verdict(name, storage)  # the benchmark that ended the search, if it ran
@@ -588,7 +509,7 @@ def best_cmd(name: str, storage: str | None, count: int, latex: bool, as_json: b
 def export(name: str, out: str | None, storage: str | None) -> None:
     """Write one row per trial of study NAME to a Parquet file (schema: docs/parquet.md)."""
     from nosplug.study.export import export_parquet
-    from nosplug.study.runner import load
+    from nosplug.study.studies import load
 
     out = out or f"{name}.parquet"
     n = export_parquet(load(name, storage), out)
@@ -636,9 +557,10 @@ def eliminate(
     times and keeps the best by mean fitness; its learning rate comes from its own learning-rate
     test unless the stage says lr = "search". Re-running resumes the elimination study.
     """
-    from nosplug.study.elimination import create_elimination, evolution_stage, parse_stages
-    from nosplug.study.runner import context, load, study_names
+    from nosplug.search.rounds import create_elimination, evolution_stage, parse_stages
+    from nosplug.study.kinds import open_study
     from nosplug.study.storage import open_storage, storage_url
+    from nosplug.study.studies import load, study_names
 
     url = storage_url(storage)
     el_name = f"{name}.elimination"
@@ -647,7 +569,7 @@ def eliminate(
         if lr_mode:
             parsed = [
                 {**s, "lr": lr_mode}
-                for s in (parsed or context(load(name, url)).raw["elimination"]["stages"])
+                for s in (parsed or open_study(load(name, url)).raw["elimination"]["stages"])
             ]
         create_elimination(name, url, stages=parsed, top=top, repeats=repeats)
         if not quiet:
@@ -658,7 +580,7 @@ def eliminate(
         )
     _run_to_end(el_name, url, artifacts, workers, device, quiet)
     if not quiet:
-        from nosplug.study.runner import plan_state
+        from nosplug.study.kinds import plan_state
 
         progress = plan_state(load(el_name, url)).progress
         for st in progress.get("stages", []):
@@ -681,9 +603,9 @@ def next_round(
     on next_round.seeds seeds. Then run `nosplug study eliminate NAME.round2` for its final
     stage. Re-running resumes the round.
     """
-    from nosplug.study.elimination import create_round2, round2_name
-    from nosplug.study.runner import study_names
+    from nosplug.search.rounds import create_round2, round2_name
     from nosplug.study.storage import open_storage, storage_url
+    from nosplug.study.studies import study_names
 
     url = storage_url(storage)
     r2 = round2_name(name)

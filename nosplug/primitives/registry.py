@@ -72,6 +72,7 @@ KINDS: tuple[Kind, ...] = (
     Kind("students", "nosplug_students", "student", "student"),
     Kind("amalgamation_losses", "nosplug_amalgamation_losses", "amalgamation loss", "amalgamation_loss"),
     Kind("zoo_genomes", "nosplug_zoo_genomes", "zoo genome", "zoo_genome"),
+    Kind("study_kinds", "nosplug_study_kinds", "study kind", "study_kind"),
 )
 KIND_BY_KEY = {k.key: k for k in KINDS}
 
@@ -302,21 +303,19 @@ def _renamed(op: Operand, name: str) -> Operand:
     return replace(op, name=name)
 
 
-_cached: dict[int, Registry] = {}
+_cached: dict[tuple[int, int], Registry] = {}
 
 
 def registry(pm: pluggy.PluginManager | None = None) -> Registry:
-    """The registry of the process-wide plugin manager (built once, cached)."""
-    from nosplug.plugins import plugin_manager
+    """The registry of the process-wide plugin manager (built once per plugin set, cached: a
+    :func:`nosplug.plugins.reset` starts a new generation, and the registry is built again)."""
+    from nosplug import plugins
 
-    pm = pm or plugin_manager()
-    reg = _cached.get(id(pm))
+    pm = pm or plugins.plugin_manager()
+    key = (id(pm), plugins.generation())
+    reg = _cached.get(key)
     if reg is None:
         reg = Registry.from_plugin_manager(pm)
         _cached.clear()
-        _cached[id(pm)] = reg
+        _cached[key] = reg
     return reg
-
-
-def reset_cache() -> None:
-    _cached.clear()

@@ -87,7 +87,7 @@ def build(
     name: str, storage: str | None, out_dir: Path, formats: tuple[str, ...] = ("md", "html")
 ) -> list[Path]:
     """Write the benchmark ``name``'s report into ``out_dir``; returns the files written."""
-    from nosplug.study.runner import load
+    from nosplug.study.studies import load
 
     res = collect(load(name, storage))
     out_dir.mkdir(parents=True, exist_ok=True)

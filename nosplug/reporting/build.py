@@ -97,11 +97,13 @@ def build_report(
         on_event: progress callback (``stage`` messages, ``baseline_start`` / ``baseline``).
     """
     from nosplug import zoo
-    from nosplug.ga.particle_ga import EVOLUTION
-    from nosplug.ga.plan import derived_seed
+    from nosplug.search.kind import SearchStudy
+    from nosplug.search.planners.particle_ga import EVOLUTION
+    from nosplug.search.ranking import ELIMINATION, best, ranking_stage
     from nosplug.study.export import trial_rows
-    from nosplug.study.runner import ELIMINATION, GA, best, context, load, plan_state, ranking_stage
-    from nosplug.study.trials import KIND_ATTR
+    from nosplug.study.kinds import open_study, plan_state
+    from nosplug.study.plan import derived_seed
+    from nosplug.study.studies import kind_name, load
 
     emit = on_event or (lambda e: None)
     unknown = sorted(set(formats) - set(FORMATS))
@@ -115,8 +117,8 @@ def build_report(
 
     emit({"event": "stage", "message": f"reading study {name}"})
     study = load(name, storage)
-    kind = study.user_attrs.get(KIND_ATTR, GA)
-    if kind == "amalgamation":
+    kind = kind_name(study)
+    if kind.startswith("amalgamation"):
         raise ReportError(
             f"study {name!r} is an amalgamation run, not a search; `nosplug report` reports searches "
             "(see `nosplug amalgamate --help`)"
@@ -126,9 +128,9 @@ def build_report(
             f"study {name!r} is an elimination study; report the search it came from "
             f"({study.user_attrs.get('nosplug.config', {}).get('source', '?')!r}) instead"
         )
-    if kind != GA:
-        raise ReportError(f"study {name!r} has kind {kind!r}; `nosplug report` reports particle-GA searches")
-    ctx = context(study)
+    ctx = open_study(study)
+    if not isinstance(ctx, SearchStudy):
+        raise ReportError(f"study {name!r} has kind {kind!r}; `nosplug report` reports searches")
     best_stage = ranking_stage(study)
     top_trials = best(study, top, stage=best_stage)
     if not top_trials:
@@ -193,7 +195,7 @@ def build_report(
             stored = compare.Result("complete", b.fitness, b.chosen_lr, "", "study")
         todo.append((f"#{b.rank} {b.key}", True, b.genome, stored))
     todo += [(n, False, g, None) for n, g in reference]
-    with _threads(ctx.workers.get("threads", 0)):
+    with _threads(ctx.workers.threads):
         for i, (label, search, genome, known) in enumerate(todo):
             h = genome.canonical_hash()
             eval_seed = derived_seed(seed, EVOLUTION, h, "report")
@@ -282,7 +284,7 @@ def _bar(row: ComparisonRow) -> figures.Bar:
 
 def _summary(study: Any, ctx: Any, rows: list[dict[str, Any]], plan: Any) -> list[tuple[str, str]]:
     """Label/value lines describing the study, its search settings and its state."""
-    from nosplug.ga.particle_ga import EVOLUTION, INIT
+    from nosplug.search.planners.particle_ga import EVOLUTION, INIT
 
     raw, ga = ctx.raw, ctx.config.ga
     d = raw["data"]

@@ -11,7 +11,7 @@ import base64
 import html as h
 from typing import TYPE_CHECKING
 
-from nosplug.study.runner import RANKING_RULE
+from nosplug.search.ranking import RANKING_RULE
 
 if TYPE_CHECKING:
     from nosplug.reporting.build import Report

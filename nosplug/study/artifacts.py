@@ -37,10 +37,15 @@ from optuna.trial import FrozenTrial
 from nosplug.errors import UserError
 from nosplug.study import optuna_adapter as oa
 from nosplug.study.locks import planning_lock
-from nosplug.study.storage import artifacts_url, check_artifact_store, no_artifacts_note, open_artifact_store
+from nosplug.study.result import first_line
+from nosplug.study.storage import (
+    artifacts_url,
+    check_artifact_store,
+    no_artifacts_note,
+    open_artifact_store,
+    storage_url,
+)
 
-#: How many best genomes a finished search attaches (the default of ``nosplug report -n``).
-BEST_COUNT = 5
 _CHUNK = 1 << 20
 
 
@@ -78,13 +83,14 @@ class Attached:
 
 
 # ----------------------------------------------------------------------------- what is published
-def publish_best(
+def publish_genomes(
     study: optuna.Study,
+    top: Sequence[FrozenTrial],
     storage: str | None = None,
     artifacts: str | None = None,
-    n: int = BEST_COUNT,
 ) -> Attached:
-    """Attach the ``n`` best distinct genomes of a finished search to the trials that evaluated them.
+    """Attach the ranked genomes ``top`` (best first) of a finished study to the trials that
+    evaluated them (the search kind passes its :func:`~nosplug.search.ranking.best`).
 
     Each trial gets ``NAME_bestK.json`` (the genome as evaluated: sign flip applied, loadable by
     ``nosplug genome show``) and ``NAME_bestK.py`` (the exported optimizer with the study, rank
@@ -94,7 +100,6 @@ def publish_best(
     from nosplug.export import ExportError, to_torch_source
     from nosplug.export.codegen import camel_case
     from nosplug.study import trials as T
-    from nosplug.study.runner import best
 
     name = study.study_name
     out = Attached(f"study {name!r}")
@@ -104,7 +109,6 @@ def publish_best(
     stem = re.sub(r"\W+", "_", name).strip("_").lower() or "study"
     unexportable = []
     with tempfile.TemporaryDirectory(prefix="nosplug-artifacts-") as tmp, _lock(storage, name):
-        top = best(study, n)
         out.holders = len(top)
         if not top:
             out.note = f"artifacts: study {name!r} has no evaluation with a fitness, so no genome is attached"
@@ -130,23 +134,25 @@ def publish_best(
 
 
 def line_if_done(study: optuna.Study, storage: str | None = None, artifacts: str | None = None) -> str:
-    """The artifacts line of a finished search, for the parent of ``study run --workers K``.
+    """The artifacts line of a finished study, for the parent of ``study run --workers K``.
 
-    Its worker processes attach the results and print nothing; this publish finds them attached
-    (or attaches what a worker could not) and says so. An unfinished study attaches nothing: "".
+    Its worker processes attach the results and print nothing; this asks the study's kind again
+    (:meth:`~nosplug.study.kinds.KindStudy.on_done`, idempotent), which finds them attached (or
+    attaches what a worker could not) and says so. An unfinished study attaches nothing: "".
     """
-    from nosplug.study.runner import plan_state
+    from nosplug.study.kinds import open_study
 
-    if not plan_state(study).done:
+    ctx = open_study(study)
+    if not ctx.queued or not ctx.plan_state().done:
         return ""
-    return publish_best(study, storage, artifacts).line()
+    return ctx.on_done(storage_url(storage), artifacts)
 
 
 def publish_report(
     name: str, files: Sequence[Path], storage: str | None = None, artifacts: str | None = None
 ) -> Attached:
     """Attach a report's files (``report.md``, ``report.html``, the PNG figures) to study ``name``."""
-    from nosplug.study.runner import load
+    from nosplug.study.studies import load
 
     out = Attached(f"study {name!r}")
     store = _store(storage, artifacts, out)
@@ -251,7 +257,7 @@ def _sync(
     try:
         attached = oa.artifact_metas(study, trial)
     except Exception as exc:
-        raise ArtifactError(f"cannot list the artifacts of {label}: {_first(exc)}") from exc
+        raise ArtifactError(f"cannot list the artifacts of {label}: {first_line(exc)}") from exc
     for path in files:
         same_name = [m for m in attached if m.filename == path.name]
         try:
@@ -276,7 +282,7 @@ def _sync(
             raise
         except Exception as exc:
             raise ArtifactError(
-                f"cannot attach {path.name} to {label} in artifact store {where}: {_first(exc)}"
+                f"cannot attach {path.name} to {label} in artifact store {where}: {first_line(exc)}"
             ) from exc
         out.added.append(f"{label}: {path.name}")
         if same_name:
@@ -305,19 +311,13 @@ def _remove(study: optuna.Study, store: Any, artifact_id: str, trial: FrozenTria
         store.remove(artifact_id)
 
 
-def _first(exc: BaseException) -> str:
-    text = str(exc).strip()
-    return text.splitlines()[0] if text else type(exc).__name__
-
-
 __all__ = [
-    "BEST_COUNT",
     "ArtifactError",
     "Attached",
     "check",
     "listed",
     "open_store",
-    "publish_best",
+    "publish_genomes",
     "publish_report",
     "publish_student",
 ]

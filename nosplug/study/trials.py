@@ -15,8 +15,8 @@ from typing import Any
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from nosplug.ga.plan import COMPLETE, CRASHED, FAILED, PRUNED, Planned, Record
 from nosplug.genome.model import Genome
+from nosplug.study.plan import COMPLETE, CRASHED, FAILED, PRUNED, Planned, Record
 
 #: Study user attribute holding the normalised config (JSON).
 CONFIG_ATTR = "nosplug.config"
@@ -125,7 +125,7 @@ def evaluated_genome(attrs: dict[str, Any]) -> Genome:
     integrity check applied (a genome that passes only flipped is gradient ascent without it).
 
     Every path that hands a genome out of a study goes through here: ``study best``,
-    :func:`~nosplug.study.runner.best_genomes` (``study:NAME`` teachers, exports), reports and
+    :func:`~nosplug.study.kinds.best_genomes` (``study:NAME`` teachers, exports), reports and
     elimination candidates.
     """
     g = Genome.from_json(attrs[GENOME])

@@ -8,6 +8,7 @@ without a plugin package, exactly like a plugin task.
 
 from __future__ import annotations
 
+import functools
 import importlib
 import inspect
 import os
@@ -83,3 +84,24 @@ def resolve_task(ref: str | Task, options: Mapping[str, Any] | None = None) -> T
     if not isinstance(task, Task):
         raise TaskError(f"task {ref!r} returned {type(task).__name__}, not a nosplug.tasks.Task")
     return task
+
+
+def load_task_data(name: str, options: Mapping[str, Any], seed: int, device: str | Any = "cpu"):
+    """The splits of task ``name`` built with ``options`` for data seed ``seed``, on ``device``:
+    loaded and moved once per process (a worker evaluates many genomes on the same data)."""
+    import json
+
+    import torch
+
+    key = json.dumps({"name": name, "options": dict(options)}, sort_keys=True)
+    return _load_data(key, int(seed), str(torch.device(device)))
+
+
+@functools.lru_cache(maxsize=4)
+def _load_data(key: str, seed: int, device: str):
+    import json
+
+    import torch
+
+    ref = json.loads(key)
+    return resolve_task(ref["name"], ref["options"]).load(seed).to(torch.device(device))

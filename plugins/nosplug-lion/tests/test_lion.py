@@ -27,7 +27,7 @@ from nosplug.genome.random import random_genome
 from nosplug.genome.space import SearchSpace
 from nosplug.hookspecs import hookimpl
 from nosplug.primitives import ExecContext, PluginClashError, StatefulOp
-from nosplug.study.config import StudyConfig
+from nosplug.search.config import SearchConfig
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 
@@ -220,7 +220,7 @@ def test_primitives_stay_out_of_the_paper_space_but_a_study_can_list_them() -> N
     assert "sign" not in paper.unary_ops and "lion_interp" not in paper.unary_ops
     assert nosplug.registry().names("unary_ops", tag="lion") == ["sign"]
     assert nosplug.registry().names("stateful_ops", tag="lion") == ["lion_interp"]
-    config = StudyConfig(
+    config = SearchConfig(
         {
             "study": {"name": "lion-space"},
             "space": {

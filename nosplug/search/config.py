@@ -1,10 +1,11 @@
-"""Study configuration files (TOML), validated with errors that name the offending key path.
+"""Search configuration files (TOML), validated with errors that name the offending key path.
 
 A config holds everything a worker needs to rebuild the search: the task (``[task]``; without
 it, image classification on ``[data]``), search space, GA settings, one evaluation preset per
-stage, elimination stages and worker settings. ``nosplug study create``
-stores the validated config (with initial genomes resolved to JSON) in the study's user
-attributes, so workers on other machines need only the storage URL and the study name.
+stage, elimination stages and worker settings (the shared :class:`~nosplug.config.WorkersConfig`).
+``nosplug study create`` stores the validated config (with initial genomes resolved to JSON) in
+the study's user attributes, so workers on other machines need only the storage URL and the
+study name.
 """
 
 from __future__ import annotations
@@ -15,11 +16,12 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+from nosplug.config import REFERENCE, TUNING_LR_RANGE, TUNING_TRIALS, WorkersConfig, section_schema
 from nosplug.errors import UserError
 from nosplug.evaluation.presets import EvalPreset, get_preset
-from nosplug.ga.particle_ga import EVOLUTION, INIT, GAConfig
 from nosplug.genome.model import Genome
 from nosplug.genome.space import SearchSpace
+from nosplug.search.planners.particle_ga import EVOLUTION, INIT, GAConfig
 from nosplug.tasks.base import Task
 from nosplug.tomlconfig import check_sections, read_toml
 
@@ -59,14 +61,7 @@ _SCHEMA: dict[str, dict[str, tuple[tuple[type, ...], Any]]] = {
         "max_draws": ((int,), 500),
         "max_initial_population": ((int,), 0),
     },
-    "workers": {
-        "threads": ((int,), 0),
-        "heartbeat_seconds": ((float, int), 5.0),
-        "lease_seconds": ((float, int), 60.0),
-        "poll_seconds": ((float, int), 1.0),
-        "retries": ((int,), 1),
-        "device": ((str,), "auto"),
-    },
+    "workers": section_schema(WorkersConfig),
     "elimination": {
         "top": ((int,), 50),
         "repeats": ((int,), 3),
@@ -84,22 +79,22 @@ _SCHEMA: dict[str, dict[str, tuple[tuple[type, ...], Any]]] = {
     # the verdict that ends every search: its best genomes benchmarked against tuned baselines
     "validate": {
         "top": ((int,), 3),
-        "reference": ((str,), "torch:Adam"),
+        "reference": ((str,), REFERENCE),
         "baselines": ((list,), []),
-        "tuning_trials": ((int,), 8),
+        "tuning_trials": ((int,), TUNING_TRIALS),
         # quasi-random search: evenly spread rates, and the trials run side by side (TPE would
         # draw at random for its first 10 trials anyway, and one trial at a time)
         "sampler": ((str,), "qmc"),
         "seeds": ((int,), 5),
-        "lr": ((list,), [1e-5, 10.0]),
+        "lr": ((list,), list(TUNING_LR_RANGE)),
     },
 }
 _STAGES = (INIT, EVOLUTION)
 
 
 @dataclass
-class StudyConfig:
-    """A validated study config; ``raw`` is the normalised dict stored in the study."""
+class SearchConfig:
+    """A validated search config; ``raw`` is the normalised dict stored in the study."""
 
     raw: dict[str, Any]
     source: str = "<dict>"
@@ -157,7 +152,7 @@ class StudyConfig:
         return self.raw["study"]["seed"]
 
     @classmethod
-    def from_file(cls, path: str | Path) -> StudyConfig:
+    def from_file(cls, path: str | Path) -> SearchConfig:
         return cls(read_toml(path, ConfigError), str(path))
 
 
@@ -261,13 +256,7 @@ def _check_ranges(c: dict[str, Any]) -> None:
         raise ConfigError("data.test_fraction: must lie in [0, 1 - val_fraction)")
     if c["data"]["limit"] < 0:
         raise ConfigError("data.limit: must be 0 (all) or positive")
-    w = c["workers"]
-    if w["threads"] < 0:
-        raise ConfigError("workers.threads: must be 0 (automatic) or positive")
-    if w["retries"] < 0:
-        raise ConfigError("workers.retries: must be 0 or more (how often a crashed evaluation is retried)")
-    if w["heartbeat_seconds"] <= 0 or w["lease_seconds"] <= 2 * w["heartbeat_seconds"]:
-        raise ConfigError("workers.lease_seconds: must exceed twice workers.heartbeat_seconds (> 0)")
+    WorkersConfig.from_raw(c["workers"]).check(ConfigError)
     for key in ("top", "repeats"):
         if c["elimination"][key] < 1:
             raise ConfigError(f"elimination.{key}: must be at least 1")
@@ -301,7 +290,7 @@ STAGE_KEYS = ("name", "keep", "task", "lr")
 
 
 def _elimination_stage(s: Any, where: str) -> dict[str, Any]:
-    from nosplug.ga.elimination import LR_MODES
+    from nosplug.search.elimination import LR_MODES
 
     if not isinstance(s, Mapping):
         raise ConfigError(f"{where}: expected a table with name, keep and evaluation settings")

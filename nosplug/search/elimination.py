@@ -17,8 +17,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
-from nosplug.ga.plan import Planned, PlanResult, Record, derived_seed
 from nosplug.genome.model import Genome
+from nosplug.study.plan import Planned, PlanResult, Record, derived_seed
 
 
 @dataclass(frozen=True)

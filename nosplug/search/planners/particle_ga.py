@@ -22,7 +22,7 @@ Phases (keys in brackets name the evaluations):
 Where the reference runs slots sequentially, retries here run in *rounds* (every slot's first
 try, then every rejected slot's second try, ...), which makes the plan independent of which
 worker finishes first; the tabu list grows in that fixed order. Everything random comes from
-:func:`~nosplug.ga.plan.key_rng`, so a plan depends only on the seed and the results.
+:func:`~nosplug.study.plan.key_rng`, so a plan depends only on the seed and the results.
 """
 
 from __future__ import annotations
@@ -35,8 +35,6 @@ import numpy as np
 from deap import base, tools
 
 from nosplug.evaluation.integrity import one_thread
-from nosplug.ga.deap_types import as_individual, same_genome
-from nosplug.ga.plan import Planned, PlanResult, Record, derived_seed, key_rng
 from nosplug.genome.model import Genome, GenomeError
 from nosplug.genome.mutation import mutate
 from nosplug.genome.random import MAX_DRAWS as RANDOM_MAX_DRAWS
@@ -44,6 +42,8 @@ from nosplug.genome.random import draw_genome, random_genome
 from nosplug.genome.space import SearchSpace
 from nosplug.primitives.registry import Registry
 from nosplug.primitives.registry import registry as default_registry
+from nosplug.search.planners.deap_types import as_individual, same_genome
+from nosplug.study.plan import Planned, PlanResult, Record, derived_seed, key_rng
 
 INIT, EVOLUTION = "init", "evolution"
 #: Mutants drawn ahead per slot before their batched check (most slots need one or two).

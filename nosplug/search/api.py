@@ -18,10 +18,15 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import optuna
 import torch
 
 from nosplug.errors import UserError
 from nosplug.genome.model import Genome
+from nosplug.search.config import ConfigError, SearchConfig, elimination_stage_preset, stage_task
+from nosplug.search.ranking import SEARCH
+from nosplug.study.result import first_line
+from nosplug.study.studies import create_study
 from nosplug.tasks.base import Task
 
 #: The GA budget of a search when the config names none: studies/quick.toml's (minutes on CPU).
@@ -73,6 +78,60 @@ class SearchResult:
         return f"SearchResult({self.name!r}, done={self.done}, best=[{top}])"
 
 
+def create_search(
+    config: SearchConfig | str | Path,
+    *,
+    name: str | None = None,
+    storage: str | None = None,
+    exist_ok: bool = False,
+) -> optuna.Study:
+    """Create the search study for ``config`` (a :class:`SearchConfig` or a TOML path); never
+    overwrites (``nosplug study create``).
+
+    With ``exist_ok`` an existing study of that name is returned if it was created from the same
+    config (so a set-up command can be repeated); a different config is still an error.
+    """
+    cfg = config if isinstance(config, SearchConfig) else SearchConfig.from_file(config)
+    if name:
+        raw = dict(cfg.raw)
+        raw["study"] = {**raw["study"], "name": name}
+        cfg = SearchConfig(raw, cfg.source)
+    cfg.check_task()
+    _check_models(cfg)
+    return create_study(
+        cfg.name,
+        SEARCH,
+        cfg.raw,
+        storage=storage,
+        direction=cfg.raw["study"]["direction"],
+        exist_ok=exist_ok,
+    )
+
+
+def _check_models(cfg: SearchConfig) -> None:
+    """Before anything is written: every stage binds to the task, and classification stages'
+    models build with their options from the dataset's declared shape (the data itself may live
+    only on the workers' machines, and other tasks may need their data to build, so the workers'
+    preflight builds those)."""
+    from nosplug.evaluation.runs import for_stage
+    from nosplug.tasks.classification import ClassificationTask
+
+    stages = {f"evaluation.{name}": (cfg.task, preset) for name, preset in cfg.stages.items()}
+    direction = cfg.raw["study"]["direction"]
+    for section in ("elimination", "next_round"):
+        for i, st in enumerate(cfg.raw[section]["stages"]):
+            where = f"{section}.stages[{i}]"
+            own = stage_task(st, direction, where)
+            stages[where] = (own or cfg.task, elimination_stage_preset(st, where))
+    for where, (base, preset) in stages.items():
+        try:
+            task, _p = for_stage(base, preset)
+            if isinstance(task, ClassificationTask):
+                task.build_model(0)
+        except Exception as exc:
+            raise ConfigError(f"{where}: {first_line(exc)}") from None
+
+
 def _task_ref(task: str | Task, options: Mapping[str, Any] | None) -> tuple[str, dict[str, Any]]:
     """How the study stores the task: a registered name or ``module:callable`` plus options. A
     Task instance is stored as its class (workers rebuild it from the class and its options)."""
@@ -107,10 +166,15 @@ def search(
     command line, with its verdict (``result.verdict``): the best genomes benchmarked against the
     tuned reference (config ``[validate]``; ``top = 0`` skips it).
     """
-    from nosplug.study import runner
+    from nosplug.evaluation.presets import for_task
+    from nosplug.search import ranking
+    from nosplug.search.kind import SearchStudy
+    from nosplug.search.verdict import verdict
     from nosplug.study import trials as T
-    from nosplug.study.config import StudyConfig
+    from nosplug.study.kinds import open_study
     from nosplug.study.storage import storage_url
+    from nosplug.study.studies import load
+    from nosplug.study.worker import Worker
     from nosplug.tomlconfig import read_toml
 
     raw: dict[str, Any]
@@ -128,17 +192,20 @@ def search(
         study["name"] = name
     raw["study"] = study
     url = storage_url(storage)
-    cfg = StudyConfig(raw, "nosplug.search(...)")
-    s = runner.create_study(cfg, storage=url, exist_ok=True)
-    summary = runner.Worker(cfg.name, url, on_event=on_event, device=device).run()
-    verdict = runner.run_verdict(cfg.name, url, device=device, on_event=on_event) if summary.done else None
-    s = runner.load(cfg.name, url)
-    preset = runner.context(s).presets["evolution"]
-    from nosplug.evaluation.presets import for_task
-
-    preset = for_task(preset, cfg.task)
+    cfg = SearchConfig(raw, "nosplug.search(...)")
+    create_search(cfg, storage=url, exist_ok=True)
+    summary = Worker(cfg.name, url, on_event=on_event, device=device).run()
+    result = None
+    if summary.done:
+        ctx = open_study(load(cfg.name, url))
+        assert isinstance(ctx, SearchStudy)
+        for follow in ctx.follow_ups(url):  # the verdict
+            Worker(follow, url, on_event=on_event, device=device).run()
+        result = verdict(cfg.name, url)
+    s = load(cfg.name, url)
+    preset = for_task(open_study(s).presets["evolution"], cfg.task)
     best = []
-    for t in runner.best(s, top):
+    for t in ranking.best(s, top):
         a = t.user_attrs
         steps = preset.schedule_steps
         best.append(
@@ -153,4 +220,4 @@ def search(
                 cycle_momentum=preset.cycle_momentum,
             )
         )
-    return SearchResult(cfg.name, url, summary.done, best, summary, verdict)
+    return SearchResult(cfg.name, url, summary.done, best, summary, result)

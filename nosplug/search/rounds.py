@@ -15,11 +15,15 @@ from typing import Any
 import optuna
 
 from nosplug.errors import UserError
-from nosplug.ga.elimination import SWEEP
 from nosplug.genome.model import Genome
+from nosplug.search.api import create_search
+from nosplug.search.config import ConfigError, SearchConfig, elimination_stage_preset, stage_task
+from nosplug.search.elimination import SWEEP
+from nosplug.search.kind import SearchStudy
+from nosplug.search.ranking import ELIMINATION, best
 from nosplug.study import trials as T
-from nosplug.study.config import ConfigError, StudyConfig, elimination_stage_preset, stage_task
-from nosplug.study.runner import ELIMINATION, GA, _create, best, context, create_study, load, plan_state
+from nosplug.study.kinds import open_study, plan_state
+from nosplug.study.studies import create_study, load
 
 
 def create_elimination(
@@ -37,8 +41,8 @@ def create_elimination(
     for every model it reports; ``lr = "search"`` reuses the rate the search chose.
     """
     source = load(name, storage)
-    ctx = context(source)
-    if ctx.kind != GA:
+    ctx = open_study(source)
+    if not isinstance(ctx, SearchStudy):
         raise UserError(f"study {name!r} is not a search study")
     el = ctx.raw["elimination"]
     stages = [dict(s) for s in (stages or el["stages"])]
@@ -76,7 +80,9 @@ def create_elimination(
         "repeats": repeats,
         "candidates": cands,
     }
-    return _create(elimination_name or f"{name}.elimination", storage, ELIMINATION, raw, direction)
+    return create_study(
+        elimination_name or f"{name}.elimination", ELIMINATION, raw, storage=storage, direction=direction
+    )
 
 
 def parse_stages(text: str, base_stage: dict[str, Any], steps: int | None = None) -> list[dict[str, Any]]:
@@ -97,7 +103,7 @@ def parse_stages(text: str, base_stage: dict[str, Any], steps: int | None = None
 
 def evolution_stage(name: str, storage: str | None = None) -> dict[str, Any]:
     """The evolution stage's settings of search ``name`` (what ``--stages`` stages start from)."""
-    return dict(context(load(name, storage)).raw["evaluation"]["evolution"])
+    return dict(open_study(load(name, storage)).raw["evaluation"]["evolution"])
 
 
 # ----------------------------------------------------------------------------- the second round
@@ -127,8 +133,8 @@ def round2_config(name: str, storage: str | None = None) -> dict[str, Any]:
     population is skipped), every child trained on ``next_round.seeds`` seeds (fitness: the
     best value of their mean curve), and its own elimination: its ``elimination_top`` best
     genomes through ``next_round.stages`` (default: the search's last elimination stage)."""
-    source = context(load(name, storage))
-    if source.kind != GA:
+    source = open_study(load(name, storage))
+    if not isinstance(source, SearchStudy):
         raise UserError(f"study {name!r} is not a search study")
     nr = source.raw["next_round"]
     if nr["top"] < 1:
@@ -155,4 +161,4 @@ def round2_config(name: str, storage: str | None = None) -> dict[str, Any]:
 
 def create_round2(name: str, storage: str | None = None) -> optuna.Study:
     """Create ``NAME.round2`` (see :func:`round2_config`); never overwrites."""
-    return create_study(StudyConfig(round2_config(name, storage), f"{name} [next_round]"), storage=storage)
+    return create_search(SearchConfig(round2_config(name, storage), f"{name} [next_round]"), storage=storage)

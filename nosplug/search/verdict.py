@@ -1,0 +1,87 @@
+"""The verdict that ends a search: its best genomes benchmarked against tuned baselines.
+
+A finished search ``NAME`` is followed by the benchmark study ``NAME.verdict`` (config
+``[validate]``): its ``top`` best genomes, as evaluated, against the reference and baselines,
+each tuned with the same budget, on the search's own task with the evolution stage's budget,
+fresh seeds and the held-out test split (docs/benchmark.md). It is a benchmark like any other:
+stored, resumable, shared by workers.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from nosplug.search import ranking
+from nosplug.search.config import task_options
+from nosplug.study.studies import exists, load
+
+if TYPE_CHECKING:
+    from nosplug.benchmark.results import BenchmarkResult
+    from nosplug.study.kinds import KindStudy as SearchStudy  # a search's (nosplug.search.kind)
+
+
+def verdict_name(name: str) -> str:
+    """The benchmark study that gives search ``name`` its verdict."""
+    return f"{name}.verdict"
+
+
+def verdict_config(ctx: SearchStudy, storage: str | None = None) -> dict[str, Any] | None:
+    """The benchmark config of search ``ctx``'s verdict; None when ``validate.top`` is 0 or
+    nothing has a fitness."""
+    from nosplug.benchmark.config import normalise as benchmark_config
+
+    v = ctx.raw.get("validate") or {}
+    top = ranking.best(ctx.study, int(v.get("top", 0))) if v.get("top", 0) else []
+    if not top:
+        return None
+    name, options = task_options(ctx.raw)
+    stage = dict(ctx.raw["evaluation"]["evolution"])
+    preset = stage.pop("preset", "task")
+    specs = [f"study:{ctx.name}#{i + 1}" for i in range(len(top))]
+    raw = {
+        "benchmark": {
+            "name": verdict_name(ctx.name),
+            "seed": int(ctx.raw["study"]["seed"]),
+            "reference": v["reference"],
+            "contenders": [*specs, *[b for b in v["baselines"] if b != v["reference"]]],
+            "description": f"the verdict of search {ctx.name}",
+        },
+        "tuning": {
+            "trials": int(v["tuning_trials"]),
+            "lr": list(v["lr"]),
+            "sampler": v.get("sampler", "tpe"),  # studies stored before the option: TPE
+        },
+        "evaluation": {"seeds": int(v["seeds"])},
+        "tasks": [
+            {"name": name, "options": options, "preset": preset, "overrides": stage, "label": ctx.task.name}
+        ],
+        "workers": dict(ctx.raw["workers"]),
+    }
+    return benchmark_config(raw, storage)
+
+
+def ensure_verdict(ctx: SearchStudy, storage: str) -> str | None:
+    """The name of search ``ctx``'s verdict study, created now if it does not exist yet (its
+    genomes are fixed then); None while the search is not done or when it asks for no verdict."""
+    from nosplug.benchmark.study import create as create_benchmark
+
+    if not ctx.plan_state().done:
+        return None
+    vname = verdict_name(ctx.name)
+    if exists(vname, storage):
+        return vname
+    raw = verdict_config(ctx, storage)
+    if raw is None:
+        return None
+    create_benchmark(raw, storage, exist_ok=True)
+    return vname
+
+
+def verdict(name: str, storage: str | None = None) -> BenchmarkResult | None:
+    """The verdict of search ``name`` as stored (None when it has not been created)."""
+    from nosplug.benchmark.results import collect
+
+    vname = verdict_name(name)
+    if not exists(vname, storage):
+        return None
+    return collect(load(vname, storage))
