@@ -56,9 +56,7 @@ def run(raw: dict, workers: int, threads: int) -> dict:
         subprocess.run(cmd, check=True)
         dt = time.perf_counter() - t0
         store = open_storage(url)
-        studies = [
-            load(n, url) for n in (name, verdict_name(name)) if n in study_names(store)
-        ]
+        studies = [load(n, url) for n in (name, verdict_name(name)) if n in study_names(store)]
         trained = [
             t
             for s in studies

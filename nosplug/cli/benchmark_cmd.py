@@ -20,9 +20,7 @@ from nosplug.config import REFERENCE, TUNING_TRIALS
 @click.option("--tasks", "-t", help="Comma-separated tasks (nosplug task list), e.g. diabetes-mlp,charlm.")
 @click.option("--config", "config_path", type=click.Path(dir_okay=False), help="A benchmark TOML instead.")
 @click.option("--name", default=None, help="Benchmark (study) name; rerun with the same name to resume.")
-@click.option(
-    "--reference", default=REFERENCE, show_default=True, help="What every verdict compares with."
-)
+@click.option("--reference", default=REFERENCE, show_default=True, help="What every verdict compares with.")
 @click.option(
     "--seeds", type=click.IntRange(1), default=5, show_default=True, help="Fresh evaluation seeds per task."
 )
