@@ -12,10 +12,9 @@ Public names (a stable contract, see docs/api.md)::
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
-
 from nosplug.plugins import plugin_manager
 from nosplug.primitives.registry import registry
+from nosplug.version import __version__
 
 
 def __getattr__(name: str):  # lazy: keep `import nosplug` light for the CLI and workers

@@ -96,7 +96,7 @@ def plugin_manager() -> pluggy.PluginManager:
 
 def plugin_infos(pm: pluggy.PluginManager | None = None) -> list[PluginInfo]:
     """Name, version and module of every registered plugin, built-ins first."""
-    from nosplug import __version__
+    from nosplug.version import __version__
 
     pm = pm or plugin_manager()
     dists = {id(plugin): dist for plugin, dist in pm.list_plugin_distinfo()}

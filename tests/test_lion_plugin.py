@@ -23,7 +23,7 @@ import torch
 import nosplug
 from nosplug import plugins, zoo
 from nosplug.cli import main
-from nosplug.genome.model import GenomeError
+from nosplug.genome.graph import GenomeError
 from nosplug.hookspecs import hookimpl
 from nosplug.primitives import PluginClashError
 from nosplug.primitives.registry import InvalidPluginRecordError, Registry, ZooGenome

@@ -25,8 +25,6 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from nosplug.amalgamation.student import RNNProp
-
 
 def _reorder(w: Tensor, hidden: int) -> Tensor:
     """Gate blocks (i, f, c, o) -> (i, f, o, c) along the last dimension."""
@@ -38,7 +36,7 @@ class FastRNNProp:
     """The inference step of a trained :class:`RNNProp` for one flat vector of ``n`` coordinates,
     on ``device`` (default: where the learned weights are)."""
 
-    def __init__(self, learned: RNNProp, n: int, device: torch.device | str | None = None) -> None:
+    def __init__(self, learned: torch.nn.Module, n: int, device: torch.device | str | None = None) -> None:
         dev = torch.device(device) if device is not None else learned.w1.device
         h = learned.hidden
         self.n, self.hidden = n, h

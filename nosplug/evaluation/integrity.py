@@ -22,7 +22,8 @@ from dataclasses import asdict, dataclass, field
 
 import torch
 
-from nosplug.genome.model import DecayGraph, Genome
+from nosplug.genome.graph import DecayGraph
+from nosplug.genome.model import Genome
 from nosplug.optim.program import Program, compile_genome
 from nosplug.optim.schedules import cycled_momentum, warmup_hold_cosine_factor
 from nosplug.primitives.base import ExecContext

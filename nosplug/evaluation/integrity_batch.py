@@ -35,7 +35,8 @@ import torch
 from torch import Tensor
 
 from nosplug.builtin import operations as builtin_ops
-from nosplug.genome.model import HIDDEN, DecayGraph, DecayNode
+from nosplug.genome.graph import DecayGraph, DecayNode
+from nosplug.genome.ids import HIDDEN
 from nosplug.optim.program import Program
 from nosplug.optim.schedules import cycled_momentum, warmup_hold_cosine_factor
 from nosplug.primitives.base import ExecContext, OperandContext, StatefulOp

@@ -13,7 +13,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from nosplug.errors import UserError
-from nosplug.genome.model import HIDDEN, DecayGraph, Genome
+from nosplug.genome.graph import DecayGraph
+from nosplug.genome.ids import HIDDEN
+from nosplug.genome.model import Genome
 from nosplug.optim.program import Program
 from nosplug.primitives.base import SourceForm, StatefulOp, UnaryOp
 from nosplug.primitives.registry import Registry

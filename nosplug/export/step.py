@@ -22,7 +22,8 @@ from dataclasses import dataclass, field
 
 from nosplug.export.check import ExportError
 from nosplug.export.codegen import Names, TemplateError, fill, identifier, placeholders, statement
-from nosplug.genome.model import ROOT, Genome
+from nosplug.genome.ids import ROOT
+from nosplug.genome.model import Genome
 from nosplug.genome.render import fill as render_fill
 from nosplug.optim.program import MOMENTUM_KEY, Program, node_state_key
 from nosplug.primitives.base import SourceForm, StatefulOp, UnaryOp

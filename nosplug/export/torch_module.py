@@ -19,7 +19,9 @@ from nosplug.export.codegen import (
     statement,
 )
 from nosplug.export.step import STEP_NAMES, step_body
-from nosplug.genome.model import HIDDEN, DecayGraph, DecayNode, Genome
+from nosplug.genome.graph import DecayGraph, DecayNode
+from nosplug.genome.ids import HIDDEN
+from nosplug.genome.model import Genome
 from nosplug.genome.render import render_decay
 from nosplug.optim.program import Program, compile_genome
 from nosplug.optim.schedules import schedule_source

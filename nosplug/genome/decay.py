@@ -13,7 +13,8 @@ import random
 import torch
 from torch import Tensor
 
-from nosplug.genome.model import HIDDEN, DecayGraph, DecayNode
+from nosplug.genome.graph import DecayGraph, DecayNode
+from nosplug.genome.ids import HIDDEN
 from nosplug.primitives.registry import Registry
 from nosplug.primitives.registry import registry as default_registry
 

@@ -12,7 +12,9 @@ import random
 from collections.abc import Callable
 
 from nosplug.genome.decay import mutate_decay_graph
-from nosplug.genome.model import ROOT, Edge, Genome, GenomeError
+from nosplug.genome.graph import Edge, GenomeError
+from nosplug.genome.ids import ROOT
+from nosplug.genome.model import Genome
 from nosplug.genome.random import new_decay
 from nosplug.genome.space import MUTATIONS, SearchSpace
 from nosplug.primitives.registry import Registry

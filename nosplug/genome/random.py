@@ -11,7 +11,9 @@ import random
 from collections.abc import Callable
 
 from nosplug.genome.decay import random_decay_graph
-from nosplug.genome.model import ROOT, DecayGraph, Edge, Genome, GenomeError, Node
+from nosplug.genome.graph import DecayGraph, Edge, GenomeError, Node
+from nosplug.genome.ids import ROOT
+from nosplug.genome.model import Genome
 from nosplug.genome.space import SearchSpace
 from nosplug.primitives.registry import Registry
 from nosplug.primitives.registry import registry as default_registry

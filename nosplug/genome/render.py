@@ -8,9 +8,28 @@ expression (``a + b``) is parenthesised unless the template already delimits it,
 from __future__ import annotations
 
 import re
+from typing import Protocol
 
-from nosplug.genome.model import HIDDEN, ROOT, DecayGraph, DecayNode, Edge, Genome
+from nosplug.genome.graph import DecayGraph, DecayNode, Edge, Node
+from nosplug.genome.ids import HIDDEN, ROOT
 from nosplug.primitives.registry import Registry
+
+
+class Drawable(Protocol):
+    """What :func:`render` reads of a genome (:class:`~nosplug.genome.model.Genome`, which calls
+    it from ``formula()``, so this module cannot import it)."""
+
+    momentum: str
+    nesterov: str
+    flip: bool
+
+    @property
+    def node_ids(self) -> list[str]: ...
+
+    def node(self, node_id: str) -> Node: ...
+
+    def topological_order(self) -> list[Node]: ...
+
 
 _OPEN = ("(", "|", "{", ", ", "[")
 _CLOSE = (")", "|", "}", ",", "\\right", "]")
@@ -68,7 +87,7 @@ def render_decay(decay: DecayGraph, reg: Registry, latex: bool = False) -> str:
     return node(decay.out)[0]
 
 
-def render(genome: Genome, reg: Registry, latex: bool = False) -> str:
+def render(genome: Drawable, reg: Registry, latex: bool = False) -> str:
     ids = set(genome.node_ids)
     memo: dict[str, tuple[str, bool]] = {}
 

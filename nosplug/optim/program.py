@@ -17,7 +17,8 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from nosplug.genome.model import DecayGraph, Genome
+from nosplug.genome.graph import DecayGraph
+from nosplug.genome.model import Genome
 from nosplug.primitives.base import EMASpec, ExecContext, Operand, OperandContext
 from nosplug.primitives.registry import Registry
 from nosplug.primitives.registry import registry as default_registry

@@ -10,13 +10,13 @@ from __future__ import annotations
 import contextlib
 import datetime as dt
 from collections.abc import Callable, Collection, Iterator, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from nosplug.errors import UserError
 from nosplug.genome.model import Genome
 from nosplug.reporting import compare, data, figures
+from nosplug.reporting.report import BestGenome, ComparisonRow, Report
 
 DEFAULT_BASELINES: tuple[str, ...] = ("adam", "sgd", "momentum", "rmsprop")
 FORMATS = ("md", "html")
@@ -29,53 +29,6 @@ Event = dict[str, Any]
 
 class ReportError(UserError):
     """The study cannot be reported (wrong kind, nothing finished) or an option is invalid."""
-
-
-@dataclass
-class BestGenome:
-    """One of the best distinct genomes, with what the report shows about it."""
-
-    rank: int
-    trial: int
-    key: str
-    stage: str
-    fitness: float
-    chosen_lr: float | None
-    hash: str
-    formula: str
-    latex: str
-    momentum: str
-    flip: bool
-    has_decays: bool
-    genome: Genome
-
-
-@dataclass
-class ComparisonRow:
-    """A line of the comparison table: a best genome or a zoo baseline under the same evaluation."""
-
-    label: str
-    search: bool
-    hash: str
-    result: compare.Result
-
-
-@dataclass
-class Report:
-    """Everything a report shows, kept after writing so callers and tests can inspect the data."""
-
-    study: str
-    out: Path
-    generated: str
-    summary: list[tuple[str, str]]
-    best: list[BestGenome]
-    best_stage: str
-    trajectories: list[data.Trajectory]
-    comparison: list[ComparisonRow]
-    schedules: list[figures.ScheduleCurve] = field(default_factory=list)
-    figures: dict[str, Path] = field(default_factory=dict)
-    notes: list[str] = field(default_factory=list)
-    files: list[Path] = field(default_factory=list)
 
 
 def build_report(

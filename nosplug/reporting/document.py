@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING
 from nosplug.search.ranking import RANKING_RULE
 
 if TYPE_CHECKING:
-    from nosplug.reporting.build import Report
     from nosplug.reporting.compare import Result
+    from nosplug.reporting.report import Report
 
 FIGURE_TEXT = {
     "fitness": (

@@ -84,7 +84,7 @@ def create_study(
         study = optuna.create_study(study_name=name, storage=store, direction=direction)
     study.set_user_attr(T.KIND_ATTR, kind)
     study.set_user_attr(T.CONFIG_ATTR, jsonable(raw))
-    from nosplug import __version__
+    from nosplug.version import __version__
 
     study.set_user_attr(T.VERSION_ATTR, __version__)
     for key, value in (attrs or {}).items():

@@ -20,7 +20,8 @@ from pathlib import Path
 from torch.optim import Optimizer
 
 from nosplug.errors import UserError
-from nosplug.genome.model import Genome, GenomeError
+from nosplug.genome.graph import GenomeError
+from nosplug.genome.model import Genome
 from nosplug.primitives.registry import BUILTIN_ZOO as BUILTIN_ZOO  # re-exported: origin() returns it
 from nosplug.primitives.registry import Registry, ZooGenome, registry
 

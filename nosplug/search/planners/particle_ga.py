@@ -35,7 +35,8 @@ import numpy as np
 from deap import base, tools
 
 from nosplug.evaluation.integrity import one_thread
-from nosplug.genome.model import Genome, GenomeError
+from nosplug.genome.graph import GenomeError
+from nosplug.genome.model import Genome
 from nosplug.genome.mutation import mutate
 from nosplug.genome.random import MAX_DRAWS as RANDOM_MAX_DRAWS
 from nosplug.genome.random import draw_genome, random_genome

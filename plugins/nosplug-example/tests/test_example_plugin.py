@@ -6,7 +6,8 @@ import torch
 
 import nosplug
 from nosplug.genome.decay import evaluate_decay
-from nosplug.genome.model import DecayGraph, DecayNode, Genome
+from nosplug.genome.graph import DecayGraph, DecayNode
+from nosplug.genome.model import Genome
 from nosplug.tasks.surrogates import build_surrogate
 
 GENOME = {
