@@ -332,7 +332,7 @@ def _genome_teacher(ref, total_steps: int | None, storage: str | None = None) ->
         raise TeacherError(
             f"teacher {ref.text!r}: unknown option(s) {', '.join(kw)} (a genome takes lr, total_steps)"
         )
-    lr = float(lr if lr is not None else genome.meta.get("defaults", {}).get("lr", 1e-3))
+    lr = float(lr if lr is not None else genome.default_lr)
     decays = any(e.decay is not None for _n, _i, e in genome.edges())
     # decay functions depend on t / T: an explicit total_steps wins, else the caller's run length
     steps = int(given_steps if given_steps is not None else total_steps or 0) if decays else None

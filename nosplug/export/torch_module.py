@@ -83,9 +83,8 @@ def to_torch_source(
     body = step_body(genome, program, reg, names, decay_rows)
 
     meta = genome.meta if isinstance(genome.meta, dict) else {}
-    defaults = meta.get("defaults", {}) if isinstance(meta.get("defaults"), dict) else {}
-    lr = float(defaults.get("lr", 1e-3))
-    momentum = float(defaults.get("momentum", 0.9))
+    lr = genome.default_lr
+    momentum = genome.default("momentum", 0.9)
     schedule = _schedule(meta)
     info = _Info(genome, program, reg, name, dict(provenance or {}), lr, momentum, schedule)
 

@@ -235,6 +235,20 @@ class Genome:
     def canonical_hash(self, reg: Registry | None = None) -> str:
         return hashlib.sha256(self.canonical_expression(reg).encode()).hexdigest()[:16]
 
+    def default(self, name: str, fallback: float) -> float:
+        """The genome's own default hyperparameter ``name`` (``meta.defaults``), else ``fallback``."""
+        meta = self.meta if isinstance(self.meta, dict) else {}
+        defaults = meta.get("defaults", {}) if isinstance(meta.get("defaults"), dict) else {}
+        return float(defaults.get(name, fallback))
+
+    @property
+    def default_lr(self) -> float:
+        """The learning rate to use when the caller gives none: the genome's own default, else
+        :data:`nosplug.config.FALLBACK_LR`."""
+        from nosplug.config.defaults import FALLBACK_LR
+
+        return self.default("lr", FALLBACK_LR)
+
     def formula(self, reg: Registry | None = None, latex: bool = False) -> str:
         from nosplug.genome.render import render
 

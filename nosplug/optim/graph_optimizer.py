@@ -105,9 +105,8 @@ class GraphOptimizer(Optimizer):
             genome = zoo.load(genome)
         if nonfinite not in NONFINITE_POLICIES:
             raise ValueError(f"nonfinite must be one of {NONFINITE_POLICIES}, got {nonfinite!r}")
-        defaults_meta = genome.meta.get("defaults", {}) if isinstance(genome.meta, dict) else {}
-        lr = float(defaults_meta.get("lr", 1e-3)) if lr is None else float(lr)
-        momentum = float(defaults_meta.get("momentum", 0.9)) if momentum is None else float(momentum)
+        lr = genome.default_lr if lr is None else float(lr)
+        momentum = genome.default("momentum", 0.9) if momentum is None else float(momentum)
         if lr < 0:
             raise ValueError(f"invalid learning rate: {lr}")
         if total_steps is not None and total_steps <= 0:
