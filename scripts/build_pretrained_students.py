@@ -30,6 +30,7 @@ from typing import Any
 import torch
 
 import nosplug
+from nosplug.amalgamation import config as amconfig
 from nosplug.amalgamation import run as amrun
 from nosplug.amalgamation import zoo
 from nosplug.amalgamation.evaluate import (
@@ -78,7 +79,7 @@ def config(name: str) -> dict[str, Any]:
     }  # fmt: skip
     if loss == "choice":
         raw["choice"] = {"pool": "large"}
-    return amrun.normalise(raw)
+    return amconfig.normalise(raw)
 
 
 def build(name: str, work: Path, out: Path) -> Path:

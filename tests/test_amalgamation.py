@@ -491,7 +491,8 @@ def test_teachers_step_once_per_inner_step_even_under_adversarial_perturbation()
 
 
 def test_the_choice_phase_follows_spec_4_6(tmp_path) -> None:
-    from nosplug.amalgamation.run import _phase_setup, normalise
+    from nosplug.amalgamation.config import normalise
+    from nosplug.amalgamation.run import _phase_setup
 
     raw = normalise({"run": {"name": "c"}, "loss": {"name": "choice"}})
     _learned, cfg, _loss = _phase_setup(raw, "choice", tmp_path)
@@ -544,7 +545,8 @@ def test_a_plugin_teacher_joins_the_pools_it_lists(tmp_path) -> None:
 
     import nosplug
     from nosplug import plugins
-    from nosplug.amalgamation.run import _teachers_for, normalise, teacher_refs
+    from nosplug.amalgamation.config import normalise, teacher_refs
+    from nosplug.amalgamation.run import _teachers_for
     from nosplug.amalgamation.teachers import SGD, TeacherSpec
     from nosplug.hookspecs import hookimpl
 

@@ -36,7 +36,7 @@ def test_original_is_a_two_layer_lstm_on_the_raw_gradient() -> None:
 
 
 def _normalised(name: str) -> dict:
-    from nosplug.amalgamation.run import AmalgamationConfigError, normalise
+    from nosplug.amalgamation.config import AmalgamationConfigError, normalise
 
     return normalise(read_toml(ROOT / "studies" / f"{name}.toml", AmalgamationConfigError))
 

@@ -78,7 +78,7 @@ def test_clipping_leaves_short_gradients_alone_and_caps_long_ones() -> None:
 
 
 def test_a_dp_problem_is_evaluation_only() -> None:
-    from nosplug.amalgamation.run import normalise
+    from nosplug.amalgamation.config import normalise
 
     with pytest.raises(UserError, match=r"run\.problem: 'conv_train_dp' has DP gradients"):
         normalise({"run": {"name": "x", "problem": "conv_train_dp"}})

@@ -34,7 +34,7 @@ def _text(renderable) -> str:
 def test_the_live_screen_says_why_candidates_are_rejected_and_never_looks_finished_early(
     tmp_path: Path, monkeypatch
 ) -> None:
-    from nosplug.cli.study_cmd import Monitor
+    from nosplug.cli.study_screen import Monitor
     from nosplug.evaluation import evaluate
 
     calls = {"n": 0}
@@ -91,7 +91,7 @@ def _trial(genome: nosplug.Genome, fitness: float, key: str) -> optuna.trial.Fro
 
 
 def test_the_best_table_keeps_long_formulas_whole_at_80_columns() -> None:
-    from nosplug.cli.study_cmd import best_table
+    from nosplug.cli.study_screen import best_table
 
     names = ["opt10", "opt4", "lr8", "a5"]
     trials = [_trial(nosplug.zoo.load(n), 0.9 - i / 100, f"p00{i}/k5/r0/m6") for i, n in enumerate(names)]

@@ -37,6 +37,7 @@ import pyarrow.parquet as pq
 import torch
 from optuna.trial import TrialState
 
+from nosplug.amalgamation import config as amconfig
 from nosplug.amalgamation import run as amrun
 from nosplug.amalgamation.evaluate import (
     learned_stepper,
@@ -47,6 +48,7 @@ from nosplug.amalgamation.evaluate import (
 )
 from nosplug.amalgamation.problems import PAPER_PROBLEMS, PROBLEMS, get_problem
 from nosplug.amalgamation.teachers import resolve_teacher
+from nosplug.config import DEFAULT_DEVICE
 from nosplug.errors import UserError
 from nosplug.study import optuna_adapter
 from nosplug.tomlconfig import check_sections, read_toml
@@ -71,7 +73,7 @@ _SECTIONS: dict[str, dict[str, tuple[tuple[type, ...], Any]]] = {
         "replicates": ((int,), 3),
         "seed": ((int,), 0),
         "description": ((str,), ""),
-        "device": ((str,), "auto"),
+        "device": ((str,), DEFAULT_DEVICE),
     },
     "evaluation": {
         "problems": ((list,), list(PAPER_PROBLEMS)),
@@ -101,7 +103,7 @@ def load_config(path: str | Path, storage: str | None = None) -> dict[str, Any]:
     if out["protocol"]["replicates"] < 1 or out["evaluation"]["runs"] < 1 or out["evaluation"]["epochs"] < 1:
         raise ProtocolConfigError("protocol.replicates, evaluation.runs and evaluation.epochs must be >= 1")
     try:
-        amrun.check_device_name(out["protocol"]["device"])
+        amconfig.check_device_name(out["protocol"]["device"])
     except UserError as exc:
         raise ProtocolConfigError(f"protocol.device: {exc}") from None
     for p in out["evaluation"]["problems"]:
@@ -131,7 +133,7 @@ def load_config(path: str | Path, storage: str | None = None) -> dict[str, Any]:
         raw = _merge(_merge(raw, overrides), spec.get("overrides", {}))
         raw.setdefault("run", {})["name"] = f"{out['protocol']['name']}.{name}"
         try:
-            resolved[name] = amrun.normalise(raw, storage)
+            resolved[name] = amconfig.normalise(raw, storage)
         except UserError as exc:
             raise ProtocolConfigError(f"methods.{name}: {exc}") from None
     out["methods"] = resolved
@@ -181,7 +183,7 @@ def protocol_device(cfg: dict[str, Any], device: str | torch.device | None = Non
     not present here raises :class:`~nosplug.tasks.devices.DeviceError` (one line)."""
     from nosplug.tasks.devices import resolve_device
 
-    return resolve_device(device or cfg["protocol"].get("device", "auto"))
+    return resolve_device(device or cfg["protocol"].get("device", DEFAULT_DEVICE))
 
 
 def _key(method: str, replicate: int, problem: str, run: int) -> str:

@@ -157,10 +157,11 @@ def evaluate(name, storage, runs, epochs, problems, out, device, as_json) -> Non
     import pyarrow as pa
     import pyarrow.parquet as pq
 
+    from nosplug.amalgamation.config import resolve_run_device, teacher_refs
     from nosplug.amalgamation.evaluate import evaluate as run_eval
     from nosplug.amalgamation.evaluate import learned_stepper, steps_per_epoch, summarise, teacher_stepper
     from nosplug.amalgamation.problems import get_problem
-    from nosplug.amalgamation.run import CONFIG_ATTR, DIR_ATTR, load_run, resolve_run_device, teacher_refs
+    from nosplug.amalgamation.run import CONFIG_ATTR, DIR_ATTR, load_run
     from nosplug.amalgamation.student import load
     from nosplug.amalgamation.teachers import resolve_teacher
     from nosplug.errors import UserError

@@ -18,8 +18,7 @@ import click
 from rich.markup import escape
 
 from nosplug.cli.console import console, err_console
-from nosplug.cli.options import ARTIFACTS_HELP
-from nosplug.cli.study_cmd import STORAGE_HELP
+from nosplug.cli.options import ARTIFACTS_HELP, STORAGE_HELP
 from nosplug.errors import UserError
 
 INSTALL = "pip install 'nosplug[dashboard]'"

@@ -17,8 +17,7 @@ from rich.progress import (
 from rich.table import Table
 
 from nosplug.cli.console import console
-from nosplug.cli.options import ARTIFACTS_HELP
-from nosplug.cli.study_cmd import STORAGE_HELP
+from nosplug.cli.options import ARTIFACTS_HELP, STORAGE_HELP
 
 #: Kept here as well so ``nosplug report --help`` does not import matplotlib (the report package does).
 DEFAULT_BASELINES = "adam,sgd,momentum,rmsprop"
