@@ -152,3 +152,48 @@ def test_close_compares_numbers_inside_structures():
     assert _close({"a": [1.0, 2.0]}, {"a": [1.0, 2.0 + 1e-9]})
     assert not _close({"a": [1.0, 2.0]}, {"a": [1.0, 2.1]})
     assert _close(float("nan"), float("nan")) and not _close(None, 0.0)
+
+
+#: Wall-clock figures: not behaviour.
+TIMING = {"duration", "train_seconds"}
+
+
+@pytest.mark.slow
+def test_every_stored_evaluation_replays(tmp_path: Path) -> None:
+    """Each stored trial that trained something, evaluated again from its stored work item with
+    the code as it stands: same status, same fitness and the same validation curve (to 1e-6)."""
+    import torch
+
+    from nosplug.evaluation.pruners import GatePruner
+    from nosplug.evaluation.reporter import GateReporter
+    from nosplug.study import trials as T
+    from nosplug.study.kinds import WorkItem, open_study
+
+    shutil.copy(FIXTURE / "journal.log", tmp_path / "journal.log")
+    replayed = 0
+    for name, study in sorted(_studies(f"journal:{tmp_path / 'journal.log'}").items()):
+        ctx = open_study(study)
+        for t in T.live_trials(study.get_trials(deepcopy=False)).values():
+            a = t.user_attrs
+            if a.get(T.REUSED_FROM) is not None:
+                continue
+            item = WorkItem(t.number, a)  # evaluate reads only the planned attributes
+            pruner = ctx.pruner(item) or GatePruner(-1e9, -1e9, -1e9, 0)  # a benchmark gates nothing
+            reporter = GateReporter(pruner)
+            result = ctx.evaluate(item, reporter, torch.device("cpu"), lambda *_: None)
+            where = f"{name} {a[T.KEY]}"
+            assert result.status == a[T.STATUS], where
+            assert _close(result.fitness, a[T.FITNESS]), (where, result.fitness, a[T.FITNESS])
+            assert _close(reporter.curve, {int(k): v for k, v in t.intermediate_values.items()}), where
+            for k, v in result.attrs.items():
+                if k in TIMING or k not in a:
+                    continue
+                if k == "curve":  # a benchmark run's per-epoch record: all but its clock
+                    v = {c: xs for c, xs in v.items() if c != "seconds"}
+                    stored = {c: xs for c, xs in a[k].items() if c != "seconds"}
+                    assert _close(v, stored), (where, k)
+                else:
+                    assert _close(v, a[k]), (where, k, v, a[k])
+            replayed += 1
+    assert replayed == 52  # every trial of the fixture trained something
+
