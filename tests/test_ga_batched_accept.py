@@ -7,7 +7,7 @@ from study_helpers import drive
 
 from nosplug.evaluation.integrity import integrity_check
 from nosplug.genome.space import SearchSpace
-from nosplug.search.planners import particle_ga
+from nosplug.search.planners import draws
 from nosplug.search.planners.particle_ga import GAConfig, ParticleGA
 from nosplug.study.plan import Record
 
@@ -21,16 +21,16 @@ def test_batched_checks_plan_what_one_at_a_time_checks_plan(monkeypatch) -> None
     space = SearchSpace.paper()
     calls: list[int] = []
     batched = ParticleGA(cfg, space)
-    inner = batched._accept_batch
+    inner = batched.draws._accept_batch
     assert inner is not None
 
     def counting(genomes):
         calls.append(len(genomes))
         return inner(genomes)
 
-    batched._accept_batch = counting
+    batched.draws._accept_batch = counting
     single = ParticleGA(cfg, space, accept=lambda g: integrity_check(g).passed)
-    assert single._accept_batch is None
+    assert single.draws._accept_batch is None
     fast = drive(batched)
     assert _signature(fast) == _signature(drive(single))
     assert _signature(drive(ParticleGA(cfg, space), order_seed=3)) == _signature(fast)
@@ -39,7 +39,7 @@ def test_batched_checks_plan_what_one_at_a_time_checks_plan(monkeypatch) -> None
 
 
 def test_a_slot_that_runs_out_of_speculated_mutants_draws_more(monkeypatch) -> None:
-    monkeypatch.setattr(particle_ga, "SPECULATE", 1)
+    monkeypatch.setattr(draws, "SPECULATE", 1)
     cfg = GAConfig(particles=2, timesteps=1, mutations=3, initial_population=6, tries=1, seed=4)
     space = SearchSpace.paper()
     a = drive(ParticleGA(cfg, space))

@@ -34,21 +34,15 @@ from dataclasses import dataclass, field
 import numpy as np
 from deap import base, tools
 
-from nosplug.evaluation.integrity import one_thread
-from nosplug.genome.graph import GenomeError
 from nosplug.genome.model import Genome
-from nosplug.genome.mutation import mutate
-from nosplug.genome.random import MAX_DRAWS as RANDOM_MAX_DRAWS
-from nosplug.genome.random import draw_genome, random_genome
 from nosplug.genome.space import SearchSpace
 from nosplug.primitives.registry import Registry
 from nosplug.primitives.registry import registry as default_registry
 from nosplug.search.planners.deap_types import as_individual, same_genome
-from nosplug.study.plan import Planned, PlanResult, Record, derived_seed, key_rng
+from nosplug.search.planners.draws import Draws
+from nosplug.study.plan import Planned, PlanResult, Record, derived_seed
 
 INIT, EVOLUTION = "init", "evolution"
-#: Mutants drawn ahead per slot before their batched check (most slots need one or two).
-SPECULATE = 4
 
 
 @dataclass(frozen=True)
@@ -116,32 +110,16 @@ class ParticleGA:
         self.config = config
         self.space = space
         self.reg = reg or default_registry()
-        #: many candidates' verdicts at once (the default check's batched form); None with a
-        #: caller's ``accept``, which then sees exactly the calls of the one-at-a-time planner
-        self._accept_batch: Callable[[list[Genome]], list[bool]] | None = None
-        self._verdicts: dict[str, bool] = {}  # canonical hash -> accepted (deterministic)
-        if accept is None:
-            from nosplug.evaluation.integrity import integrity_check, integrity_check_batch
-
-            def accept(g: Genome) -> bool:
-                return integrity_check(g, reg=self.reg).passed
-
-            def accept_batch(genomes: list[Genome]) -> list[bool]:
-                return [r.passed for r in integrity_check_batch(genomes, reg=self.reg)]
-
-            self._accept_batch = accept_batch
-
+        self.draws = Draws(space, config.seed, self.reg, accept, config.max_draws)
+        # DEAP's toolbox names the operators; the draws own the streams and the batched checks
         self.toolbox = base.Toolbox()
-        self.toolbox.register(
-            "individual", lambda rng: as_individual(random_genome(space, rng, accept=accept))
-        )
-        self.toolbox.register("mutate", lambda g, rng: as_individual(mutate(g, space, rng, self.reg)))
-        self.toolbox.register("accept", accept)
+        self.toolbox.register("individual", self.draws.individual)
+        self.toolbox.register("mutate", self.draws.mutate)
+        self.toolbox.register("accept", self.draws.accept)
         self.stats = tools.Statistics(key=lambda ind: ind.fitness.values[0])
         for name, fn in (("max", np.max), ("avg", np.mean), ("min", np.min)):
             self.stats.register(name, fn)
         self.logbook = tools.Logbook()
-        self._genomes: dict[str, Genome] = {}  # key -> generated genome (plans are pure; this is a cache)
 
     # ------------------------------------------------------------------------------ planning
     def plan(self, records: Mapping[str, Record]) -> PlanResult:
@@ -156,10 +134,10 @@ class ParticleGA:
             starts = [(g, None) for g in cfg.initial_genomes]
         else:
             keys = self._initial_keys(records)
-            self._prefetch_initial([k for k in keys if k not in records])
+            self.draws.prefetch_random([k for k in keys if k not in records])
             for i, key in enumerate(keys):
                 if key not in records:
-                    genome = self._generated(key, lambda rng: self.toolbox.individual(rng))
+                    genome = self.draws.random(key)
                     new.append(self._planned(key, genome, INIT, {"index": i}))
             finished = [records[k] for k in keys if k in records and records[k].finished]
             progress.update(init_done=len(finished), init_total=len(keys))
@@ -228,7 +206,7 @@ class ParticleGA:
                     break
                 round_keys: list[str] = []
                 slots = [m for m in open_slots if not (r > 0 and latest.get(m) is None)]
-                self._prefetch_children([child_key(p, k, r, m) for m in slots], records, tabu, position)
+                self.draws.prefetch_children([child_key(p, k, r, m) for m in slots], records, tabu, position)
                 for m in open_slots:
                     if r > 0 and latest.get(m) is None:
                         continue  # generation exhausted on an earlier try
@@ -236,7 +214,9 @@ class ParticleGA:
                     if key in records:
                         genome = records[key].genome
                     else:
-                        genome = self._generated(key, lambda rng, pos=position: self._child(pos, tabu, rng))
+                        genome = self.draws.generated(
+                            key, lambda rng, pos=position: self.draws.child(pos, tabu, rng)
+                        )
                         if genome is not None:
                             attrs = {
                                 "particle": p,
@@ -272,126 +252,6 @@ class ParticleGA:
             )
         info.update(timestep=cfg.timesteps, key=position_key, done=True)
         return True, info
-
-    def _child(self, position: Genome, tabu: set[str], rng) -> Genome | None:
-        for _ in range(self.config.max_draws):
-            child = self.toolbox.mutate(position, rng)
-            if child.canonical_hash() in tabu:
-                continue
-            if self.toolbox.accept(child):
-                return child
-        return None
-
-    # ------------------------------------------------------------------------------ batches
-    def _verdict(self, genomes: list[Genome]) -> None:
-        """Check the candidates without a cached verdict, all in one batched integrity check."""
-        assert self._accept_batch is not None
-        todo: dict[str, Genome] = {}
-        for g in genomes:
-            h = g.canonical_hash()
-            if h not in self._verdicts:
-                todo.setdefault(h, g)
-        if todo:
-            for h, ok in zip(todo, self._accept_batch(list(todo.values()))):
-                self._verdicts[h] = ok
-
-    def _prefetch_initial(self, keys: list[str]) -> None:
-        """Draw the missing initial genomes together: each key's stream is drawn exactly as
-        :func:`~nosplug.genome.random.random_genome` draws it (valid genomes, the first accepted
-        one wins), but the candidates of all keys are checked in one batch per round; once few
-        keys are left, each draws ``SPECULATE`` candidates per round (fewer, fuller batches)."""
-        keys = [k for k in keys if k not in self._genomes]
-        if not keys or self._accept_batch is None:
-            return
-        rngs = {k: key_rng(self.config.seed, k) for k in keys}
-        draws = dict.fromkeys(keys, 0)
-        pending = keys
-        with one_thread():
-            while pending:
-                per_key = 1 if len(pending) > 4 * SPECULATE else SPECULATE
-                streams: dict[str, list[Genome]] = {}
-                for key in pending:
-                    drawn = [self._next_valid(rngs[key], draws, key) for _ in range(per_key)]
-                    streams[key] = [g for g in drawn if g is not None]
-                self._verdict([g for gs in streams.values() for g in gs])
-                pending = []
-                for key, gs in streams.items():
-                    hit = next((g for g in gs if self._verdicts[g.canonical_hash()]), None)
-                    if hit is not None:
-                        self._genomes[key] = as_individual(hit)
-                    elif draws[key] < RANDOM_MAX_DRAWS:
-                        pending.append(key)
-        for key in keys:  # out of draws: let the one-at-a-time path raise its error
-            if key not in self._genomes:
-                self._generated(key, lambda rng: self.toolbox.individual(rng))
-
-    def _next_valid(self, rng, draws: dict[str, int], key: str) -> Genome | None:
-        while draws[key] < RANDOM_MAX_DRAWS:
-            draws[key] += 1
-            g = draw_genome(self.space, rng)
-            try:
-                g.validate()
-            except GenomeError:
-                continue
-            return g
-        return None
-
-    def _prefetch_children(
-        self, keys: list[str], records: Mapping[str, Record], tabu: set[str], position: Genome
-    ) -> None:
-        """Generate one round's missing children together, identical to :meth:`_child` slot after
-        slot: every slot's candidate stream is drawn ahead (``SPECULATE`` at a time) and all
-        candidates are checked in one batch; then the slots are resolved in order against the
-        tabu list as it grows, exactly as one at a time (candidates it skips cost a check)."""
-        todo = [k for k in keys if k not in records and k not in self._genomes]
-        if not todo or self._accept_batch is None:
-            return
-        streams = {k: ([], key_rng(self.config.seed, k)) for k in todo}
-
-        def extend(ks: list[str]) -> None:
-            fresh = []
-            for key in ks:
-                drawn, rng = streams[key]
-                for _ in range(min(SPECULATE, self.config.max_draws - len(drawn))):
-                    drawn.append(self.toolbox.mutate(position, rng))
-                    fresh.append(drawn[-1])
-            self._verdict(fresh)
-
-        with one_thread():
-            extend(todo)
-            tabu = set(tabu)
-            for key in keys:
-                if key in records:
-                    genome = records[key].genome
-                elif key in self._genomes:
-                    genome = self._genomes[key]
-                else:
-                    genome = self._resolve(streams[key][0], tabu, lambda key=key: extend([key]))
-                    self._genomes[key] = genome
-                if genome is not None:
-                    tabu.add(genome.canonical_hash())
-
-    def _resolve(self, drawn: list[Genome], tabu: set[str], more: Callable[[], None]) -> Genome | None:
-        """:meth:`_child` over a pre-drawn stream (``more()`` draws and checks the next ones)."""
-        i = 0
-        while i < self.config.max_draws:
-            if i == len(drawn):
-                more()
-                if i == len(drawn):
-                    return None
-            child = drawn[i]
-            i += 1
-            h = child.canonical_hash()
-            if h in tabu:
-                continue
-            if self._verdicts[h]:
-                return child
-        return None
-
-    def _generated(self, key: str, make: Callable) -> Genome | None:
-        if key not in self._genomes:
-            self._genomes[key] = make(key_rng(self.config.seed, key))
-        return self._genomes[key]
 
     def _planned(self, key: str, genome: Genome, stage: str, attrs: dict) -> Planned:
         # the key is part of the seed: a genome met again (another particle, a later timestep)
