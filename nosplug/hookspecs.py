@@ -109,6 +109,13 @@ def nosplug_study_kinds() -> list[Any]:
 
 
 @hookspec
+def nosplug_planners() -> list[Any]:
+    """Return search planners (:class:`~nosplug.search.planners.base.PlannerSpec`): what a search
+    evaluates next, selected by ``[search] planner = NAME`` with ``[search.options]``. The
+    built-ins: particle-ga, random, regularized-evolution."""
+
+
+@hookspec
 def nosplug_zoo_genomes() -> Mapping[str, str | Mapping[str, Any]] | Iterable[Any]:
     """Return named genomes for :mod:`nosplug.zoo`, so ``zoo.load(name)`` finds them.
 

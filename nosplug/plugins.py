@@ -30,6 +30,7 @@ BUILTIN_PLUGINS: dict[str, str] = {
     "nosplug.losses": "nosplug.builtin.losses",
     "nosplug.zoo": "nosplug.builtin.zoo",
     "nosplug.kinds": "nosplug.builtin.kinds",
+    "nosplug.planners": "nosplug.builtin.planners",
 }
 
 _manager: pluggy.PluginManager | None = None

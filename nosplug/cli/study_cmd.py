@@ -35,14 +35,23 @@ def create(config: str, name: str | None, storage: str | None, exist_ok: bool) -
     from nosplug.study.storage import shown_url, storage_url
 
     s = create_search(config, name=name, storage=storage, exist_ok=exist_ok)
-    ga = open_study(s).config.ga
+    cfg = open_study(s).config
+    ga = cfg.ga
     where = escape(shown_url(storage_url(storage)))
     console.print(f"study [bold]{escape(s.study_name)}[/bold] in {where} ({len(s.trials)} trials so far)")
-    console.print(
-        f"  {ga.n_particles} particles x {ga.timesteps} timesteps x {ga.mutations} mutations"
-        + ("" if ga.initial_genomes else f", initial population {ga.initial_population}")
-        + f"; at least {ga.expected_evaluations} evaluations"
-    )
+    if cfg.planner_spec.name == "particle-ga":
+        console.print(
+            f"  {ga.n_particles} particles x {ga.timesteps} timesteps x {ga.mutations} mutations"
+            + ("" if ga.initial_genomes else f", initial population {ga.initial_population}")
+            + f"; at least {ga.expected_evaluations} evaluations"
+        )
+    else:
+        options = ", ".join(f"{k} {v}" for k, v in cfg.planner_options.items())
+        console.print(f"  planner {escape(cfg.planner_spec.name)} ({escape(options)})")
+    if cfg.seeds:
+        console.print(
+            f"  warm starts, first in the initial population: {escape(', '.join(r for r, _ in cfg.seeds))}"
+        )
     if not exist_ok:  # --exist-ok is how scripts (the README's chained command) create then run
         console.print(f"  next: nosplug study run {escape(s.study_name)}")
 

@@ -73,6 +73,7 @@ KINDS: tuple[Kind, ...] = (
     Kind("amalgamation_losses", "nosplug_amalgamation_losses", "amalgamation loss", "amalgamation_loss"),
     Kind("zoo_genomes", "nosplug_zoo_genomes", "zoo genome", "zoo_genome"),
     Kind("study_kinds", "nosplug_study_kinds", "study kind", "study_kind"),
+    Kind("planners", "nosplug_planners", "planner", "planner"),
 )
 KIND_BY_KEY = {k.key: k for k in KINDS}
 

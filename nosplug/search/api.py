@@ -28,6 +28,7 @@ from nosplug.search.ranking import SEARCH
 from nosplug.study.result import first_line
 from nosplug.study.studies import create_study
 from nosplug.tasks.base import Task
+from nosplug.tomlconfig import read_toml
 
 #: The GA budget of a search when the config names none: studies/quick.toml's (minutes on CPU).
 QUICK_GA = {"initial_population": 24, "particles": 3, "timesteps": 2, "mutations": 3, "tries": 2}
@@ -91,7 +92,10 @@ def create_search(
     With ``exist_ok`` an existing study of that name is returned if it was created from the same
     config (so a set-up command can be repeated); a different config is still an error.
     """
-    cfg = config if isinstance(config, SearchConfig) else SearchConfig.from_file(config)
+    if isinstance(config, SearchConfig):
+        cfg = config
+    else:
+        cfg = SearchConfig(resolve_study_seeds(read_toml(config, ConfigError), storage), str(config))
     if name:
         raw = dict(cfg.raw)
         raw["study"] = {**raw["study"], "name": name}
@@ -106,6 +110,31 @@ def create_search(
         direction=cfg.raw["study"]["direction"],
         exist_ok=exist_ok,
     )
+
+
+def resolve_study_seeds(raw: dict[str, Any], storage: str | None) -> dict[str, Any]:
+    """``raw`` with every ``study:NAME#k`` warm start of ``ga.seed_genomes`` replaced by that
+    genome as evaluated (looked up in ``storage``), so the stored config needs no other study."""
+    from nosplug.refs import parse_ref
+    from nosplug.study.kinds import best_genomes
+
+    seeds = (raw.get("ga") or {}).get("seed_genomes") or []
+    if not any(isinstance(s, str) and s.startswith("study:") for s in seeds):
+        return raw
+    out = copy.deepcopy(raw)
+    resolved = []
+    for i, s in enumerate(seeds):
+        if isinstance(s, str) and s.startswith("study:"):
+            ref = parse_ref(s)
+            top = best_genomes(ref.target, storage, n=ref.rank)
+            if len(top) < ref.rank:
+                raise ConfigError(
+                    f"ga.seed_genomes[{i}]: study {ref.target!r} has only {len(top)} finished genomes"
+                )
+            s = {"ref": ref.text, "genome": top[ref.rank - 1][0].to_dict()}
+        resolved.append(s)
+    out["ga"]["seed_genomes"] = resolved
+    return out
 
 
 def _check_models(cfg: SearchConfig) -> None:
@@ -175,7 +204,6 @@ def search(
     from nosplug.study.storage import storage_url
     from nosplug.study.studies import load
     from nosplug.study.worker import Worker
-    from nosplug.tomlconfig import read_toml
 
     raw: dict[str, Any]
     if config is None:
@@ -192,7 +220,7 @@ def search(
         study["name"] = name
     raw["study"] = study
     url = storage_url(storage)
-    cfg = SearchConfig(raw, "nosplug.search(...)")
+    cfg = SearchConfig(resolve_study_seeds(raw, url), "nosplug.search(...)")
     create_search(cfg, storage=url, exist_ok=True)
     summary = Worker(cfg.name, url, on_event=on_event, device=device).run()
     result = None

@@ -58,8 +58,15 @@ _SCHEMA: dict[str, dict[str, tuple[tuple[type, ...], Any]]] = {
         "mutations": ((int,), 7),
         "tries": ((int,), 4),
         "initial_genomes": ((list,), []),
+        # warm starts: zoo names, genome files or study:NAME#k, first in the initial population
+        "seed_genomes": ((list,), []),
         "max_draws": ((int,), 500),
         "max_initial_population": ((int,), 0),
+    },
+    # which planner chooses what to evaluate next (hook nosplug_planners) and its own options
+    "search": {
+        "planner": ((str,), "particle-ga"),
+        "options": ((dict,), {}),
     },
     "workers": section_schema(WorkersConfig),
     "elimination": {
@@ -112,6 +119,7 @@ class SearchConfig:
         self.space = _wrap(lambda: SearchSpace.from_dict(r["space"]), "space")
         g = r["ga"]
         genomes = tuple(Genome.from_dict(d) for d in g["initial_genomes"])
+        self.seeds = tuple((s["ref"], Genome.from_dict(s["genome"])) for s in g["seed_genomes"])
         self.ga = GAConfig(
             particles=g["particles"],
             timesteps=g["timesteps"],
@@ -120,11 +128,22 @@ class SearchConfig:
             tries=g["tries"],
             seed=r["study"]["seed"],
             initial_genomes=genomes,
+            seed_genomes=self.seeds,
             max_draws=g["max_draws"],
             max_initial_population=g["max_initial_population"],
             direction=r["study"]["direction"],
         )
         self.stages = {name: stage_preset(r["evaluation"][name], f"evaluation.{name}") for name in _STAGES}
+        self.planner_spec, self.planner_options = _planner(r["search"])
+
+    def make_planner(self):
+        """The search's planner, built from this config (what every worker replays)."""
+        from nosplug.search.planners.base import PlannerInputs
+
+        inputs = PlannerInputs(
+            self.seed, self.space, self.raw["study"]["direction"], self.seeds, self.ga, self.planner_options
+        )
+        return _wrap(lambda: self.planner_spec.make(inputs), "search.options")
 
     @cached_property
     def task(self) -> Task:
@@ -229,6 +248,14 @@ def normalise(data: Mapping[str, Any], source: str = "<dict>") -> dict[str, Any]
     out["ga"]["initial_genomes"] = [
         _resolve_genome(g, f"ga.initial_genomes[{i}]") for i, g in enumerate(out["ga"]["initial_genomes"])
     ]
+    out["ga"]["seed_genomes"] = [
+        _seed_genome(g, f"ga.seed_genomes[{i}]") for i, g in enumerate(out["ga"]["seed_genomes"])
+    ]
+    if out["ga"]["seed_genomes"] and out["ga"]["initial_genomes"]:
+        raise ConfigError(
+            "ga.seed_genomes: with ga.initial_genomes every particle starts from those; warm starts "
+            "join a random initial population (give one or the other)"
+        )
     for section in ("elimination", "next_round"):
         out[section]["stages"] = [
             _elimination_stage(s, f"{section}.stages[{i}]") for i, s in enumerate(out[section]["stages"])
@@ -270,6 +297,47 @@ def _check_ranges(c: dict[str, Any]) -> None:
         raise ConfigError("validate: top >= 0 (0: no verdict), tuning_trials >= 1, seeds >= 1")
     if v["sampler"] not in ("qmc", "tpe", "random"):
         raise ConfigError(f"validate.sampler: qmc, tpe or random, got {v['sampler']!r}")
+
+
+def _seed_genome(ref: Any, where: str) -> dict[str, Any]:
+    """A warm start as stored: ``{"ref": what the user wrote, "genome": its genome}``. A
+    ``study:NAME#k`` reference is resolved by :func:`nosplug.search.api.create_search`, which
+    knows the storage, before the config gets here."""
+    if isinstance(ref, Mapping) and set(ref) == {"ref", "genome"}:
+        return {"ref": str(ref["ref"]), "genome": _resolve_genome(ref["genome"], where)}
+    if isinstance(ref, str) and ref.startswith("study:"):
+        raise ConfigError(f"{where}: {ref!r} names a study; create the search with its storage")
+    label = ref if isinstance(ref, str) else "inline genome"
+    return {"ref": label, "genome": _resolve_genome(ref, where)}
+
+
+def _planner(section: Mapping[str, Any]):
+    """(the planner's registered record, its options with defaults), checked key by key."""
+    from nosplug.primitives.registry import UnknownPrimitiveError, registry
+
+    try:
+        spec = registry().get("planners", section["planner"])
+    except UnknownPrimitiveError as exc:
+        raise ConfigError(f"search.planner: {exc}") from None
+    options = dict(spec.options)
+    for key, value in section["options"].items():
+        if key not in spec.options:
+            known = ", ".join(spec.options) or "none"
+            raise ConfigError(
+                f"search.options.{key}: not an option of planner {spec.name!r} (known: {known})"
+            )
+        default = spec.options[key]
+        ok = isinstance(value, type(default)) and not (
+            isinstance(value, bool) and not isinstance(default, bool)
+        )
+        if isinstance(default, float) and isinstance(value, int) and not isinstance(value, bool):
+            ok, value = True, float(value)
+        if not ok:
+            raise ConfigError(f"search.options.{key}: expected {type(default).__name__}, got {value!r}")
+        if isinstance(value, int) and not isinstance(value, bool) and value < 1:
+            raise ConfigError(f"search.options.{key}: must be at least 1, got {value}")
+        options[key] = value
+    return spec, options
 
 
 def _resolve_genome(ref: Any, where: str) -> dict[str, Any]:

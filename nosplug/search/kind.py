@@ -170,15 +170,13 @@ class SearchStudy(GenomeStudy):
 
     @cached_property
     def planner(self) -> Planner:
-        from nosplug.search.planners.particle_ga import ParticleGA
-
-        return ParticleGA(self.config.ga, self.config.space)
+        return self.config.make_planner()
 
     def stage_label(self, stage: str) -> str:
         return f"evaluation.{stage}"
 
     def expected_evaluations(self) -> int | None:
-        return self.config.ga.expected_evaluations
+        return self.planner.expected_evaluations
 
     def follow_ups(self, storage: str) -> list[str]:
         """The verdict (config ``[validate]``) of a finished search, created on first call."""

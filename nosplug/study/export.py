@@ -17,12 +17,13 @@ import pyarrow.parquet as pq
 from nosplug.errors import UserError
 from nosplug.study import trials as T
 
-SCHEMA_VERSION = 2  # 2: outcome statuses nonfinite/crashed, error, train_curve; val curve by step
+SCHEMA_VERSION = 3  # 2: statuses nonfinite/crashed, error, train_curve; val curve by step; 3: planner, seeded
 
 SCHEMA = pa.schema(
     [
         ("study", pa.string()),
         ("kind", pa.string()),
+        ("planner", pa.string()),
         ("trial_number", pa.int64()),
         ("state", pa.string()),
         ("value", pa.float64()),
@@ -33,6 +34,7 @@ SCHEMA = pa.schema(
         ("slot", pa.int64()),
         ("round", pa.int64()),
         ("parent", pa.string()),
+        ("seeded", pa.string()),
         ("source", pa.string()),
         ("repeat", pa.int64()),
         ("genome_json", pa.string()),
@@ -73,6 +75,8 @@ SCHEMA = pa.schema(
 
 def trial_rows(study: optuna.Study) -> list[dict[str, Any]]:
     kind = study.user_attrs.get(T.KIND_ATTR)
+    config = study.user_attrs.get(T.CONFIG_ATTR) or {}
+    planner = (config.get("search") or {}).get("planner") or ("particle-ga" if "ga" in config else None)
     rows = []
     for t in study.get_trials(deepcopy=False):
         a = t.user_attrs
@@ -84,6 +88,7 @@ def trial_rows(study: optuna.Study) -> list[dict[str, Any]]:
             {
                 "study": study.study_name,
                 "kind": kind,
+                "planner": planner,
                 "trial_number": t.number,
                 "state": t.state.name,
                 "value": t.value,
@@ -94,6 +99,7 @@ def trial_rows(study: optuna.Study) -> list[dict[str, Any]]:
                 "slot": a.get("slot"),
                 "round": a.get("round"),
                 "parent": a.get("parent"),
+                "seeded": a.get("seeded"),
                 "source": a.get("source"),
                 "repeat": a.get("repeat"),
                 "genome_json": evaluated.to_json() if evaluated else None,

@@ -11,7 +11,8 @@ Phases (keys in brackets name the evaluations):
    every particle has a passing genome or ``max_initial_population`` genomes were drawn. Past
    that bound the search runs with fewer particles (the progress says so).
    A study that lists ``initial_genomes`` (e.g. Adam for the Adam-variant runs) starts from
-   those instead and skips this phase.
+   those instead and skips this phase; ``seed_genomes`` (warm starts) take the first places of
+   the random initial population instead, and compete with the random genomes for a particle.
 2. *Particles* are independent (no crossover, no competition), so workers advance them in
    parallel. Particle p is re-evaluated with the ``evolution`` stage (``p003/start``); then for
    each timestep k it fills ``mutations`` slots. A slot draws a mutant of the current position
@@ -38,6 +39,7 @@ from nosplug.genome.model import Genome
 from nosplug.genome.space import SearchSpace
 from nosplug.primitives.registry import Registry
 from nosplug.primitives.registry import registry as default_registry
+from nosplug.search.planners.base import seeded_planned
 from nosplug.search.planners.deap_types import as_individual, same_genome
 from nosplug.search.planners.draws import Draws
 from nosplug.study.plan import Planned, PlanResult, Record, derived_seed
@@ -56,6 +58,8 @@ class GAConfig:
     tries: int = 4
     seed: int = 0
     initial_genomes: tuple[Genome, ...] = field(default=())
+    #: Warm starts placed first in the random initial population: (reference, genome).
+    seed_genomes: tuple[tuple[str, Genome], ...] = field(default=())
     #: Draws of a mutant (integrity check + tabu) before a slot is given up as exhausted.
     max_draws: int = 500
     #: Bound on random initial genomes when too few pass the gates (0: 4 x initial_population).
@@ -100,6 +104,10 @@ class ParticleGA:
 
     name = "particle-ga"
 
+    @property
+    def expected_evaluations(self) -> int:
+        return self.config.expected_evaluations
+
     def __init__(
         self,
         config: GAConfig,
@@ -134,11 +142,13 @@ class ParticleGA:
             starts = [(g, None) for g in cfg.initial_genomes]
         else:
             keys = self._initial_keys(records)
-            self.draws.prefetch_random([k for k in keys if k not in records])
+            seeded = dict(zip(keys, cfg.seed_genomes))  # warm starts take the first places
+            self.draws.prefetch_random([k for k in keys if k not in records and k not in seeded])
             for i, key in enumerate(keys):
                 if key not in records:
-                    genome = self.draws.random(key)
-                    new.append(self._planned(key, genome, INIT, {"index": i}))
+                    ref, genome = seeded.get(key, (None, None))
+                    genome = genome if genome is not None else self.draws.random(key)
+                    new.append(seeded_planned(self._planned(key, genome, INIT, {"index": i}), ref))
             finished = [records[k] for k in keys if k in records and records[k].finished]
             progress.update(init_done=len(finished), init_total=len(keys))
             if len(finished) < len(keys):
