@@ -286,11 +286,11 @@ def _finite(x: Any) -> float | None:
 
 
 def family_verdicts(res, members: list[str], reference: str | None = None) -> dict[str, Any]:
-    """The harness's verdicts (``nosplug.benchmark.stats.compare``) for one family of contenders
+    """The harness's verdicts (``nosplug.stats.compare``) for one family of contenders
     against the reference (or another contender, the control), so Holm's correction runs within
     the family: the per-seed final test values of the stored runs, exactly as
     ``nosplug.benchmark.results`` pools them."""
-    from nosplug.benchmark import stats
+    from nosplug import stats
 
     reference = reference or res.reference
     members = [c for c in members if c in res.contenders and c != reference]
@@ -688,7 +688,7 @@ def nos_section(results: Results, out: Path, figure_prefix: str) -> list[str]:
         )
         + " comparisons with tuned Adam. "
         "Everything is trained once in one benchmark (tuned Adam is tuned and evaluated once and shared "
-        "by every family) and the harness's statistics (`nosplug.benchmark.stats.compare`: IQM with "
+        "by every family) and the harness's statistics (`nosplug.stats.compare`: IQM with "
         "stratified-bootstrap intervals over tasks × seeds, P(improvement), paired Wilcoxon, Holm) run per "
         "family. A family per claim keeps the chance of a false *better* within each claim at 5 %; one "
         "family of all comparisons would ask a question the paper does not (does any of them beat Adam?) "

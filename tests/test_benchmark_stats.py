@@ -13,21 +13,28 @@ import pytest
 import scipy.integrate
 import scipy.stats
 
-from nosplug.benchmark import stats as S
+from nosplug import stats as S
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_the_statistics_module_needs_neither_torch_nor_the_rest_of_nosplug() -> None:
-    """Loaded from its file alone, so reports can be recomputed where torch is not installed."""
-    code = (
-        "import importlib.util, sys\n"
-        f"spec = importlib.util.spec_from_file_location('s', {str(ROOT / 'nosplug/benchmark/stats.py')!r})\n"
-        "m = sys.modules['s'] = importlib.util.module_from_spec(spec); spec.loader.exec_module(m)\n"
-        "print('torch' in sys.modules, 'nosplug' in sys.modules)\n"
+def test_the_statistics_package_needs_neither_torch_nor_the_rest_of_nosplug() -> None:
+    """Every module of nosplug.stats imports only numpy, scipy and its own package: reports can be
+    recomputed where torch is not installed, and benchmark and amalgamation both build on it."""
+    code = (  # a bare 'nosplug' package: its __init__ (and plugins, torch) never runs
+        "import sys, types\n"
+        f"pkg = types.ModuleType('nosplug'); pkg.__path__ = [{str(ROOT / 'nosplug')!r}]\n"
+        "sys.modules['nosplug'] = pkg\n"
+        "import nosplug.stats\n"
+        "others = sorted(k for k in sys.modules if k.startswith('nosplug.') and 'stats' not in k)\n"
+        "print('torch' in sys.modules, 'optuna' in sys.modules, others)\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.split() == ["False", "False"]
+    assert out.stdout.split() == ["False", "False", "[]"]
+    for path in (ROOT / "nosplug/stats").glob("*.py"):
+        imports = re.findall(r"^\s*(?:from|import) (nosplug[.\w]*)", path.read_text(), re.M)
+        assert all(m == "nosplug.stats" or m.startswith("nosplug.stats.") for m in imports), (path, imports)
+    assert not (ROOT / "nosplug/benchmark/stats.py").exists(), "no copy left at the old path"
 
 
 # ------------------------------------------------------------------------------- descriptive, scores

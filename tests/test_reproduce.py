@@ -112,7 +112,7 @@ def _tuning_points(out: Path, name: str, task: str) -> dict[str, list[float]]:
 @pytest.mark.slow
 def test_every_nos_verdict_sentence_is_the_harness_s(smoke: Path) -> None:
     """Recomputed from the stored runs with the harness's statistics, Holm within each claim's family."""
-    from nosplug.benchmark import stats
+    from nosplug import stats
 
     results, md = _results(smoke), (smoke / "reproduction.md").read_text()
     res = _stored(smoke, results["nos"]["order"][0])

@@ -2,7 +2,7 @@
 
 Pure numpy + scipy on plain dicts (the Parquet rows), so a report can be recomputed from an
 exported file. Units: best log validation loss (lower is better); a diverged run counts as
-chance level (``DIVERGED_LOG_VAL``). Statistics reused from :mod:`nosplug.benchmark.stats`
+chance level (``DIVERGED_LOG_VAL``). Statistics reused from :mod:`nosplug.stats`
 (Wilcoxon signed-rank with Holm correction, stratified-bootstrap IQM and P(improvement)
 intervals, its verdict rule) where a claim compares methods across problems; the replicate is
 the unit there (each replicate's mean over its runs), because runs of one replicate share its
@@ -10,12 +10,12 @@ meta-training and are not independent. Per (method, problem) means come with the
 interval of the random-intercept model (:mod:`nosplug.amalgamation.variance`).
 
 Layering: this module and :mod:`nosplug.amalgamation.protocol` compare methods, which is the
-benchmark layer's job (docs' architecture); they may use :mod:`nosplug.benchmark.stats`, and no
+benchmark layer's job (docs' architecture); they may use :mod:`nosplug.stats`, and no
 module of the amalgamation core (teachers, students, losses, training, runs) imports them.
 
 Claims (spec §6.2) and how each verdict is computed (α = 0.05):
 
-1. *Choice beats Mean and Min-max* (small pool): :func:`nosplug.benchmark.stats.compare` with
+1. *Choice beats Mean and Min-max* (small pool): :func:`nosplug.stats.compare` with
    ``choice-small`` as reference over problems × replicates (replicate r of every method shares
    its seeds, so replicates pair); supported when both are ``worse`` than choice, contradicted
    when either is ``better``, else not detectable.
@@ -46,8 +46,8 @@ from typing import Any
 import numpy as np
 import scipy.stats
 
+from nosplug import stats
 from nosplug.amalgamation.variance import random_intercept
-from nosplug.benchmark import stats
 
 DIVERGED_LOG_VAL = math.log(math.log(10.0))
 EQUIVALENCE = 0.05

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from nosplug.benchmark import stats
+from nosplug import stats
 from nosplug.benchmark.planner import EVAL, TUNE
 
 
