@@ -124,7 +124,9 @@ def test_stratified_bootstrap_of_the_iqm_matches_a_hand_loop() -> None:
         for task, idx in zip(tasks, draws):
             pooled += [task[i] for i in idx[b]]  # seeds resampled within their own task only
         boot.append(_iqm_of_six(pooled))
-    low, high = np.percentile(boot, [5, 95])
+    # the expanded percentile tail, by hand: 3 units per task, df = 2 + 2, confidence 0.9
+    tail = scipy.stats.norm.sf(math.sqrt(3 / 2) * scipy.stats.t.ppf(0.95, 4))
+    low, high = np.quantile(boot, [tail, 1 - tail])
     assert got.point == pytest.approx(_iqm_of_six([v for t in tasks for v in t]))
     assert (got.low, got.high) == (pytest.approx(low), pytest.approx(high))
     assert got.confidence == 0.9
@@ -184,7 +186,8 @@ def test_probability_of_improvement_bootstrap_matches_a_hand_loop() -> None:
                     wins += 1.0 if xt[i] > yt[j] else 0.5 if xt[i] == yt[j] else 0.0
             per_task.append(wins / (len(xt) * len(yt)))
         boot.append(sum(per_task) / len(per_task))
-    low, high = np.percentile(boot, [2.5, 97.5])
+    tail = scipy.stats.norm.sf(math.sqrt(2) * scipy.stats.t.ppf(0.975, 2))  # min(n, m) = 2 per task
+    low, high = np.quantile(boot, [tail, 1 - tail])
     assert (got.low, got.high) == (pytest.approx(low), pytest.approx(high))
     assert got.point == pytest.approx(S.probability_of_improvement(x, y))
 
@@ -281,24 +284,28 @@ def _comparison(p: float, direction: int, poi: tuple[float, float, float], testa
     )
 
 
-def test_the_decision_rule_needs_the_test_and_the_probability_interval_to_agree() -> None:
+def test_the_test_decides_and_the_probability_of_improvement_must_agree_on_the_side() -> None:
     v = S.verdict(_comparison(0.004, 1, (0.81, 0.70, 0.90)), reference_label="tuned adam")
     assert v.outcome == "better"
     assert v.sentence == (
         "better than tuned adam: IQM 0.912 [0.905, 0.918] vs 0.897 [0.889, 0.904], "
-        "P(improvement) 0.81 [0.70, 0.90], Wilcoxon p = 0.004 (Holm-corrected), 3 tasks × 5 seeds"
+        "P(improvement) 0.81 [0.70, 0.90], Wilcoxon p = 0.004 (Holm-corrected), 3 tasks × 5 seeds; "
+        "raw scores (negated where lower is better)"
     )
     assert S.verdict(_comparison(0.004, -1, (0.2, 0.1, 0.3))).outcome == "worse"
-    # significant but the probability interval reaches 0.5: no verdict either way
-    assert S.verdict(_comparison(0.004, 1, (0.6, 0.45, 0.75))).outcome == "no detectable difference"
+    # significant, and P(improvement) on the same side: the interval reaching 0.5 does not decide
+    assert S.verdict(_comparison(0.004, 1, (0.6, 0.45, 0.75))).outcome == "better"
     # clear probability interval but the corrected p is not below alpha
     assert S.verdict(_comparison(0.06, 1, (0.81, 0.70, 0.90))).outcome == "no detectable difference"
-    # the two disagree on the direction
+    # the two disagree on the side
     assert S.verdict(_comparison(0.004, -1, (0.81, 0.70, 0.90))).outcome == "no detectable difference"
+    assert S.verdict(_comparison(0.004, 1, (0.5, 0.3, 0.7))).outcome == "no detectable difference"
     untestable = S.verdict(_comparison(1.0, 0, (0.81, 0.70, 0.90), testable=False))
     assert untestable.outcome == "no detectable difference"
     assert "Wilcoxon not testable (why)" in untestable.sentence
     assert "p < 0.001" in S.verdict(_comparison(0.0002, 1, (0.81, 0.70, 0.90))).sentence
+    noted = S.verdict(_comparison(0.004, 1, (0.81, 0.70, 0.90)), note="underpowered design")
+    assert noted.sentence.endswith("; underpowered design")
 
 
 # -------------------------------------------------------------------------------- planted truths
@@ -399,4 +406,4 @@ def test_sentence_numbers_are_the_computed_ones() -> None:
     iqm, ref, poi = c.iqm, c.reference_iqm, c.probability_of_improvement
     expected = [iqm.point, iqm.low, iqm.high, ref.point, ref.low, ref.high, poi.point, poi.low, poi.high]
     assert numbers[:9] == pytest.approx(expected, abs=6e-3)
-    assert v.sentence.endswith("5 tasks × 10 seeds")
+    assert v.sentence.endswith("5 tasks × 10 seeds; scores normalised per task by tuned adam's mean")

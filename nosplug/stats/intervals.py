@@ -1,7 +1,18 @@
-"""Interquartile mean and probability of improvement, with stratified-bootstrap intervals."""
+"""Interquartile mean and probability of improvement, with paired, stratified-bootstrap intervals.
+
+The bootstrap resamples *units* (see :mod:`nosplug.stats.scores`: a seed, or a tuning study with its
+seeds) within each task, with replacement, as many as the task has: tasks are the fixed benchmark,
+units the random draws. Every interval of a comparison draws its units from ``default_rng(seed)``
+with the same sizes, so a contender and the reference resample the same (task, unit) pairs: the
+bootstrap keeps the pairing, and with it any effect that units share (a seed's data order, a tuning
+study's luck). Percentile intervals from few units are too narrow (a resample cannot vary more than
+the sample), so the tails are read further out, by Hesterberg's *expanded percentile* rule
+(:func:`expanded_tail`).
+"""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -15,6 +26,7 @@ from nosplug.stats.scores import (
     Scores,
     _check_bootstrap,
     _tasks,
+    as_units,
     normalise,
 )
 
@@ -53,8 +65,28 @@ def _stratified_indices(rng: np.random.Generator, sizes: Sequence[int], n_resamp
     return [rng.integers(0, n, size=(n_resamples, n)) for n in sizes]
 
 
-def _percentile(samples: np.ndarray, point: float, confidence: float) -> Interval:
+def expanded_tail(confidence: float, sizes: Sequence[int]) -> float:
+    """The tail probability at which a bootstrap percentile interval is read (each side).
+
+    Hesterberg's expanded percentile interval (Hesterberg 2015, "What teachers should know about the
+    bootstrap", The American Statistician 69): a percentile interval from n units is too narrow by
+    about sqrt((n - 1) / n) and ignores that the spread itself is estimated, so the tail is moved from
+    (1 - confidence) / 2 to Phi(-sqrt(n / (n - 1)) t), with t Student's quantile at (1 + confidence) / 2
+    on the units' degrees of freedom. Stratified over tasks, n is the smallest unit count of a task and
+    the degrees of freedom are the sum over tasks of (units - 1). With a single unit per task there is
+    nothing to expand: the plain percentile tail is used.
+    """
     tail = (1.0 - confidence) / 2.0
+    n = min(sizes) if sizes else 0
+    df = sum(int(k) - 1 for k in sizes)
+    if n < 2 or df < 1:
+        return tail
+    z = math.sqrt(n / (n - 1.0)) * float(scipy.stats.t.ppf(1.0 - tail, df))
+    return float(scipy.stats.norm.sf(z))
+
+
+def _percentile(samples: np.ndarray, point: float, confidence: float, sizes: Sequence[int]) -> Interval:
+    tail = expanded_tail(confidence, sizes)
     low, high = np.quantile(samples, [tail, 1.0 - tail])
     return Interval(float(point), float(low), float(high), confidence)
 
@@ -62,24 +94,27 @@ def _percentile(samples: np.ndarray, point: float, confidence: float) -> Interva
 def iqm_ci(
     per_task: Sequence[ArrayLike], *, n_resamples: int = 2000, confidence: float = 0.95, seed: int = 0
 ) -> Interval:
-    """IQM over the pooled task x seed scores with a stratified-bootstrap percentile interval.
+    """IQM over the pooled runs of every task with a stratified-bootstrap expanded percentile interval.
 
-    Stratified: each resample draws, for every task independently, as many seeds as the task has, with
-    replacement, from that task's own seeds, so every resample keeps each task's weight and only the
-    seed-to-seed noise is resampled (the tasks are the fixed benchmark, not a sample). The random draws
-    are ``numpy.random.default_rng(seed)`` then, per task in order, one
-    ``integers(0, n_t, size=(n_resamples, n_t))``. Memory is O(n_resamples x total seeds).
+    Stratified: each resample draws, for every task independently, as many units as the task has, with
+    replacement, from that task's own units (a unit carries all its seeds), so every resample keeps each
+    task's weight and only unit-to-unit noise is resampled (the tasks are the fixed benchmark, not a
+    sample). The random draws are ``numpy.random.default_rng(seed)`` then, per task in order, one
+    ``integers(0, k_t, size=(n_resamples, k_t))`` for the task's k_t units: the same draws for every
+    contender with the same unit counts, so contenders resample the same units (paired). The interval
+    is read at :func:`expanded_tail`. Memory is O(n_resamples x total runs).
     """
     _check_bootstrap(n_resamples, confidence)
-    arrays = [np.asarray(a, dtype=np.float64).reshape(-1) for a in per_task]
+    arrays = [as_units(a) for a in per_task]
     if not arrays or any(a.size == 0 for a in arrays):
         raise ValueError("iqm_ci needs at least one task and one seed per task")
-    point = iqm(np.concatenate(arrays))
+    point = iqm(np.concatenate([a.reshape(-1) for a in arrays]))
     rng = np.random.default_rng(seed)
-    indices = _stratified_indices(rng, [a.size for a in arrays], n_resamples)
-    pooled = np.concatenate([a[idx] for a, idx in zip(arrays, indices)], axis=1)
+    sizes = [a.shape[0] for a in arrays]
+    indices = _stratified_indices(rng, sizes, n_resamples)
+    pooled = np.concatenate([a[idx].reshape(n_resamples, -1) for a, idx in zip(arrays, indices)], axis=1)
     pooled.sort(axis=1)
-    return _percentile(pooled @ iqm_weights(pooled.shape[1]), point, confidence)
+    return _percentile(pooled @ iqm_weights(pooled.shape[1]), point, confidence, sizes)
 
 
 def aggregate_iqm(
@@ -109,18 +144,40 @@ def aggregate_iqm(
 # ------------------------------------------------------------------------- probability of improvement
 
 
-def probability_of_improvement(x_per_task: Sequence[ArrayLike], y_per_task: Sequence[ArrayLike]) -> float:
+def _paired_wins(x: ArrayLike, y: ArrayLike) -> np.ndarray:
+    """Per common unit, the fraction of its seeds on which X beats Y (ties count one half)."""
+    xu, yu = as_units(x), as_units(y)
+    k = min(xu.shape[0], yu.shape[0])
+    if k == 0:
+        raise ValueError("every task needs at least one paired unit of X and Y")
+    if xu.shape[1] != yu.shape[1]:
+        raise ValueError(f"paired units need the same seeds per unit, got {xu.shape[1]} and {yu.shape[1]}")
+    xu, yu = xu[:k], yu[:k]
+    return ((xu > yu) + 0.5 * (xu == yu)).mean(axis=1)
+
+
+def probability_of_improvement(
+    x_per_task: Sequence[ArrayLike], y_per_task: Sequence[ArrayLike], *, paired: bool = False
+) -> float:
     """P(X > Y): the average over tasks of P(a run of X beats a run of Y on that task).
 
-    Per task this is the Mann-Whitney U statistic of X against Y divided by n*m: the fraction of all
-    (X run, Y run) pairs that X wins, ties counting one half (Agarwal et al. 2021). Values must be
-    oriented so higher is better. It says how often X wins, not by how much, so it complements the IQM;
-    0.5 means no tendency either way. Per-task normalisation never changes it.
+    Unpaired (``paired=False``, Agarwal et al. 2021): per task the Mann-Whitney U statistic of X
+    against Y divided by n*m, the fraction of all (X run, Y run) pairs that X wins, ties counting one
+    half. Paired (``paired=True``, for runs that pair by unit and seed, as in a benchmark): per task
+    the fraction of paired runs, (unit, seed), that X wins, ties one half: the probability that X
+    beats Y on the same seed (and tuning study). The two agree when runs share nothing; when seeds
+    share an effect (a seed's data order helps both), the unpaired estimate is drawn towards 0.5 by
+    comparisons across seeds and the paired one is not. Values must be oriented so higher is better.
+    It says how often X wins, not by how much, so it complements the IQM; 0.5 means no tendency
+    either way. Per-task normalisation never changes it.
     """
     if len(x_per_task) != len(y_per_task) or not x_per_task:
         raise ValueError("X and Y need results on the same, non-empty list of tasks")
     per_task = []
     for x, y in zip(x_per_task, y_per_task):
+        if paired:
+            per_task.append(float(_paired_wins(x, y).mean()))
+            continue
         x = np.asarray(x, dtype=np.float64).reshape(-1)
         y = np.asarray(y, dtype=np.float64).reshape(-1)
         if x.size == 0 or y.size == 0:
@@ -134,25 +191,36 @@ def probability_of_improvement_ci(
     x_per_task: Sequence[ArrayLike],
     y_per_task: Sequence[ArrayLike],
     *,
+    paired: bool = False,
     n_resamples: int = 2000,
     confidence: float = 0.95,
     seed: int = 0,
 ) -> Interval:
-    """:func:`probability_of_improvement` with a stratified-bootstrap percentile interval.
+    """:func:`probability_of_improvement` with a stratified-bootstrap expanded percentile interval.
 
-    Within each task the runs of X and of Y are resampled independently (each with replacement, as many
-    as it has), as in Agarwal et al.'s stratified independent bootstrap. Random draws:
-    ``default_rng(seed)``, then per task in order ``integers(0, n, (n_resamples, n))`` for X followed by
-    ``integers(0, m, (n_resamples, m))`` for Y.
+    Paired: within each task the paired units are resampled (X and Y together, with replacement, as
+    many as there are), drawn as in :func:`iqm_ci`: ``default_rng(seed)``, then per task in order
+    ``integers(0, k, (n_resamples, k))``. Unpaired: within each task the runs of X and of Y are
+    resampled independently, as in Agarwal et al.'s stratified independent bootstrap: per task in
+    order ``integers(0, n, (n_resamples, n))`` for X followed by ``integers(0, m, (n_resamples, m))``
+    for Y. The interval is read at :func:`expanded_tail` (on the unit counts; unpaired, the smaller of
+    n and m per task).
     """
     _check_bootstrap(n_resamples, confidence)
-    point = probability_of_improvement(x_per_task, y_per_task)
+    point = probability_of_improvement(x_per_task, y_per_task, paired=paired)
     rng = np.random.default_rng(seed)
     total = np.zeros(n_resamples)
+    sizes = []
     for x, y in zip(x_per_task, y_per_task):
+        if paired:
+            wins = _paired_wins(x, y)
+            total += wins[rng.integers(0, wins.size, size=(n_resamples, wins.size))].mean(axis=1)
+            sizes.append(wins.size)
+            continue
         x = np.asarray(x, dtype=np.float64).reshape(-1)
         y = np.asarray(y, dtype=np.float64).reshape(-1)
         xb = x[rng.integers(0, x.size, size=(n_resamples, x.size))][:, :, None]
         yb = y[rng.integers(0, y.size, size=(n_resamples, y.size))][:, None, :]
         total += (xb > yb).mean(axis=(1, 2)) + 0.5 * (xb == yb).mean(axis=(1, 2))
-    return _percentile(total / len(x_per_task), point, confidence)
+        sizes.append(min(x.size, y.size))
+    return _percentile(total / len(x_per_task), point, confidence, sizes)

@@ -36,13 +36,34 @@ class PerformanceProfiles:
 # --------------------------------------------------------------------------------- performance profiles
 
 
+def median_time(times: ArrayLike) -> float:
+    """The median of per-seed times-to-target, ``inf`` only when *more* than half are ``inf``.
+
+    For an odd count this is the plain median. For an even count it is the mean of the two middle
+    times, except that when only the upper one is ``inf`` (exactly half the seeds missed the target)
+    it is the lower one: the target was reached on half of the seeds, so the contender is not
+    "never", and its time is the slowest of the seeds that reached it in time to count.
+    """
+    v = np.sort(np.asarray(times, dtype=np.float64).reshape(-1))
+    n = v.size
+    if n == 0:
+        raise ValueError("no times")
+    if n % 2:
+        return float(v[n // 2])
+    low, high = float(v[n // 2 - 1]), float(v[n // 2])
+    if math.isinf(high) and math.isfinite(low):
+        return low
+    return (low + high) / 2.0
+
+
 def performance_profiles(times: Times, *, tau_max: float = 4.0, n_points: int = 301) -> PerformanceProfiles:
     """AlgoPerf-style performance profiles from time-to-target (seconds or steps; ``inf`` = never).
 
     Per task, a contender's ratio is r = t / (fastest t on the task); ``rho(tau)`` is the fraction of
     tasks with r <= tau, given on ``n_points`` evenly spaced tau from 1 to ``tau_max`` for plotting.
     A task no contender solved gives every contender r = inf (nobody earns credit). A sequence of
-    per-seed times is reduced to its median first (AlgoPerf takes the median over its studies), so a
+    per-seed times is reduced to its median first (AlgoPerf takes the median over its studies; see
+    :func:`median_time` for an even count), so a
     contender that misses the target on more than half of the seeds counts as never reaching it.
     ``area`` is the integral of rho from 1 to ``tau_max`` divided by ``tau_max - 1``, computed exactly
     (rho is a step function: each task contributes ``max(0, tau_max - r) / (tau_max - 1)``), so it does
@@ -60,7 +81,7 @@ def performance_profiles(times: Times, *, tau_max: float = 4.0, n_points: int = 
             v = np.asarray(times[c][task], dtype=np.float64).reshape(-1)
             if v.size == 0 or np.any(np.isnan(v)) or np.any(v <= 0):
                 raise ValueError(f"time-to-target of {c!r} on {task!r} must be > 0 or inf, got {v.tolist()}")
-            t[c][task] = float(np.median(v))
+            t[c][task] = median_time(v)
     ratios: dict[str, dict[str, float]] = {c: {} for c in times}
     for task in tasks:
         best = min(t[c][task] for c in times)

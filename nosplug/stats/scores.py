@@ -2,13 +2,21 @@
 
 Data layout
 -----------
-Quality results are a nested mapping ``scores[contender][task] -> sequence of per-seed values`` in the
-task's own units (accuracy, loss, perplexity ...). Value ``i`` of every contender on a task must come
-from the same seed ``i``: paired tests pair by seed index within a task. Every contender must have the
-same set of tasks; seed counts may differ between tasks (and between contenders; pairing then uses the
-common seed indices). Values must be finite: the harness maps a diverged run to a finite worst value
-(chance accuracy, the initial loss) before it reaches this module, so the choice is visible there.
-Tasks are always processed in sorted name order, which fixes the order of random draws.
+Quality results are a nested mapping ``scores[contender][task] -> values`` in the task's own units
+(accuracy, loss, perplexity ...). The values of a contender on a task are either
+
+* a sequence of per-seed values (1-D): each seed is its own *unit*; or
+* an array ``units x seeds`` (2-D): a benchmark with several tuning studies gives one row per study,
+  holding the runs of that study's chosen hyperparameters on its own evaluation seeds.
+
+A unit is what pairs: unit ``k`` of every contender on a task must come from the same evaluation
+seeds (and, for tuning studies, from the same tuning seeds), so paired tests and the paired
+bootstrap pair by (task, unit). Every contender must have the same set of tasks; unit counts may
+differ between tasks and between contenders (a sequential design stops some early; pairing then
+uses the common leading units), but the seeds per unit of a task are the same for every contender.
+Values must be finite: the harness maps a diverged run to a finite worst value (chance accuracy, the
+initial loss) before it reaches this package, so the choice is visible there. Tasks are always
+processed in sorted name order, which fixes the order of random draws.
 
 Direction
 ---------
@@ -49,7 +57,7 @@ from numpy.typing import ArrayLike
 
 Direction = Literal["maximize", "minimize"]
 Normalisation = Literal["reference", "minmax", "none"]
-#: ``scores[contender][task]`` -> per-seed values; value i of every contender on a task is seed i.
+#: ``scores[contender][task]`` -> per-seed values (1-D) or ``units x seeds`` (2-D); see the module docstring.
 Scores = Mapping[str, Mapping[str, ArrayLike]]
 #: ``times[contender][task]`` -> time-to-target (seconds or steps; ``inf`` = never), or per-seed times.
 Times = Mapping[str, Mapping[str, float | ArrayLike]]
@@ -101,8 +109,23 @@ def _tasks(scores: Mapping[str, Mapping[str, object]]) -> tuple[str, ...]:
     return tuple(sorted(tasks))
 
 
+def as_units(values: ArrayLike) -> np.ndarray:
+    """``units x seeds``: a 1-D sequence is one seed per unit, a 2-D array is returned as it is."""
+    a = np.asarray(values, dtype=np.float64)
+    if a.ndim <= 1:
+        return a.reshape(-1, 1)
+    if a.ndim != 2:
+        raise ValueError(f"values must be per seed (1-D) or units x seeds (2-D), got shape {a.shape}")
+    return a
+
+
 def _values(scores: Scores, contender: str, task: str) -> np.ndarray:
-    values = np.asarray(scores[contender][task], dtype=np.float64).reshape(-1)
+    """The values as given (1-D or 2-D), checked: not empty, finite."""
+    values = np.asarray(scores[contender][task], dtype=np.float64)
+    if values.ndim == 0:
+        values = values.reshape(-1)
+    elif values.ndim > 2:
+        as_units(values)  # raises with the shape
     if values.size == 0:
         raise ValueError(f"{contender!r} has no results on task {task!r}")
     if not np.all(np.isfinite(values)):
@@ -145,7 +168,7 @@ def _num(value: float, digits: int = 3) -> str:
 
 
 def mean_std(scores: Scores) -> dict[str, dict[str, MeanStd]]:
-    """Mean and sample standard deviation over seeds per (contender, task), in the task's raw units.
+    """Mean and sample standard deviation over all runs per (contender, task), in the task's raw units.
 
     Raw units (no normalisation, no orientation) because this is the table a reader checks against
     the task's own metric. ``std`` uses ddof = 1 (an unbiased variance estimate over seeds) and is NaN
@@ -156,7 +179,7 @@ def mean_std(scores: Scores) -> dict[str, dict[str, MeanStd]]:
     for contender in scores:
         out[contender] = {}
         for task in tasks:
-            v = _values(scores, contender, task)
+            v = _values(scores, contender, task).reshape(-1)
             std = float(np.std(v, ddof=1)) if v.size > 1 else math.nan
             out[contender][task] = MeanStd(float(np.mean(v)), std, int(v.size))
     return out
@@ -190,7 +213,7 @@ def normalise(
             for c in scores:
                 out[c][task] = raw[c][task] if maximize else -raw[c][task]
         elif normalisation == "minmax":
-            pooled = np.concatenate([raw[c][task] for c in scores])
+            pooled = np.concatenate([raw[c][task].reshape(-1) for c in scores])
             lo, hi = float(pooled.min()), float(pooled.max())
             for c in scores:
                 if hi == lo:
@@ -217,3 +240,15 @@ def normalise(
                         )
                     out[c][task] = anchor / raw[c][task]
     return out
+
+
+def describe_normalisation(normalisation: str, reference_label: str | None = None) -> str:
+    """The words a verdict uses for its scale, e.g. "scores normalised per task by tuned adam's mean"."""
+    if normalisation == "reference":
+        anchor = f"{reference_label}'s" if reference_label else "the reference's"
+        return f"scores normalised per task by {anchor} mean"
+    if normalisation == "minmax":
+        return "scores min-max normalised per task over every run"
+    if normalisation == "none":
+        return "raw scores (negated where lower is better)"
+    raise ValueError(f"normalisation must be one of {NORMALISATIONS}, not {normalisation!r}")
