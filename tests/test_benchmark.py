@@ -332,3 +332,79 @@ def test_the_tables_keep_contender_names_whole_in_80_columns(planted) -> None:
         rows = [line for line in lines if line.startswith("│ torch")]
         assert any(f"│ {c} " in line for line in rows), c
     assert any(line.startswith("design: up to 10 tuning studies × 2 seeds") for line in lines)
+
+
+def _drive(raw: dict, effect: dict[str, float], order_seed: int | None = None) -> dict:
+    """Run the planner to its end with fake results (a planted effect in the task's own units, MSE:
+    positive is worse), all at once or one at a time in a random order (as workers and resumes do)."""
+    import random
+
+    from nosplug.benchmark.planner import BenchmarkPlanner
+    from nosplug.ga.plan import Record
+
+    planner, records, pending = BenchmarkPlanner(raw), {}, []
+    rng = random.Random(order_seed)
+    for _ in range(10_000):
+        res = planner.plan({**records, **{p.key: Record(p.key, None, False, attrs=p.attrs) for p in pending}})
+        pending += res.new
+        if res.done and not pending:
+            return records
+        if order_seed is None:
+            take, pending = pending, []
+        else:
+            rng.shuffle(pending)
+            take, pending = pending[:1], pending[1:]
+        for p in take:
+            r = random.Random(p.key)
+            value = 1.0 + 0.1 * effect.get(p.attrs["contender"], 0.0) + r.gauss(0, 0.1)
+            if p.attrs["phase"] == "eval":
+                records[p.key] = Record(
+                    p.key, None, True, "complete", value, attrs={**p.attrs, "final_test": value}
+                )
+            else:
+                records[p.key] = Record(p.key, None, True, "complete", r.random(), attrs=dict(p.attrs))
+    raise AssertionError("the planner did not finish")
+
+
+def test_studies_come_in_batches_until_each_verdict_is_decided_and_any_order_plans_the_same() -> None:
+    from collections import Counter
+
+    cfg = _config("seq", ["torch:SGD", "torch:RMSprop"], sampler="qmc", studies=16, batch=4)
+    raw = normalise(cfg)
+    assert raw["design"]["looks"] == [12, 16]  # 4 and 8 studies could hardly decide: skipped
+    records = _drive(raw, {"torch:SGD": 3.0})  # SGD far worse, RMSprop the same as Adam
+    studies = Counter(
+        (r.attrs["contender"], r.attrs["study"]) for r in records.values() if r.attrs["phase"] == "eval"
+    )
+    per = {c: len({k for (cc, k) in studies if cc == c}) for c in raw["benchmark"]["contenders"]}
+    assert per == {"torch:SGD": 12, "torch:RMSprop": 16, "torch:Adam": 16}, "SGD decided at the first look"
+    assert set(_drive(raw, {"torch:SGD": 3.0}, order_seed=5)) == set(records)
+
+
+def test_a_benchmark_stored_before_designs_plans_as_it_always_did() -> None:
+    """No tuning.studies and no design in a stored config: one study, every seed at once, same keys."""
+    from nosplug.benchmark.planner import BenchmarkPlanner
+
+    raw = normalise(_config("old", ["torch:SGD"], sampler="qmc", trials=2))
+    old = {k: v for k, v in raw.items() if k != "design"}
+    old["tuning"] = {k: v for k, v in raw["tuning"].items() if k not in ("studies", "batch")}
+    old["evaluation"] = {"seeds": 5}
+    records = _drive(old, {})
+    keys = sorted(records)
+    assert keys == sorted([f"tune/0/{c}/{i:03d}" for c in (0, 1) for i in range(2)]
+                          + [f"eval/0/{c}/{s}" for c in (0, 1) for s in range(5)])  # fmt: skip
+    assert all("study" not in r.attrs for r in records.values())
+    assert BenchmarkPlanner(old).eval_seed(0, 3) == BenchmarkPlanner(raw).eval_seed(0, 3)
+
+
+def test_an_underpowered_verdict_design_is_refused_when_the_search_is_created() -> None:
+    from nosplug.study.config import ConfigError
+    from nosplug.study.config import normalise as study_normalise
+
+    v = study_normalise({"study": {"name": "v"}})["validate"]
+    assert (v["top"], v["seeds"], v["studies"], v["batch"]) == (3, 2, 0, 4)
+    with pytest.raises(
+        ConfigError, match=r"validate: this design .* cannot decide.*it needs 10 tuning studies"
+    ):
+        study_normalise({"study": {"name": "v"}, "validate": {"studies": 5}})
+    study_normalise({"study": {"name": "v"}, "validate": {"studies": 5, "allow_underpowered": True}})
