@@ -107,18 +107,19 @@ def _plural(n: int, word: str) -> str:
     return f"{n} {word[:-1] + 'ies' if word.endswith('y') else word + 's'}"
 
 
-def _size(c: Comparison, unit: str) -> str:
-    """ "3 tasks × 5 seeds", "1 task × 7 tuning studies × 2 seeds", "7 tuning studies × 2 seeds on T"."""
+def _size(c: Comparison, unit: str, inner: str = "seed") -> str:
+    """'3 tasks × 5 seeds', '1 task × 7 tuning studies × 2 seeds', '7 tuning studies × 2 seeds on T'
+    (``unit`` names a unit, ``inner`` what a unit holds several of)."""
     per_task = c.units_per_task or c.seeds_per_task  # given per seed only: one seed per unit
     units, seeds = sorted(set(per_task)), sorted(set(c.seeds_per_unit or [1]))
     even = len(units) == 1 and len(seeds) == 1
     if even:
         k, s = units[0], seeds[0]
-        runs = _plural(k, "seed") if s == 1 else f"{_plural(k, unit)} × {_plural(s, 'seed')}"
+        runs = _plural(k, inner) if s == 1 else f"{_plural(k, unit)} × {_plural(s, inner)}"
     elif seeds == [1]:
-        runs = f"{sum(per_task)} paired seeds"
+        runs = f"{sum(per_task)} paired {inner}s"
     else:
-        runs = f"{sum(per_task)} paired units ({unit} with its seeds)"
+        runs = f"{sum(per_task)} paired units ({unit} with its {inner}s)"
     if c.task is not None:
         return f"{runs} on {c.task}"
     return f"{_plural(c.n_tasks, 'task')}{' ×' if even else ','} {runs}"
@@ -130,6 +131,7 @@ def verdict(
     alpha: float = 0.05,
     reference_label: str | None = None,
     unit: str = "tuning study",
+    inner: str = "seed",
     normalisation_text: str | None = None,
     note: str = "",
 ) -> Verdict:
@@ -169,7 +171,8 @@ def verdict(
     scale = normalisation_text or describe_normalisation(c.normalisation, label)
     sentence = (
         f"{lead} {label}: IQM {c.iqm.format(3)} vs {c.reference_iqm.format(3)}, "
-        f"P(improvement) {c.probability_of_improvement.format(2)}, {test_text}, {_size(c, unit)}; {scale}"
+        f"P(improvement) {c.probability_of_improvement.format(2)}, {test_text}, "
+        f"{_size(c, unit, inner)}; {scale}"
     )
     if note:
         sentence += f"; {note}"
@@ -227,6 +230,7 @@ def compare(
     reference_label: str | None = None,
     looks: Looks | None = None,
     unit: str = "tuning study",
+    inner: str = "seed",
     normalisation_text: str | None = None,
     note: str = "",
 ) -> dict[str, Verdict]:
@@ -269,7 +273,7 @@ def compare(
 
     def say(comparison: Comparison) -> Verdict:
         return verdict(
-            comparison, alpha=alpha, reference_label=label, unit=unit,
+            comparison, alpha=alpha, reference_label=label, unit=unit, inner=inner,
             normalisation_text=normalisation_text, note=note,
         )  # fmt: skip
 
