@@ -233,3 +233,28 @@ def _coverage(design: Design, tau: float, reps: int = 600) -> tuple[float, float
 def test_paired_intervals_cover_at_least_93_percent_at_the_default_design() -> None:
     poi, iqm = _coverage(QUICK, tau=0.0)
     assert poi >= 0.93 and iqm >= 0.93, (poi, iqm)
+
+
+def test_the_shipped_defaults_are_these_designs() -> None:
+    """nosplug benchmark / nosplug.benchmark() with one contender, [validate] (top 3) and the quick
+    study (top 1): the configs' own defaults give the designs measured above."""
+    from pathlib import Path
+
+    import tomllib
+
+    from nosplug.benchmark.api import build_config
+    from nosplug.benchmark.config import normalise
+    from nosplug.study.config import normalise as study_normalise
+
+    raw = normalise(build_config(["torch:SGD"], ["diabetes-mlp"], name="d"))
+    assert raw["design"]["studies"] == QUICK.studies and raw["design"]["adequate"]
+    assert (raw["evaluation"]["seeds"], raw["tuning"]["batch"]) == (QUICK.seeds, QUICK.batch)
+    v = study_normalise({"study": {"name": "v"}})["validate"]
+    assert (v["top"], v["seeds"], v["batch"], v["studies"]) == (
+        VALIDATE.family,
+        VALIDATE.seeds,
+        VALIDATE.batch,
+        0,
+    )
+    quick = tomllib.loads((Path(__file__).parents[1] / "studies" / "quick.toml").read_text())["validate"]
+    assert (quick["top"], quick["seeds"], quick.get("studies", 0)) == (QUICK.family, QUICK.seeds, 0)
