@@ -407,3 +407,13 @@ def test_sentence_numbers_are_the_computed_ones() -> None:
     expected = [iqm.point, iqm.low, iqm.high, ref.point, ref.low, ref.high, poi.point, poi.low, poi.high]
     assert numbers[:9] == pytest.approx(expected, abs=6e-3)
     assert v.sentence.endswith("5 tasks × 10 seeds; scores normalised per task by tuned adam's mean")
+
+
+def test_exactly_half_the_seeds_missing_the_target_is_not_never() -> None:
+    inf = math.inf
+    assert S.median_time([10.0, 20.0, inf, inf]) == 20.0  # reached on half: the slower of those
+    assert S.median_time([10.0, 20.0, 30.0, 40.0]) == 25.0  # the plain median
+    assert S.median_time([10.0, inf, inf, inf]) == inf  # more than half missed: never
+    assert S.median_time([10.0, 20.0, inf]) == 20.0 and S.median_time([10.0, inf, inf]) == inf
+    prof = S.performance_profiles({"a": {"t": [10.0, 20.0, inf, inf]}, "b": {"t": [40.0, 40.0]}})
+    assert prof.ratios["a"]["t"] == 1.0 and prof.ratios["b"]["t"] == 2.0
