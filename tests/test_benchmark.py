@@ -408,3 +408,23 @@ def test_an_underpowered_verdict_design_is_refused_when_the_search_is_created() 
     ):
         study_normalise({"study": {"name": "v"}, "validate": {"studies": 5}})
     study_normalise({"study": {"name": "v"}, "validate": {"studies": 5, "allow_underpowered": True}})
+
+
+def test_a_stored_single_study_benchmark_keeps_its_seeds_as_units_and_says_so() -> None:
+    import numpy as np
+
+    from nosplug.benchmark import design as bdesign
+
+    raw = normalise(_config("old", ["torch:SGD"], sampler="qmc", trials=2))
+    old = {k: v for k, v in raw.items() if k != "design"}
+    old["tuning"] = {k: v for k, v in raw["tuning"].items() if k not in ("studies", "batch")}
+    old["evaluation"] = {"seeds": 8}
+    d = bdesign.of(old)
+    rng = np.random.default_rng(0)
+    ref = rng.normal(1.0, 0.01, 8)
+    finals = {(c, "test_benchmark:IllConditioned", s): float(v) for c, vals in
+              {"torch:Adam": ref, "torch:SGD": ref + 0.1}.items() for s, v in enumerate(vals)}  # fmt: skip
+    scores = bdesign.unit_scores(d, ["torch:Adam", "torch:SGD"], ["test_benchmark:IllConditioned"], finals)
+    v = bdesign.replay(old, scores, n_resamples=200).verdicts["torch:SGD"]
+    assert v.outcome == "worse" and "1 task × 8 seeds" in v.sentence  # a loss 0.1 higher on every seed
+    assert v.sentence.endswith("one tuning study, seeds as units: its tuning luck is not in the error model")

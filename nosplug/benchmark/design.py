@@ -13,7 +13,8 @@ run next) and the results (what to print), and it depends only on stored results
 several workers plan the same.
 
 A config stored before tuning studies existed (no ``tuning.studies``) is one study whose
-``evaluation.seeds`` seeds all come at once: :func:`of` reads it that way.
+``evaluation.seeds`` seeds all come at once: :func:`of` reads it that way, and its verdicts keep the
+seeds as units, as they had them, with a note that its tuning luck is not in the error model.
 """
 
 from __future__ import annotations
@@ -58,8 +59,11 @@ class BenchmarkDesign:
         return seed_index // self.seeds
 
     def note(self) -> str:
-        """What every verdict says when the design was run although underpowered ("" otherwise)."""
-        if self.adequate or self.legacy:
+        """What every verdict says when the design was run although underpowered, or was stored
+        before designs were checked ("" otherwise)."""
+        if self.legacy:
+            return "one tuning study, seeds as units: its tuning luck is not in the error model"
+        if self.adequate:
             return ""
         power = f"power {self.power:.2f} at d = 1" if self.power > 0 else "it cannot decide"
         need = f"{self.needed} tuning studies" if self.needed else "more tuning studies"
@@ -190,6 +194,8 @@ def replay(
         wanted = {c: first for c in (reference, *contenders)}
         return Replay({}, raw["benchmark"]["normalisation"], wanted)
     directions = {t["label"]: t["direction"] for t in raw["tasks"]}
+    if design.legacy:  # stored before tuning studies: its seeds are the units, as they were then
+        scores = {c: {t: np.asarray(v).reshape(-1) for t, v in per.items()} for c, per in scores.items()}
     label = f"tuned {reference}"
     looks = design.looks if len(design.looks.units) > 1 else None  # one look: a fixed design
     kw = {"reference_label": label, "n_resamples": n_resamples, "looks": looks, "note": design.note()}
