@@ -73,7 +73,7 @@ class BenchmarkDesign:
         """One line for the tables: the design, its looks, power at d = 1, smallest detectable effect."""
         if self.legacy:
             return f"one tuning study, {self.seeds} seeds per task (stored before designs were checked)"
-        looks = self.looks.describe().replace("units", "studies")
+        looks = self.looks.describe("studies")
         studies = "1 tuning study" if self.studies == 1 else f"{self.studies} tuning studies"
         head = f"up to {studies} × {self.seeds} seeds per contender and task, {looks}"
         if not math.isfinite(self.mde):

@@ -231,7 +231,7 @@ class DesignCheck:
 
     def summary(self) -> str:
         """One line: the design, its looks, power at d = 1 and its smallest detectable effect."""
-        looks = self.design.looks().describe()
+        looks = self.design.looks().describe("studies")
         if not self.decidable:
             return f"{self.design.describe()} ({looks}): cannot decide"
         mde = "never" if math.isinf(self.mde) else f"d >= {self.mde:.2f}"

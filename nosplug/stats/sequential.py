@@ -71,14 +71,14 @@ class Looks:
     def cap(self) -> int:
         return self.units[-1]
 
-    def describe(self) -> str:
-        """E.g. "looks at 4, 8 and 12 units (O'Brien-Fleming-type spending: 0.07, 0.33, 0.60 of alpha)"."""
+    def describe(self, unit: str = "units") -> str:
+        """E.g. "looks at 8 and 12 units (O'Brien-Fleming-type spending: 0.33, 0.67 of alpha)"."""
         if len(self.units) == 1:
-            return f"one look at {self.units[0]}"
+            return f"one look at {self.units[0]} {unit}"
         at = ", ".join(str(u) for u in self.units[:-1]) + f" and {self.units[-1]}"
         name = {"obrien-fleming": "O'Brien-Fleming", "pocock": "Pocock"}[self.spending]
         shares = ", ".join(f"{s:.2f}" for s in self.shares)
-        return f"looks at {at} ({name}-type spending: {shares} of alpha)"
+        return f"looks at {at} {unit} ({name}-type spending: {shares} of alpha)"
 
 
 def smallest_p(units: int, tasks: int = 1, against: int = 0) -> float:
