@@ -29,6 +29,7 @@ an interrupted reproduction resumes; the Markdown and figures are rebuilt from t
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import hashlib
 import json
 import math
@@ -118,8 +119,9 @@ class Budget:
 BUDGETS = {
     "full": Budget(
         nos={
-            "trials": 8,
-            "seeds": 5,
+            "trials": 8,  # per tuning study
+            "seeds": 2,  # fresh seeds per tuning study
+            "studies": 0,  # the fewest with power 0.8 at d = 1 for the harness's family (5 on 3 tasks)
             "tasks": {
                 "mnist5k-convnet": {"overrides": _CONVNET},
                 "charlm": {
@@ -134,7 +136,8 @@ BUDGETS = {
         },
         amalgamation=True,
         amalgamation_protocol={
-            "replicates": 3,
+            # the paper's eight: with the replicate as the unit, a family of two needs at least 7
+            "replicates": 8,
             "evaluation": {
                 "problems": ["mlp", "conv_train", "conv_smallbatch", "conv_train_dp"],
                 "runs": 2,
@@ -160,7 +163,9 @@ BUDGETS = {
     "smoke": Budget(
         nos={
             "trials": 2,
-            "seeds": 3,
+            "seeds": 2,
+            "studies": 2,  # the plumbing only: an underpowered design, run anyway (every verdict says so)
+            "allow_underpowered": True,
             "tasks": {
                 "mnist5k-convnet": {"overrides": _SMOKE_CONVNET},
                 "charlm": {
@@ -220,15 +225,35 @@ class Results:
 
 
 # ----------------------------------------------------------------------------- NOS part
-def nos_config(tasks: list[str], names: list[str], budget: Budget, trials: int, seeds: int) -> dict[str, Any]:
-    """One benchmark: ``names`` (short names, see SPECS) against tuned Adam on ``tasks``, equal budgets.
-    Its name carries a digest of the config, so a changed budget starts a new study instead of
-    being refused, and the same budget resumes the same study."""
+def nos_config(
+    tasks: list[str], names: list[str], budget: Budget, trials: int, seeds: int, studies: int,
+    *, check: bool = False,
+) -> dict[str, Any]:  # fmt: skip
+    """One benchmark: ``names`` (short names, see SPECS) against tuned Adam on ``tasks``, equal budgets:
+    ``studies`` independent tuning studies of ``trials`` trials per contender and task (0: the fewest
+    with power 0.8 at d = 1), each study's choice on ``seeds`` fresh seeds, all in one look (the
+    verdicts are recomputed per claim family, so no contender may stop early on the harness's own
+    family). The digits ``check`` is descriptive (do the means leave room to beat Adam?): one study
+    on 5 seeds, run although it cannot decide. Its name carries a digest of the config, so a changed
+    budget starts a new study instead of being refused, and the same budget resumes the same study."""
     specs = [REFERENCE, *(SPECS[n] for n in names if SPECS[n] != REFERENCE)]
+    underpowered = check or budget.nos.get("allow_underpowered", False)
     cfg: dict[str, Any] = {
-        "benchmark": {"name": "", "seed": 0, "reference": REFERENCE, "contenders": specs},
-        "tuning": {"trials": trials, "sampler": NOS_SAMPLER, "lr": list(NOS_LR)},
-        "evaluation": {"seeds": seeds},
+        "benchmark": {
+            "name": "",
+            "seed": 0,
+            "reference": REFERENCE,
+            "contenders": specs,
+            "allow_underpowered": underpowered,
+        },
+        "tuning": {
+            "trials": trials,
+            "sampler": NOS_SAMPLER,
+            "lr": list(NOS_LR),
+            "studies": 1 if check else studies,
+            "batch": 0,
+        },
+        "evaluation": {"seeds": 5 if check else seeds},
         "tasks": [
             {
                 "name": t,
@@ -264,12 +289,12 @@ class _Progress:
             self.first = self.done if self.first is None else self.first
         elif e["event"] == "finished":
             self.done += 1
-            phase, t, c, i = e["key"].split("/")
+            phase, t, c, *study, i = e["key"].split("/")  # tune/T/C/[K/]III or eval/T/C/S
             elapsed = time.perf_counter() - self.t0
             fresh = self.done - (self.first or 0)
             left = elapsed / fresh * max(0, self.total - self.done) if fresh > 0 else math.nan
             value = "-" if e.get("fitness") is None else f"{e['fitness']:.4g}"
-            what = "tuning trial" if phase == "tune" else "seed"
+            what = "seed" if phase == "eval" else f"study {study[0] if study else 0} tuning trial"
             print(
                 f"[{elapsed:6.0f}s] {self.tasks[int(t)]} {self.contenders[int(c)]} {what} {int(i) + 1}: "
                 f"{'val' if phase == 'tune' else 'test'} {value} ({e.get('duration') or 0:.1f}s); "
@@ -286,29 +311,34 @@ def _finite(x: Any) -> float | None:
 
 
 def family_verdicts(res, members: list[str], reference: str | None = None) -> dict[str, Any]:
-    """The harness's verdicts (``nosplug.benchmark.stats.compare``) for one family of contenders
+    """The harness's verdicts (``nosplug.stats.compare``) for one family of contenders
     against the reference (or another contender, the control), so Holm's correction runs within
-    the family: the per-seed final test values of the stored runs, exactly as
-    ``nosplug.benchmark.results`` pools them."""
-    from nosplug.benchmark import stats
+    the family: the stored runs' final test values with the tuning studies as the paired units,
+    exactly as ``nosplug.benchmark.results`` pools them (one look: the reproduction's design)."""
+    from nosplug import stats
+    from nosplug.benchmark import design as bdesign
 
     reference = reference or res.reference
     members = [c for c in members if c in res.contenders and c != reference]
-    if not members or not res.verdicts or reference not in res.contenders:  # full design only
+    if not members or not res.verdicts or reference not in res.contenders:  # the first look only
         return {}
-    scores: dict[str, dict[str, list[float]]] = {}
-    for c in [reference, *members]:
-        scores[c] = {}
-        for t in res.tasks:
-            runs = sorted((r for r in res.runs if r.contender == c and r.task == t["label"]),
-                          key=lambda r: r.seed_index)  # fmt: skip
-            scores[c][t["label"]] = [r.final_test for r in runs if r.final_test is not None]
+    finals = {(r.contender, r.task, r.seed_index): r.final_test for r in res.runs if r.final_test is not None}
+    labels = [t["label"] for t in res.tasks]
+    scores = bdesign.unit_scores(res.design, [reference, *members], labels, finals)
     directions = {t["label"]: t["direction"] for t in res.tasks}
     label, norm = f"tuned {reference}", res.raw["benchmark"]["normalisation"]
+    note = res.design.note()
     try:
-        return stats.compare(scores, reference, directions, normalisation=norm, reference_label=label)
-    except ValueError:  # as the harness does: a non-positive metric falls back to min-max
-        return stats.compare(scores, reference, directions, normalisation="minmax", reference_label=label)
+        return stats.compare(
+            scores, reference, directions, normalisation=norm, reference_label=label, note=note
+        )
+    except ValueError:  # as the harness does: a non-positive metric falls back to min-max, and says so
+        text = (
+            "scores min-max normalised per task over every run ('reference' normalisation needs "
+            "positive values)"
+        )
+        return stats.compare(scores, reference, directions, normalisation="minmax", reference_label=label,
+                             normalisation_text=text, note=note)  # fmt: skip
 
 
 def _record(res, url: str) -> dict[str, Any]:
@@ -421,8 +451,9 @@ def digits_check(rec: dict[str, Any], task: str) -> dict[str, Any]:
 
 
 def run_nos(
-    results: Results, work: Path, tasks: list[str], names: list[str], budget: Budget, trials: int, seeds: int
-) -> None:
+    results: Results, work: Path, tasks: list[str], names: list[str], budget: Budget, trials: int, seeds: int,
+    studies: int,
+) -> None:  # fmt: skip
     """The check of ``budget.nos["check"]`` (digits: does it still discriminate?), then one benchmark
     per set of contenders (all tasks share it unless ``budget.nos["subsets"]`` cuts a task's list).
     Every benchmark is an Optuna study in ``work`` (a rerun resumes it); results.json keeps what the
@@ -434,7 +465,9 @@ def run_nos(
     main = [t for t in tasks if t != check]
     nos.pop("check", None)
     if check in tasks:
-        rec = run_benchmark(results, nos_config([check], names, budget, trials, seeds), url)
+        rec = run_benchmark(
+            results, nos_config([check], names, budget, trials, seeds, studies, check=True), url
+        )
         if rec["done"]:
             nos["check"] = digits_check(rec, check)
             if nos["check"]["discriminates"]:
@@ -446,12 +479,20 @@ def run_nos(
     order = []
     for group, group_tasks in groups.items():
         order.append(
-            run_benchmark(results, nos_config(group_tasks, list(group), budget, trials, seeds), url)["name"]
+            run_benchmark(results, nos_config(group_tasks, list(group), budget, trials, seeds, studies), url)[
+                "name"
+            ]
         )
     nos["order"] = order
     keep = set(order) | ({nos["check"]["benchmark"]} if "check" in nos else set())
     nos["benchmarks"] = {k: v for k, v in nos["benchmarks"].items() if k in keep}  # drop stale budgets
-    nos["settings"] = {"trials": trials, "seeds": seeds, "tasks": tasks, "optimizers": names}
+    nos["settings"] = {
+        "trials": trials,
+        "seeds": seeds,
+        "studies": studies,
+        "tasks": tasks,
+        "optimizers": names,
+    }
     results.save()
 
 
@@ -535,7 +576,7 @@ def _claim(rec: dict[str, Any], verdicts: dict[str, dict[str, Any]]) -> tuple[st
     """(verdict, evidence) of one claim from its family's harness verdicts: *supported* when at
     least one member is better than tuned Adam, *contradicted* when none is and more than half
     are worse, else *not detectable at this scale*. The evidence adds, per task, how many members
-    have a better mean than tuned Adam (descriptive: 5 seeds of one task are too few to test)."""
+    have a better mean than tuned Adam (descriptive: per-task means are not tested)."""
     better = [SHORT[c] for c, v in verdicts.items() if v["outcome"] == "better"]
     worse = [SHORT[c] for c, v in verdicts.items() if v["outcome"] == "worse"]
     n = len(verdicts)
@@ -688,9 +729,10 @@ def nos_section(results: Results, out: Path, figure_prefix: str) -> list[str]:
         )
         + " comparisons with tuned Adam. "
         "Everything is trained once in one benchmark (tuned Adam is tuned and evaluated once and shared "
-        "by every family) and the harness's statistics (`nosplug.benchmark.stats.compare`: IQM with "
-        "stratified-bootstrap intervals over tasks × seeds, P(improvement), paired Wilcoxon, Holm) run per "
-        "family. A family per claim keeps the chance of a false *better* within each claim at 5 %; one "
+        "by every family) and the harness's statistics (`nosplug.stats.compare`: the tuning study, with "
+        "its seeds, is the paired unit, so tuning luck is inside the error model; IQM and paired "
+        "P(improvement) with paired bootstrap intervals, Wilcoxon over the units of every task, Holm) run "
+        "per family. A family per claim keeps the chance of a false *better* within each claim at 5 %; one "
         "family of all comparisons would ask a question the paper does not (does any of them beat Adam?) "
         "and spend power across claims. The column *all* gives the harness's own verdict with Holm over "
         "every contender of the benchmark, the stricter reading.",
@@ -890,14 +932,14 @@ def write_report(results: Results, out: Path, md_path: Path, figure_prefix: str)
         "",
         "## What limits these results",
         "",
-        "- NOS: small models and short runs (each task's settings are above), tuned with a few "
-        "quasi-random trials on one tuning seed each; a verdict holds "
+        "- NOS: small models and short runs (each task's settings are above), tuned by a few "
+        "independent tuning studies of a few quasi-random trials each; a verdict holds "
         "for this scale and this budget, and *not detectable* means the benchmark could not tell, not "
         "that there is no difference.",
         "- The paper transferred its optimizers to EfficientNetV2-S and ResNet-9 on CIFAR-100, TinyImageNet "
         "and fine-tuning tasks; none of that fits this machine (no GPU, no downloads).",
-        "- Amalgamation: a few replicates per method with a minute or two of meta-training each, against "
-        "the paper's eight replicates with hours each; MNIST-5k problems only (no FMNIST, SVHN, CIFAR, "
+        "- Amalgamation: replicates with a minute or two of meta-training each, against the paper's "
+        "replicates with hours each; MNIST-5k problems only (no FMNIST, SVHN, CIFAR, "
         "ResNet); runs of a few epochs instead of 25.",
     ]
     md_path.write_text("\n".join(lines) + "\n")
@@ -915,10 +957,14 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument(
         "--optimizers", default=",".join(SPECS), help="NOS contenders, short names (adam always)."
     )
-    ap.add_argument("--seeds", type=int, help="NOS fresh seeds per task (default: the budget's).")
+    ap.add_argument("--seeds", type=int, help="NOS fresh seeds per tuning study (default: the budget's).")
     ap.add_argument(
-        "--trials", type=int, help="NOS tuning trials per contender and task (default: budget's)."
+        "--studies",
+        type=int,
+        help="NOS tuning studies per contender and task (0: automatic; default: budget's).",
     )
+    ap.add_argument("--trials", type=int, help="NOS tuning trials per tuning study (default: budget's).")
+    ap.add_argument("--replicates", type=int, help="Amalgamation replicates per method (default: budget's).")
     ap.add_argument(
         "--work",
         type=Path,
@@ -944,7 +990,11 @@ def main(argv: list[str] | None = None) -> None:
             raise SystemExit(f"unknown optimizer(s) or task(s) {unknown}; known: {', '.join(SPECS)}; "
                              f"{', '.join(budget.nos['tasks'])}")  # fmt: skip
         trials, seeds = args.trials or budget.nos["trials"], args.seeds or budget.nos["seeds"]
-        run_nos(results, args.work, tasks, names, budget, trials, seeds)
+        studies = budget.nos.get("studies", 0) if args.studies is None else args.studies
+        if args.replicates:
+            protocol = {**budget.amalgamation_protocol, "replicates": args.replicates}
+            budget = dataclasses.replace(budget, amalgamation_protocol=protocol)
+        run_nos(results, args.work, tasks, names, budget, trials, seeds, studies)
         if budget.amalgamation and not args.no_amalgamation:
             run_amalgamation(results, args.work, budget)
         results.data["_generated"] = datetime.now(timezone.utc).strftime("%Y-%m-%d")

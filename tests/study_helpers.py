@@ -56,6 +56,8 @@ stages = [ {{ name = "b6", keep = 1, lr = "search", preset = "smoke", surrogate_
 top = {validate_top}
 tuning_trials = 2
 seeds = 2
+studies = 1
+allow_underpowered = true
 """
 
 

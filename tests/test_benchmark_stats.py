@@ -13,21 +13,28 @@ import pytest
 import scipy.integrate
 import scipy.stats
 
-from nosplug.benchmark import stats as S
+from nosplug import stats as S
 
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_the_statistics_module_needs_neither_torch_nor_the_rest_of_nosplug() -> None:
-    """Loaded from its file alone, so reports can be recomputed where torch is not installed."""
-    code = (
-        "import importlib.util, sys\n"
-        f"spec = importlib.util.spec_from_file_location('s', {str(ROOT / 'nosplug/benchmark/stats.py')!r})\n"
-        "m = sys.modules['s'] = importlib.util.module_from_spec(spec); spec.loader.exec_module(m)\n"
-        "print('torch' in sys.modules, 'nosplug' in sys.modules)\n"
+def test_the_statistics_package_needs_neither_torch_nor_the_rest_of_nosplug() -> None:
+    """Every module of nosplug.stats imports only numpy, scipy and its own package: reports can be
+    recomputed where torch is not installed, and benchmark and amalgamation both build on it."""
+    code = (  # a bare 'nosplug' package: its __init__ (and plugins, torch) never runs
+        "import sys, types\n"
+        f"pkg = types.ModuleType('nosplug'); pkg.__path__ = [{str(ROOT / 'nosplug')!r}]\n"
+        "sys.modules['nosplug'] = pkg\n"
+        "import nosplug.stats\n"
+        "others = sorted(k for k in sys.modules if k.startswith('nosplug.') and 'stats' not in k)\n"
+        "print('torch' in sys.modules, 'optuna' in sys.modules, others)\n"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.split() == ["False", "False"]
+    assert out.stdout.split() == ["False", "False", "[]"]
+    for path in (ROOT / "nosplug/stats").glob("*.py"):
+        imports = re.findall(r"^\s*(?:from|import) (nosplug[.\w]*)", path.read_text(), re.M)
+        assert all(m == "nosplug.stats" or m.startswith("nosplug.stats.") for m in imports), (path, imports)
+    assert not (ROOT / "nosplug/benchmark/stats.py").exists(), "no copy left at the old path"
 
 
 # ------------------------------------------------------------------------------- descriptive, scores
@@ -117,7 +124,9 @@ def test_stratified_bootstrap_of_the_iqm_matches_a_hand_loop() -> None:
         for task, idx in zip(tasks, draws):
             pooled += [task[i] for i in idx[b]]  # seeds resampled within their own task only
         boot.append(_iqm_of_six(pooled))
-    low, high = np.percentile(boot, [5, 95])
+    # the expanded percentile tail, by hand: 3 units per task, df = 2 + 2, confidence 0.9
+    tail = scipy.stats.norm.sf(math.sqrt(3 / 2) * scipy.stats.t.ppf(0.95, 4))
+    low, high = np.quantile(boot, [tail, 1 - tail])
     assert got.point == pytest.approx(_iqm_of_six([v for t in tasks for v in t]))
     assert (got.low, got.high) == (pytest.approx(low), pytest.approx(high))
     assert got.confidence == 0.9
@@ -177,7 +186,8 @@ def test_probability_of_improvement_bootstrap_matches_a_hand_loop() -> None:
                     wins += 1.0 if xt[i] > yt[j] else 0.5 if xt[i] == yt[j] else 0.0
             per_task.append(wins / (len(xt) * len(yt)))
         boot.append(sum(per_task) / len(per_task))
-    low, high = np.percentile(boot, [2.5, 97.5])
+    tail = scipy.stats.norm.sf(math.sqrt(2) * scipy.stats.t.ppf(0.975, 2))  # min(n, m) = 2 per task
+    low, high = np.quantile(boot, [tail, 1 - tail])
     assert (got.low, got.high) == (pytest.approx(low), pytest.approx(high))
     assert got.point == pytest.approx(S.probability_of_improvement(x, y))
 
@@ -274,24 +284,28 @@ def _comparison(p: float, direction: int, poi: tuple[float, float, float], testa
     )
 
 
-def test_the_decision_rule_needs_the_test_and_the_probability_interval_to_agree() -> None:
+def test_the_test_decides_and_the_probability_of_improvement_must_agree_on_the_side() -> None:
     v = S.verdict(_comparison(0.004, 1, (0.81, 0.70, 0.90)), reference_label="tuned adam")
     assert v.outcome == "better"
     assert v.sentence == (
         "better than tuned adam: IQM 0.912 [0.905, 0.918] vs 0.897 [0.889, 0.904], "
-        "P(improvement) 0.81 [0.70, 0.90], Wilcoxon p = 0.004 (Holm-corrected), 3 tasks × 5 seeds"
+        "P(improvement) 0.81 [0.70, 0.90], Wilcoxon p = 0.004 (Holm-corrected), 3 tasks × 5 seeds; "
+        "raw scores (negated where lower is better)"
     )
     assert S.verdict(_comparison(0.004, -1, (0.2, 0.1, 0.3))).outcome == "worse"
-    # significant but the probability interval reaches 0.5: no verdict either way
-    assert S.verdict(_comparison(0.004, 1, (0.6, 0.45, 0.75))).outcome == "no detectable difference"
+    # significant, and P(improvement) on the same side: the interval reaching 0.5 does not decide
+    assert S.verdict(_comparison(0.004, 1, (0.6, 0.45, 0.75))).outcome == "better"
     # clear probability interval but the corrected p is not below alpha
     assert S.verdict(_comparison(0.06, 1, (0.81, 0.70, 0.90))).outcome == "no detectable difference"
-    # the two disagree on the direction
+    # the two disagree on the side
     assert S.verdict(_comparison(0.004, -1, (0.81, 0.70, 0.90))).outcome == "no detectable difference"
+    assert S.verdict(_comparison(0.004, 1, (0.5, 0.3, 0.7))).outcome == "no detectable difference"
     untestable = S.verdict(_comparison(1.0, 0, (0.81, 0.70, 0.90), testable=False))
     assert untestable.outcome == "no detectable difference"
     assert "Wilcoxon not testable (why)" in untestable.sentence
     assert "p < 0.001" in S.verdict(_comparison(0.0002, 1, (0.81, 0.70, 0.90))).sentence
+    noted = S.verdict(_comparison(0.004, 1, (0.81, 0.70, 0.90)), note="underpowered design")
+    assert noted.sentence.endswith("; underpowered design")
 
 
 # -------------------------------------------------------------------------------- planted truths
@@ -392,4 +406,14 @@ def test_sentence_numbers_are_the_computed_ones() -> None:
     iqm, ref, poi = c.iqm, c.reference_iqm, c.probability_of_improvement
     expected = [iqm.point, iqm.low, iqm.high, ref.point, ref.low, ref.high, poi.point, poi.low, poi.high]
     assert numbers[:9] == pytest.approx(expected, abs=6e-3)
-    assert v.sentence.endswith("5 tasks × 10 seeds")
+    assert v.sentence.endswith("5 tasks × 10 seeds; scores normalised per task by tuned adam's mean")
+
+
+def test_exactly_half_the_seeds_missing_the_target_is_not_never() -> None:
+    inf = math.inf
+    assert S.median_time([10.0, 20.0, inf, inf]) == 20.0  # reached on half: the slower of those
+    assert S.median_time([10.0, 20.0, 30.0, 40.0]) == 25.0  # the plain median
+    assert S.median_time([10.0, inf, inf, inf]) == inf  # more than half missed: never
+    assert S.median_time([10.0, 20.0, inf]) == 20.0 and S.median_time([10.0, inf, inf]) == inf
+    prof = S.performance_profiles({"a": {"t": [10.0, 20.0, inf, inf]}, "b": {"t": [40.0, 40.0]}})
+    assert prof.ratios["a"]["t"] == 1.0 and prof.ratios["b"]["t"] == 2.0

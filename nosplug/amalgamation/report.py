@@ -2,33 +2,37 @@
 
 Pure numpy + scipy on plain dicts (the Parquet rows), so a report can be recomputed from an
 exported file. Units: best log validation loss (lower is better); a diverged run counts as
-chance level (``DIVERGED_LOG_VAL``). Statistics reused from :mod:`nosplug.benchmark.stats`
-(Wilcoxon signed-rank with Holm correction, stratified-bootstrap IQM and P(improvement)
-intervals, its verdict rule) where a claim compares methods across problems; the replicate is
-the unit there (each replicate's mean over its runs), because runs of one replicate share its
-meta-training and are not independent. Per (method, problem) means come with the confidence
-interval of the random-intercept model (:mod:`nosplug.amalgamation.variance`).
+chance level (``DIVERGED_LOG_VAL``). Statistics from :mod:`nosplug.stats` (the paired Wilcoxon
+signed-rank test with Holm correction, paired bootstrap IQM and P(improvement) intervals, its
+verdict rule) where a claim compares methods across problems. There the **replicate is the unit**:
+one meta-training run is one optimizer, used on every problem and in every run, so its runs and
+problems share whatever luck its meta-training had and are not independent draws; each replicate
+counts once, as the mean over problems of its mean over runs. Replicate r of every method shares
+its seeds, so replicates pair. A paired rank test over R replicates cannot pass below 2 / 2**R,
+so a protocol with too few replicates says so (and how many it needs) instead of a verdict. Per
+(method, problem) means come with the confidence interval of the random-intercept model
+(:mod:`nosplug.amalgamation.variance`), whose degrees of freedom are the replicates too.
 
 Layering: this module and :mod:`nosplug.amalgamation.protocol` compare methods, which is the
-benchmark layer's job (docs' architecture); they may use :mod:`nosplug.benchmark.stats`, and no
+benchmark layer's job (docs' architecture); they may use :mod:`nosplug.stats`, and no
 module of the amalgamation core (teachers, students, losses, training, runs) imports them.
 
 Claims (spec §6.2) and how each verdict is computed (α = 0.05):
 
-1. *Choice beats Mean and Min-max* (small pool): :func:`nosplug.benchmark.stats.compare` with
-   ``choice-small`` as reference over problems × replicates (replicate r of every method shares
-   its seeds, so replicates pair); supported when both are ``worse`` than choice, contradicted
-   when either is ``better``, else not detectable.
+1. *Choice beats Mean and Min-max* (small pool): :func:`nosplug.stats.compare` with
+   ``choice-small`` as reference over replicates (the unit; each the mean over problems and runs);
+   supported when both are ``worse`` than choice, contradicted when either is ``better``, else not
+   detectable (with the replicates a decision needs, when there are too few).
 2. *The amalgamated optimizer beats the learned-optimizer baselines*: the same with
    ``choice-large`` against ``original`` and ``rnnprop`` (RNNProp without teachers).
 3. *The best Choice replicate matches the oracle with better stability*: the ``choice-large``
    replicate with the lowest mean best log validation loss (chosen on the same evaluations, as in
-   the paper, which flatters it) against the per-problem oracle (best teacher). Per problem a
-   Welch 95 % interval of the difference of means over runs: worse when it lies above 0, matching
-   when it lies below the margin ``EQUIVALENCE`` (0.05 in log loss, about 5 % loss). Stability:
-   ``compare`` on per-run stability paired by run seed. Supported when it matches on every problem
-   and its stability is ``better``; contradicted when it is worse on a problem or less stable;
-   else not detectable.
+   the paper, which flatters it) against the per-problem oracle (best teacher). A claim about that
+   one replicate, so its runs are the units: per problem a Welch 95 % interval of the difference of
+   means over runs: worse when it lies above 0, matching when it lies below the margin
+   ``EQUIVALENCE`` (0.05 in log loss, about 5 % loss). Stability: ``compare`` on per-run stability
+   paired by run seed. Supported when it matches on every problem and its stability is ``better``;
+   contradicted when it is worse on a problem or less stable; else not detectable.
 4. *Perturbations reduce variance*: the variance over replicates of each replicate's mean (over
    problems and runs) for ``minmax`` (random perturbation) against ``minmax-plain`` (none); a
    two-sided F test with (R−1, R−1) degrees of freedom. Supported when the perturbed variance is
@@ -46,8 +50,8 @@ from typing import Any
 import numpy as np
 import scipy.stats
 
+from nosplug import stats
 from nosplug.amalgamation.variance import random_intercept
-from nosplug.benchmark import stats
 
 DIVERGED_LOG_VAL = math.log(math.log(10.0))
 EQUIVALENCE = 0.05
@@ -137,11 +141,15 @@ def summary(rows: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
     return out
 
 
-def _replicate_means(idx, method: str, problems: Sequence[str]) -> dict[str, list[float]]:
-    return {
-        p: [float(np.mean([_value(x) for x in runs.values()])) for _, runs in sorted(idx[method][p].items())]
-        for p in problems
-    }
+def _replicate_scores(idx, method: str, problems: Sequence[str], replicates: Sequence[int]) -> np.ndarray:
+    """``replicates x problems``: minus the mean over runs of each (replicate, problem)'s best log
+    validation loss (higher is better); a row is one replicate, the unit of the paired test."""
+    return np.array(
+        [
+            [-float(np.mean([_value(x) for x in idx[method][p][r].values()])) for p in problems]
+            for r in replicates
+        ]
+    )
 
 
 def _compare_claim(
@@ -150,17 +158,40 @@ def _compare_claim(
     missing = [m for m in (reference, *contenders) if m not in idx]
     if missing:
         return NOT_RUN, f"methods not in the protocol: {', '.join(missing)}"
-    scores = {m: _replicate_means(idx, m, problems) for m in (reference, *contenders)}
-    verdicts = stats.compare(scores, reference, "minimize", normalisation="none", n_resamples=2000)
+    methods = (reference, *contenders)
+    replicates = sorted(set.intersection(*({r for p in problems for r in idx[m][p]} for m in methods)))
+    if not replicates:
+        return UNDETECTABLE, "no replicate index is shared by every method"
+    scores = {m: {"problems": _replicate_scores(idx, m, problems, replicates)} for m in methods}
+    verdicts = stats.compare(
+        scores, reference, "maximize", normalisation="none", n_resamples=2000, unit="replicate",
+        inner="problem", normalisation_text=(
+            "scores: minus each replicate's best log validation loss, mean over runs then problems "
+            "(higher is better); the replicate (one meta-training run) is the unit"
+        ),
+    )  # fmt: skip
     outcomes = [v.outcome for v in verdicts.values()]
-    text = "scores: minus each replicate's mean best log validation loss (higher is better); " + "; ".join(
-        f"{c}: {v.sentence}" for c, v in verdicts.items()
-    )
+    text = "; ".join(f"{c}: {v.sentence}" for c, v in verdicts.items())
+    design = stats.Design(len(contenders), len(replicates), 1, len(problems))
+    if not stats.design.decidable(design):
+        need = stats.studies_needed(design)
+        text += (
+            f"; {len(replicates)} replicates cannot decide for a family of {len(contenders)} (a paired rank "
+            f"test over replicates needs at least {_decidable_from(design)}; {need} for power 0.8 at d = 1)"
+        )
     if all(o == "worse" for o in outcomes):
         return SUPPORTED, text
     if any(o == "better" for o in outcomes):
         return CONTRADICTED, text
     return UNDETECTABLE, text
+
+
+def _decidable_from(design: stats.Design) -> int:
+    """The fewest replicates with which the paired rank test could pass at all."""
+    k = 1
+    while not stats.design.decidable(design.with_studies(k)):
+        k += 1
+    return k
 
 
 def _oracle_claim(idx, rows, method: str, problems: Sequence[str]) -> tuple[str, str]:
@@ -200,9 +231,14 @@ def _oracle_claim(idx, rows, method: str, problems: Sequence[str]) -> tuple[str,
             stab_rep[p], stab_orc[p] = [x for x, _ in pairs], [y for _, y in pairs]
     stab_outcome, stab_text = "no detectable difference", "stability: no comparable runs"
     if stab_rep:
-        v = stats.compare({"oracle": stab_orc, "best": stab_rep}, "oracle", "minimize", normalisation="none")[
-            "best"
-        ]
+        v = stats.compare(
+            {"oracle": stab_orc, "best": stab_rep},
+            "oracle",
+            "minimize",
+            normalisation="none",
+            inner="run",
+            normalisation_text="raw stability values (lower is steadier), runs of the one replicate as units",
+        )["best"]
         stab_outcome, stab_text = v.outcome, f"stability (lower is steadier) {v.sentence}"
     text = (
         f"best replicate r{best}; its best log validation loss minus the oracle's, mean "

@@ -6,7 +6,7 @@ from collections.abc import Callable, Iterable, Mapping, Sequence
 from typing import Any
 
 from nosplug.benchmark.results import BenchmarkResult
-from nosplug.config import DEFAULT_DEVICE, REFERENCE, TUNING_TRIALS
+from nosplug.config import DEFAULT_DEVICE, REFERENCE, SEEDS_PER_STUDY, TUNING_STUDIES, TUNING_TRIALS
 
 
 def build_config(
@@ -14,18 +14,32 @@ def build_config(
     tasks: Iterable[str | Mapping[str, Any]],
     *,
     name: str,
-    seeds: int = 5,
+    seeds: int = SEEDS_PER_STUDY,
+    studies: int = TUNING_STUDIES,
     tuning_trials: int = TUNING_TRIALS,
     reference: str = REFERENCE,
     extra_tuning: Mapping[str, Sequence[str]] | None = None,
     seed: int = 0,
     device: str = DEFAULT_DEVICE,
     threads: int = 0,
+    allow_underpowered: bool = False,
 ) -> dict[str, Any]:
-    """A benchmark config dict (the TOML form, see :mod:`nosplug.benchmark.config`)."""
+    """A benchmark config dict (the TOML form, see :mod:`nosplug.benchmark.config`): ``seeds`` fresh
+    seeds per tuning study, at most ``studies`` tuning studies per contender and task (0: the fewest
+    with power 0.8 at d = 1), ``tuning_trials`` per study."""
     return {
-        "benchmark": {"name": name, "seed": seed, "reference": reference, "contenders": list(contenders)},
-        "tuning": {"trials": tuning_trials, "extra": {k: list(v) for k, v in (extra_tuning or {}).items()}},
+        "benchmark": {
+            "name": name,
+            "seed": seed,
+            "reference": reference,
+            "contenders": list(contenders),
+            "allow_underpowered": allow_underpowered,
+        },
+        "tuning": {
+            "trials": tuning_trials,
+            "studies": studies,
+            "extra": {k: list(v) for k, v in (extra_tuning or {}).items()},
+        },
         "evaluation": {"seeds": seeds},
         "tasks": [t if isinstance(t, Mapping) else {"name": t} for t in tasks],
         "workers": {"device": device, "threads": threads},
@@ -39,10 +53,12 @@ def benchmark(
     config: Mapping[str, Any] | str | None = None,
     name: str | None = None,
     storage: str | None = None,
-    seeds: int = 5,
+    seeds: int = SEEDS_PER_STUDY,
+    studies: int = TUNING_STUDIES,
     tuning_trials: int = TUNING_TRIALS,
     reference: str = REFERENCE,
     extra_tuning: Mapping[str, Sequence[str]] | None = None,
+    allow_underpowered: bool = False,
     device: str | None = None,
     on_event: Callable[[dict[str, Any]], None] | None = None,
 ) -> BenchmarkResult:
@@ -51,7 +67,9 @@ def benchmark(
     Either give ``contenders`` and ``tasks`` (plus budgets), or a full ``config`` (a dict or a
     TOML path). The benchmark is an Optuna study named ``name`` in ``storage``: calling again
     resumes it without redoing finished runs; several processes (``nosplug study run NAME``)
-    can share it.
+    can share it. A design that cannot detect d = 1 with probability 0.8 is refused (a
+    :class:`~nosplug.benchmark.config.BenchmarkConfigError` naming the studies it needs) before
+    anything is stored, unless ``allow_underpowered``.
     """
     from nosplug.benchmark import config as bconfig
     from nosplug.benchmark.results import collect
@@ -66,8 +84,9 @@ def benchmark(
             raise bconfig.BenchmarkConfigError("give contenders and tasks, or a config")
         raw = bconfig.normalise(
             build_config(
-                contenders, tasks, name=name or "benchmark", seeds=seeds, tuning_trials=tuning_trials,
-                reference=reference, extra_tuning=extra_tuning,
+                contenders, tasks, name=name or "benchmark", seeds=seeds, studies=studies,
+                tuning_trials=tuning_trials, reference=reference, extra_tuning=extra_tuning,
+                allow_underpowered=allow_underpowered,
             ),
             url,
         )  # fmt: skip

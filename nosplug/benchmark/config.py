@@ -7,13 +7,16 @@ reference = "torch:Adam"               # what every verdict compares with
 contenders = ["opt6", "torch:Adam", "torch:SGD(momentum=0.9, nesterov=True)"]
 
 [tuning]
-trials = 8                             # the same for every contender
+trials = 8                             # per tuning study, the same for every contender
+studies = 0                            # most tuning studies per contender and task (0: the fewest
+                                       # with power 0.8 at d = 1, see docs/benchmark.md)
+batch = 4                              # tuning studies added per look of the sequential design
 lr = [1e-5, 10.0]                      # log-uniform range of the learning rate
 max_warmup = 0.25                      # the schedule's warm-up fraction is tuned in [0, this]
 extra = { "torch:Adam" = ["beta1", "beta2"] }   # what else a torch: contender tunes
 
 [evaluation]
-seeds = 5                              # fresh seeds, results on the test split
+seeds = 2                              # fresh seeds per tuning study, results on the test split
 
 [[tasks]]
 name = "diabetes-mlp"                  # any task; options, preset and preset overrides optional
@@ -26,7 +29,16 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from nosplug.config import REFERENCE, TUNING_LR_RANGE, TUNING_TRIALS, WorkersConfig, section_schema
+from nosplug.config import (
+    REFERENCE,
+    SEEDS_PER_STUDY,
+    TUNING_BATCH,
+    TUNING_LR_RANGE,
+    TUNING_STUDIES,
+    TUNING_TRIALS,
+    WorkersConfig,
+    section_schema,
+)
 from nosplug.errors import UserError
 from nosplug.tomlconfig import check_sections, read_toml
 
@@ -42,12 +54,15 @@ _SCHEMA: dict[str, dict[str, tuple[tuple[type, ...], Any]]] = {
         "reference": ((str,), REFERENCE),
         "contenders": ((list,), None),
         "allow_unequal_budgets": ((bool,), False),
+        "allow_underpowered": ((bool,), False),
         "normalisation": ((str,), "reference"),
         "target": ((dict,), {}),
         "description": ((str,), ""),
     },
     "tuning": {
         "trials": ((int,), TUNING_TRIALS),
+        "studies": ((int,), TUNING_STUDIES),  # 0: the fewest with power 0.8 at d = 1
+        "batch": ((int,), TUNING_BATCH),
         "sampler": ((str,), "tpe"),
         "lr": ((list,), list(TUNING_LR_RANGE)),
         "max_warmup": ((float, int), 0.25),
@@ -55,7 +70,7 @@ _SCHEMA: dict[str, dict[str, tuple[tuple[type, ...], Any]]] = {
         "extra": ((dict,), {}),
     },
     "evaluation": {
-        "seeds": ((int,), 5),
+        "seeds": ((int,), SEEDS_PER_STUDY),  # per tuning study
     },
     "workers": section_schema(WorkersConfig),
 }
@@ -114,7 +129,9 @@ def normalise(data: Mapping[str, Any], storage: str | None = None) -> dict[str, 
             raise BenchmarkConfigError(f"tuning.extra.{spec}: a list of hyperparameter names")
     WorkersConfig.from_raw(out["workers"]).check(BenchmarkConfigError)
     if out["evaluation"]["seeds"] < 1:
-        raise BenchmarkConfigError("evaluation.seeds: at least 1")
+        raise BenchmarkConfigError("evaluation.seeds: at least 1 (fresh seeds per tuning study)")
+    if tu["studies"] < 0 or tu["batch"] < 0:
+        raise BenchmarkConfigError("tuning.studies and tuning.batch: >= 0 (0: automatic cap; all at once)")
     if b["normalisation"] not in ("reference", "minmax", "none"):
         raise BenchmarkConfigError("benchmark.normalisation: reference, minmax or none")
     out["tasks"] = _tasks(data.get("tasks"))
@@ -123,7 +140,24 @@ def normalise(data: Mapping[str, Any], storage: str | None = None) -> dict[str, 
             raise BenchmarkConfigError(f"benchmark.target.{key}: not a task of this benchmark")
     out["genomes"] = dict(data.get("genomes", {}))
     _check_contenders(out, storage)
+    _check_design(out)
     return out
+
+
+def _check_design(raw: dict[str, Any]) -> None:
+    """The design can decide with power 0.8 at d = 1, or the config says to run it anyway: checked
+    before anything is stored or trained (:mod:`nosplug.benchmark.design`)."""
+    from nosplug.benchmark.design import resolve
+
+    shortfall = resolve(raw)
+    if shortfall and not raw["benchmark"]["allow_underpowered"]:
+        needed = raw.get("design", {}).get("needed", 0)
+        fix = (
+            f"set tuning.studies = {needed} (or 0 for the automatic cap)" if needed else "add tasks or seeds"
+        )
+        raise BenchmarkConfigError(
+            f"{shortfall}: {fix}, or allow it with --allow-underpowered (benchmark.allow_underpowered)"
+        )
 
 
 def _tasks(given: Any) -> list[dict[str, Any]]:

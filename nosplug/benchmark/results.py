@@ -1,11 +1,12 @@
 """What a benchmark found: per-run results read from its study, statistics and computed verdicts.
 
-Everything here is a pure function of the stored trials, so ``nosplug benchmark`` (at the end of
-a run), ``nosplug report`` and a test that recomputes from the storage all print the same
-numbers. Time-to-target is read off the stored per-epoch curves: the first evaluation at which
-the validation value reaches the target (by default a level the tuned reference reaches on about
-three quarters of its seeds, see :func:`default_target`), in training steps and in training
-seconds; ``inf`` when never.
+Everything here is a pure function of the stored trials, so ``nosplug benchmark`` (at the end of a
+run), ``nosplug report`` and a test that recomputes from the storage all print the same numbers; the
+verdicts come from :func:`nosplug.benchmark.design.replay`, the same function that decided, look by
+look, which contenders got more tuning studies. Time-to-target is read off the stored per-epoch
+curves: the first evaluation at which the validation value reaches the target (by default a level
+the tuned reference reaches on about three quarters of its seeds, see :func:`default_target`), in
+training steps and in training seconds; ``inf`` when never.
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from nosplug.benchmark import stats
+from nosplug import stats
+from nosplug.benchmark import design as bdesign
 from nosplug.benchmark.planner import EVAL, TUNE
 
 
@@ -39,18 +41,19 @@ class EvalRun:
 
 @dataclass
 class TaskSummary:
-    """One contender on one task."""
+    """One contender on one task (over every tuning study it got and their seeds)."""
 
     contender: str
     task: str
-    tuned: dict[str, float]
-    tuning_trials: int
+    tuned: dict[str, float]  # the first tuning study's choice
+    tuning_trials: int  # per tuning study
     final_test: stats.MeanStd
     best_test: stats.MeanStd
-    steps_to_target: float  # median over seeds (inf: most seeds never reached it)
+    steps_to_target: float  # median over seeds (inf: more than half never reached it)
     seconds_to_target: float
     reached: int  # seeds that reached the target
     train_seconds: float  # median training wall-clock of a run
+    studies: list[dict[str, float]] = field(default_factory=list)  # every study's choice, in order
 
 
 @dataclass
@@ -66,23 +69,59 @@ class BenchmarkResult:
     verdicts: dict[str, stats.Verdict] = field(default_factory=dict)
     profiles: stats.PerformanceProfiles | None = None
     done: bool = False
+    normalisation: str = ""  # the one the verdicts used (min-max when 'reference' cannot apply)
+
+    @property
+    def design(self) -> bdesign.BenchmarkDesign:
+        return bdesign.of(self.raw)
 
     @property
     def seeds(self) -> int:
+        """Fresh evaluation seeds per tuning study."""
         return int(self.raw["evaluation"]["seeds"])
+
+    def runs_of(self, contender: str, task: str) -> int:
+        """How many evaluation runs (seeds) the contender got on the task."""
+        return sum(1 for r in self.runs if r.contender == contender and r.task == task)
+
+    def stopped(self, contender: str) -> str:
+        """Why the contender got no more tuning studies: "decided (K studies)", "cap (K studies)",
+        "running" (and "reference" for the reference)."""
+        if contender == self.reference:
+            return "reference"
+        v = self.verdicts.get(contender)
+        if v is None or v.stopped == "running":
+            return "running"
+        if self.design.legacy:
+            return "all seeds"
+        k = v.comparison.units_per_task[0] if v.comparison.units_per_task else 0
+        studies = f"{k} stud{'y' if k == 1 else 'ies'}"
+        return f"decided ({studies})" if v.stopped == "decided" else f"cap ({studies})"
 
     def budget_line(self) -> str:
         """The fairness terms every table is printed with."""
         tu = self.raw["tuning"]
         unequal = tu["per_contender"]
-        budget = f"{tu['trials']} {tu['sampler'].upper()} tuning trials per contender and task" + (
+        d = self.design
+        per = "contender and task" if d.legacy else "tuning study"
+        budget = f"{tu['trials']} {tu['sampler'].upper()} tuning trials per {per}" + (
             f" (unequal budgets allowed: {unequal})" if unequal else ""
+        )
+        studies = (
+            ""
+            if d.legacy
+            else f"; up to {d.studies} tuning studies per contender and task, each with its own tuning seeds"
+        )
+        then = (
+            f"then {self.seeds} fresh seeds per task"
+            if d.legacy
+            else f"each study's choice then trains on {self.seeds} fresh seeds of its own"
         )
         return (
             f"{budget} over lr in [{tu['lr'][0]:g}, {tu['lr'][1]:g}] (log) and the warm-up fraction in "
             f"[0, {tu['max_warmup']:g}] (learned optimizers: their warm-up rate; "
-            f"extra: {tu['extra'] or 'none'}); "
-            f"chosen on the validation split with tuning seeds; then {self.seeds} fresh seeds per task, "
+            f"extra: {tu['extra'] or 'none'}){studies}; "
+            f"chosen on the validation split with tuning seeds; {then}, "
             "quality on the held-out test split"
         )
 
@@ -102,13 +141,13 @@ def collect(study) -> BenchmarkResult:
     )
     res.done = plan_state(study).done
     live = T.live_trials(study.get_trials(deepcopy=False)).values()
-    tuning: dict[tuple[str, str], list[Any]] = {}
+    tuning: dict[tuple[str, str, int], list[Any]] = {}
     for t in live:
         a = t.user_attrs
         if t.state not in T.FINISHED or a.get("phase") not in (TUNE, EVAL):
             continue
         if a["phase"] == TUNE:
-            tuning.setdefault((a["contender"], a["task"]), []).append(a)
+            tuning.setdefault((a["contender"], a["task"], int(a.get("study", 0))), []).append(a)
             continue
         curve = a.get("curve") or {}
         res.runs.append(
@@ -151,62 +190,59 @@ def _reaches(value: float, target: float, direction: str) -> bool:
     return math.isfinite(value) and (value >= target if direction == "maximize" else value <= target)
 
 
-def _summarise(res: BenchmarkResult, tuning: Mapping[tuple[str, str], list[Any]]) -> None:
+def _summarise(res: BenchmarkResult, tuning: Mapping[tuple[str, str, int], list[Any]]) -> None:
     for entry in res.tasks:
         task, direction = entry["label"], entry["direction"]
         ref_vals = [r.final_val for r in res.runs if r.task == task and r.contender == res.reference]
         ref_vals = [v for v in ref_vals if v is not None]
         given = res.raw["benchmark"]["target"].get(task)
         res.targets[task] = float(given) if given is not None else default_target(ref_vals, direction)
-    complete = True
-    scores: dict[str, dict[str, list[float]]] = {c: {} for c in res.contenders}
     times: dict[str, dict[str, list[float]]] = {c: {} for c in res.contenders}
+    finals_by_seed: dict[tuple[str, str, int], float] = {}
     for c in res.contenders:
         for entry in res.tasks:
             task, direction = entry["label"], entry["direction"]
             runs = sorted(
                 (r for r in res.runs if r.contender == c and r.task == task), key=lambda r: r.seed_index
             )
-            if len(runs) < res.seeds:
-                complete = False
             target = res.targets[task]
             steps_to, secs_to = [], []
             for r in runs:
                 hit = next((i for i, v in enumerate(r.val) if _reaches(v, target, direction)), None)
                 steps_to.append(math.inf if hit is None else float(r.steps[hit]))
                 secs_to.append(math.inf if hit is None else float(r.seconds[hit]))
+                if r.final_test is not None:
+                    finals_by_seed[(c, task, r.seed_index)] = float(r.final_test)
             finals = [r.final_test for r in runs if r.final_test is not None]
             bests = [r.best_test for r in runs if r.best_test is not None]
-            hist = tuning.get((c, task), [])
-            chosen = _chosen(hist, direction)
+            studies = [
+                _chosen(hist, direction)
+                for _k, hist in sorted((k, h) for (cc, tt, k), h in tuning.items() if (cc, tt) == (c, task))
+            ]
             res.summaries[(c, task)] = TaskSummary(
-                c, task, chosen, len(hist),
+                c, task, studies[0] if studies else {},
+                len(tuning.get((c, task, 0), [])),
                 _mean_std(finals), _mean_std(bests),
-                float(np.median(steps_to)) if steps_to else math.inf,
-                float(np.median(secs_to)) if secs_to else math.inf,
+                stats.median_time(steps_to) if steps_to else math.inf,
+                stats.median_time(secs_to) if secs_to else math.inf,
                 sum(math.isfinite(s) for s in secs_to),
                 float(np.median([r.train_seconds for r in runs])) if runs else math.nan,
+                studies,
             )  # fmt: skip
-            scores[c][task] = finals
             times[c][task] = [max(s, 1e-9) for s in secs_to] or [math.inf]
-    if not complete or any(len(v) < res.seeds for per in scores.values() for v in per.values()):
-        return  # statistics only on the full design (every contender, task and seed)
-    directions = {t["label"]: t["direction"] for t in res.tasks}
-    try:
-        res.verdicts = stats.compare(
-            scores, res.reference, directions, normalisation=res.raw["benchmark"]["normalisation"],
-            reference_label=f"tuned {res.reference}",
-        )  # fmt: skip
-    except ValueError:  # e.g. reference normalisation of a non-positive metric: fall back to min-max
-        res.verdicts = stats.compare(scores, res.reference, directions, normalisation="minmax",
-                                     reference_label=f"tuned {res.reference}")  # fmt: skip
-    res.profiles = stats.performance_profiles(times)
+    labels = [t["label"] for t in res.tasks]
+    design = res.design
+    replayed = bdesign.replay(res.raw, bdesign.unit_scores(design, res.contenders, labels, finals_by_seed))
+    res.verdicts = replayed.verdicts
+    res.normalisation = replayed.normalisation
+    if res.verdicts:  # every contender has (at least) its first look's runs
+        res.profiles = stats.performance_profiles(times)
 
 
 def _chosen(history: list[Mapping[str, Any]], direction: str) -> dict[str, float]:
     from nosplug.benchmark.planner import BenchmarkPlanner
 
-    ordered = sorted(history, key=lambda a: a["key"])
+    ordered = sorted(history, key=lambda a: int(str(a["key"]).rsplit("/", 1)[1]))
     pairs = [(dict(a.get("params", {})), a.get("fitness")) for a in ordered]
     return BenchmarkPlanner.chosen(pairs, direction) if pairs else {}
 

@@ -22,14 +22,30 @@ from nosplug.config import REFERENCE, TUNING_TRIALS
 @click.option("--name", default=None, help="Benchmark (study) name; rerun with the same name to resume.")
 @click.option("--reference", default=REFERENCE, show_default=True, help="What every verdict compares with.")
 @click.option(
-    "--seeds", type=click.IntRange(1), default=5, show_default=True, help="Fresh evaluation seeds per task."
+    "--seeds",
+    type=click.IntRange(1),
+    default=2,
+    show_default=True,
+    help="Fresh evaluation seeds per tuning study.",
+)
+@click.option(
+    "--studies",
+    type=click.IntRange(0),
+    default=0,
+    show_default=True,
+    help="Most tuning studies per contender and task (0: the fewest with power 0.8 at d = 1).",
 )
 @click.option(
     "--tuning-trials",
     type=click.IntRange(1),
     default=TUNING_TRIALS,
     show_default=True,
-    help="Tuning trials per contender and task.",
+    help="Tuning trials per tuning study.",
+)
+@click.option(
+    "--allow-underpowered",
+    is_flag=True,
+    help="Run a design that cannot reach power 0.8 at d = 1 (every verdict then says so).",
 )
 @click.option(
     "--storage", help="Optuna storage URL (default: $NOSPLUG_STORAGE, else ./nosplug-studies/journal.log)."
@@ -38,13 +54,17 @@ from nosplug.config import REFERENCE, TUNING_TRIALS
 @click.option("--quiet", is_flag=True, help="Print only the verdicts.")
 @click.option("--json", "as_json", is_flag=True, help="Print the results as one JSON object.")
 def benchmark(
-    contenders, tasks, config_path, name, reference, seeds, tuning_trials, storage, device, quiet, as_json
+    contenders, tasks, config_path, name, reference, seeds, studies, tuning_trials, allow_underpowered,
+    storage, device, quiet, as_json,
 ) -> None:  # fmt: skip
     """Compare optimizers fairly: each CONTENDER (a zoo name, a genome file, study:NAME#k,
     torch:Adam(...), pretrained:NAME, student:PATH) gets the same tuning budget over its learning
-    rate and schedule on each task (validation split, tuning seeds), then trains on fresh seeds;
-    quality is measured on the held-out test split, and each contender gets a computed verdict
-    against the reference with confidence intervals (docs/benchmark.md).
+    rate and schedule on each task (validation split, tuning seeds), in several independent tuning
+    studies; each study's choice trains on fresh seeds; quality is measured on the held-out test
+    split, and each contender gets a computed verdict against the reference with confidence
+    intervals (docs/benchmark.md). Studies come in batches until each verdict is decided or the
+    cap is reached; a design that could not detect an effect of one standard deviation with
+    probability 0.8 is refused before anything runs, unless --allow-underpowered.
 
     Example: nosplug benchmark opt6 torch:SGD(momentum=0.9,nesterov=True) --tasks diabetes-mlp
     """
@@ -58,8 +78,8 @@ def benchmark(
     events = None if quiet or as_json else _progress
     result = run_benchmark(
         list(contenders) or None, task_list or None, config=config_path,
-        name=name or "benchmark", storage=storage, seeds=seeds, tuning_trials=tuning_trials,
-        reference=reference, device=device, on_event=events,
+        name=name or "benchmark", storage=storage, seeds=seeds, studies=studies, tuning_trials=tuning_trials,
+        reference=reference, allow_underpowered=allow_underpowered, device=device, on_event=events,
     )  # fmt: skip
     if as_json:
         emit_json(as_dict(result))
@@ -83,8 +103,14 @@ def _num(v: float | None, digits: int = 4) -> str:
 
 
 def render(result, verdicts_only: bool = False) -> Group:
-    """The benchmark's tables: per task, the aggregate verdicts, and the fairness terms."""
-    parts: list[Any] = [Text(f"benchmark {result.name}: {result.budget_line()}", style="dim")]
+    """The benchmark's tables: per task, the verdicts, and the fairness terms and design."""
+    parts: list[Any] = [
+        Text(f"benchmark {result.name}: {result.budget_line()}", style="dim"),
+        Text(f"design: {result.design.summary()}", style="dim"),
+    ]
+    note = result.design.note()
+    if note:
+        parts.append(Text(note, style="yellow"))
     if not verdicts_only:
         for entry in result.tasks:
             parts.append(task_table(result, entry))
@@ -94,7 +120,23 @@ def render(result, verdicts_only: bool = False) -> Group:
     return Group(*parts)
 
 
-def task_table(result, entry) -> Table:
+def _contender_column(table: Table) -> None:
+    """A contender's name is never split across lines (the other columns wrap instead)."""
+    table.add_column("contender", no_wrap=True)
+
+
+def _tuned(s) -> str:
+    """The first study's choice, and the range of learning rates over every study."""
+    first = ", ".join(f"{k} {v:.3g}" for k, v in s.tuned.items()) or "-"
+    rates = [st["lr"] for st in s.studies if "lr" in st]
+    if len(s.studies) > 1 and rates:
+        return f"lr {min(rates):.2g}..{max(rates):.2g} over {len(s.studies)} studies"
+    return first
+
+
+def task_table(result, entry) -> Group:
+    """One task: final and best test quality and steps to target per contender (a narrow table, so
+    80 columns hold it next to long contender names), then a line per contender with the rest."""
     task = entry["label"]
     better = "higher" if entry["direction"] == "maximize" else "lower"
     target = result.targets.get(task, math.nan)
@@ -104,47 +146,70 @@ def task_table(result, entry) -> Table:
         else "reached by the tuned reference on about 3 of 4 seeds"
     )
     table = Table(
-        title=f"{task}: test {entry['metric']} ({better} is better), mean ± std over {result.seeds} seeds; "
-        f"target {_num(target)} ({source})",
+        title=f"{task}: test {entry['metric']} ({better} is better), mean ± std over each contender's "
+        f"seeds; target {_num(target)} ({source})",
         title_justify="left",
     )
-    for col in ("contender", "tuned", "final", "best", "steps to target", "s to target", "s / run"):
+    _contender_column(table)
+    for col in ("final", "best", "steps to target"):
         table.add_column(col, overflow="fold")
+    lines: list[Text] = []
     for c in result.contenders:
         s = result.summaries.get((c, task))
+        name = escape(c) + (" (reference)" if c == result.reference else "")
         if s is None:
-            table.add_row(escape(c), "running", "", "", "", "", "")
+            table.add_row(name, "running", "", "")
             continue
-        tuned = ", ".join(f"{k} {v:.3g}" for k, v in s.tuned.items()) or "-"
         table.add_row(
-            escape(c) + (" (reference)" if c == result.reference else ""),
-            escape(tuned),
+            name,
             f"{_num(s.final_test.mean)} ± {_num(s.final_test.std, 2)}",
             _num(s.best_test.mean),
             f"{_num(s.steps_to_target)} ({s.reached}/{s.final_test.n})",
-            _num(s.seconds_to_target, 3),
-            _num(s.train_seconds, 3),
         )
-    return table
+        lines.append(
+            Text.assemble(
+                (f"{c}: ", "bold"),
+                f"{s.final_test.n} seeds; tuned {_tuned(s)}; "
+                + (
+                    f"{_num(s.seconds_to_target, 3)} s to target"
+                    if math.isfinite(s.seconds_to_target)
+                    else "target not reached on most seeds"
+                )
+                + f"; {_num(s.train_seconds, 3)} s per run",
+            )
+        )
+    return Group(table, *lines)
 
 
 def verdict_table(result) -> Group:
-    """The verdict per contender, then each verdict's evidence as a sentence of its own: a sentence
-    wrapped inside a narrow table column interleaves with its neighbours and is hard to read."""
+    """The verdict per contender (a narrow table: long contender names stay on one line in 80
+    columns), then each verdict's evidence as a sentence of its own (and, with several tasks, each
+    task's verdict): a sentence wrapped inside a narrow table column interleaves with its
+    neighbours and is hard to read."""
     table = Table(title=f"verdicts against tuned {result.reference} (computed; 95 % bootstrap intervals)",
                   title_justify="left")  # fmt: skip
-    for col in ("contender", "verdict", "profile area"):
-        table.add_column(col, overflow="fold")
-    area = result.profiles.area if result.profiles else {}
+    _contender_column(table)
+    table.add_column("verdict")
+    table.add_column("seeds", overflow="fold")
+    table.add_column("stopped")
     if not result.verdicts:
-        table.add_row("-", "pending: statistics need every run of every contender, task and seed", "-")
+        table.add_row("-", "pending: statistics need every contender's first batch of tuning studies", "", "")
     for c, v in result.verdicts.items():
-        style = {"better": "green", "worse": "red"}.get(v.outcome, "")
-        table.add_row(escape(c), Text(v.outcome, style=style), _num(area.get(c), 3))
-    if result.reference in area:
-        table.add_row(escape(result.reference), "reference", _num(area[result.reference], 3))
-    sentences = [Text.assemble((f"{c}: ", "bold"), v.sentence) for c, v in result.verdicts.items()]
-    return Group(table, *sentences)
+        style = {"better": "green", "worse": "red", "mixed": "yellow"}.get(v.outcome, "")
+        seeds = sum(v.comparison.seeds_per_task)
+        table.add_row(escape(c), Text(v.outcome, style=style), str(seeds), result.stopped(c))
+    if result.verdicts:
+        seeds = sum(result.runs_of(result.reference, t["label"]) for t in result.tasks)
+        table.add_row(escape(result.reference), "reference", str(seeds), "")
+    lines: list[Text] = []
+    for c, v in result.verdicts.items():
+        lines.append(Text.assemble((f"{c}: ", "bold"), v.sentence))
+        for t, tv in v.per_task.items():
+            lines.append(Text.assemble((f"  {c} on {t}: ", "bold"), tv.sentence))
+    if result.profiles:
+        areas = ", ".join(f"{c} {_num(a, 3)}" for c, a in result.profiles.area.items())
+        lines.append(Text(f"performance profile areas (time to target; 1 = fastest on every task): {areas}"))
+    return Group(table, *lines)
 
 
 def as_dict(result) -> dict[str, Any]:
@@ -154,10 +219,12 @@ def as_dict(result) -> dict[str, Any]:
         "done": result.done,
         "reference": result.reference,
         "budget": result.budget_line(),
+        "design": result.design.summary(),
         "targets": result.targets,
         "tasks": {
             f"{c}|{t}": {
                 "tuned": s.tuned,
+                "studies": s.studies,
                 "final_test_mean": s.final_test.mean,
                 "final_test_std": s.final_test.std,
                 "best_test_mean": s.best_test.mean,
@@ -174,6 +241,11 @@ def as_dict(result) -> dict[str, Any]:
                 "sentence": v.sentence,
                 "iqm": [v.comparison.iqm.point, v.comparison.iqm.low, v.comparison.iqm.high],
                 "p_corrected": v.comparison.test.p_corrected,
+                "seeds": sum(v.comparison.seeds_per_task),
+                "stopped": result.stopped(c),
+                "per_task": {
+                    t: {"outcome": tv.outcome, "sentence": tv.sentence} for t, tv in v.per_task.items()
+                },
             }
             for c, v in result.verdicts.items()
         },

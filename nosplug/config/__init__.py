@@ -9,7 +9,10 @@ from nosplug.config.defaults import (
     DEFAULT_DEVICE,
     FALLBACK_LR,
     REFERENCE,
+    SEEDS_PER_STUDY,
+    TUNING_BATCH,
     TUNING_LR_RANGE,
+    TUNING_STUDIES,
     TUNING_TRIALS,
 )
 from nosplug.config.sections import WorkersConfig, section_schema
@@ -18,7 +21,10 @@ __all__ = [
     "DEFAULT_DEVICE",
     "FALLBACK_LR",
     "REFERENCE",
+    "SEEDS_PER_STUDY",
+    "TUNING_BATCH",
     "TUNING_LR_RANGE",
+    "TUNING_STUDIES",
     "TUNING_TRIALS",
     "WorkersConfig",
     "section_schema",

@@ -75,7 +75,7 @@ def curves_figure(res: BenchmarkResult, task: str, path: Path) -> Path:
         ax.grid(True, alpha=0.3)
     axes[0].legend(fontsize=8)
     better = "higher" if entry["direction"] == "maximize" else "lower"
-    fig.suptitle(f"{task}: mean over {res.seeds} evaluation seeds ({better} is better)")
+    fig.suptitle(f"{task}: mean over each contender's evaluation seeds ({better} is better)")
     return _save(fig, path)
 
 
@@ -117,8 +117,11 @@ def _task_rows(res: BenchmarkResult, task: str) -> list[list[str]]:
         if s is None:
             continue
         tuned = ", ".join(f"{k} {v:.3g}" for k, v in s.tuned.items()) or "-"
+        rates = [st["lr"] for st in s.studies if "lr" in st]
+        if len(s.studies) > 1 and rates:
+            tuned = f"lr {min(rates):.2g}..{max(rates):.2g} over {len(s.studies)} studies"
         rows.append([
-            c + (" (reference)" if c == res.reference else ""), tuned,
+            c + (" (reference)" if c == res.reference else ""), str(s.final_test.n), tuned,
             f"{_n(s.final_test.mean)} ± {_n(s.final_test.std, 2)}", _n(s.best_test.mean),
             f"{_n(s.steps_to_target)} ({s.reached}/{s.final_test.n})", _n(s.seconds_to_target, 3),
             _n(s.train_seconds, 3),
@@ -128,6 +131,7 @@ def _task_rows(res: BenchmarkResult, task: str) -> list[list[str]]:
 
 HEAD = [
     "contender",
+    "seeds",
     "tuned",
     "final test (mean ± std)",
     "best test",
@@ -140,8 +144,10 @@ HEAD = [
 def _intro(res: BenchmarkResult) -> list[str]:
     return [
         f"Benchmark `{res.name}`: {res.budget_line()}.",
+        f"Design: {res.design.summary()}." + (f" **{res.design.note()}**." if res.design.note() else ""),
         "Verdicts are computed from the numbers beside them (docs/benchmark.md): `better` needs a "
-        "Holm-corrected Wilcoxon p < 0.05 *and* a P(improvement) interval above 0.5.",
+        "Holm-corrected (sequential) Wilcoxon p < 0.05 over the paired tuning studies, P(improvement) "
+        "above 0.5, and no task significantly worse.",
     ]
 
 
@@ -152,7 +158,7 @@ def markdown(res: BenchmarkResult, figures: dict[str, Path]) -> str:
     for entry in res.tasks:
         task = entry["label"]
         better = "higher" if entry["direction"] == "maximize" else "lower"
-        out += [f"## {task}", "", f"Test {entry['metric']} ({better} is better) over {res.seeds} seeds; "
+        out += [f"## {task}", "", f"Test {entry['metric']} ({better} is better) over each contender's seeds; "
                 f"target {_n(res.targets.get(task))} (validation; reached by the tuned reference on "
                 "about 3 of 4 seeds unless the config sets it).", ""]  # fmt: skip
         out += ["| " + " | ".join(HEAD) + " |", "|" + "---|" * len(HEAD)]
@@ -160,10 +166,19 @@ def markdown(res: BenchmarkResult, figures: dict[str, Path]) -> str:
         out.append("")
         if f"curves:{task}" in figures:
             out += [f"![learning curves]({figures[f'curves:{task}'].name})", ""]
-    out += ["## Verdicts", "", "| contender | verdict | evidence |", "|---|---|---|"]
-    out += [f"| {c} | {v.outcome} | {v.sentence} |" for c, v in res.verdicts.items()]
+    out += [
+        "## Verdicts",
+        "",
+        "| contender | verdict | seeds | stopped | evidence |",
+        "|---|---|---|---|---|",
+    ]
+    for c, v in res.verdicts.items():
+        out.append(
+            f"| {c} | {v.outcome} | {sum(v.comparison.seeds_per_task)} | {res.stopped(c)} | {v.sentence} |"
+        )
+        out += [f"| {c} on {t} | {tv.outcome} | | | {tv.sentence} |" for t, tv in v.per_task.items()]
     if not res.verdicts:
-        out.append("| - | pending | statistics need every run of every contender, task and seed |")
+        out.append("| - | pending | | | statistics need every contender's first batch of tuning studies |")
     out.append("")
     if "profiles" in figures:
         out += ["## Performance profiles", "", f"![performance profiles]({figures['profiles'].name})", ""]
@@ -195,8 +210,12 @@ def html(res: BenchmarkResult, figures: dict[str, Path]) -> str:
         parts += [f"<h2>{h.escape(task)}</h2>", _table(HEAD, _task_rows(res, task))]
         if f"curves:{task}" in figures:
             parts.append(_embed(figures[f"curves:{task}"], f"learning curves on {task}"))
-    verdict_rows = [[c, v.outcome, v.sentence] for c, v in res.verdicts.items()]
-    parts += ["<h2>Verdicts</h2>", _table(["contender", "verdict", "evidence"], verdict_rows)]
+    verdict_rows = []
+    for c, v in res.verdicts.items():
+        verdict_rows.append([c, v.outcome, sum(v.comparison.seeds_per_task), res.stopped(c), v.sentence])
+        verdict_rows += [[f"{c} on {t}", tv.outcome, "", "", tv.sentence] for t, tv in v.per_task.items()]
+    head = ["contender", "verdict", "seeds", "stopped", "evidence"]
+    parts += ["<h2>Verdicts</h2>", _table(head, verdict_rows)]
     if "profiles" in figures:
         parts += ["<h2>Performance profiles</h2>", _embed(figures["profiles"], "performance profiles")]
     parts.append("</body></html>")

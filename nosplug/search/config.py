@@ -16,7 +16,16 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
-from nosplug.config import REFERENCE, TUNING_LR_RANGE, TUNING_TRIALS, WorkersConfig, section_schema
+from nosplug.config import (
+    REFERENCE,
+    SEEDS_PER_STUDY,
+    TUNING_BATCH,
+    TUNING_LR_RANGE,
+    TUNING_STUDIES,
+    TUNING_TRIALS,
+    WorkersConfig,
+    section_schema,
+)
 from nosplug.errors import UserError
 from nosplug.evaluation.presets import EvalPreset, get_preset
 from nosplug.genome.model import Genome
@@ -88,11 +97,14 @@ _SCHEMA: dict[str, dict[str, tuple[tuple[type, ...], Any]]] = {
         "top": ((int,), 3),
         "reference": ((str,), REFERENCE),
         "baselines": ((list,), []),
-        "tuning_trials": ((int,), TUNING_TRIALS),
+        "tuning_trials": ((int,), TUNING_TRIALS),  # per tuning study
         # quasi-random search: evenly spread rates, and the trials run side by side (TPE would
         # draw at random for its first 10 trials anyway, and one trial at a time)
         "sampler": ((str,), "qmc"),
-        "seeds": ((int,), 5),
+        "seeds": ((int,), SEEDS_PER_STUDY),  # fresh seeds per tuning study
+        "studies": ((int,), TUNING_STUDIES),  # most per contender (0: the fewest for power 0.8 at d = 1)
+        "batch": ((int,), TUNING_BATCH),  # tuning studies per look of the sequential design
+        "allow_underpowered": ((bool,), False),
         "lr": ((list,), list(TUNING_LR_RANGE)),
     },
 }
@@ -293,10 +305,19 @@ def _check_ranges(c: dict[str, Any]) -> None:
     if n["timesteps"] < 0 or n["mutations"] < 0:
         raise ConfigError("next_round: timesteps and mutations are >= 0 (0: the search's)")
     v = c["validate"]
-    if v["top"] < 0 or v["tuning_trials"] < 1 or v["seeds"] < 1:
-        raise ConfigError("validate: top >= 0 (0: no verdict), tuning_trials >= 1, seeds >= 1")
+    if v["top"] < 0 or v["tuning_trials"] < 1 or v["seeds"] < 1 or v["studies"] < 0 or v["batch"] < 0:
+        raise ConfigError(
+            "validate: top >= 0 (0: no verdict), tuning_trials >= 1, seeds >= 1, studies >= 0, batch >= 0"
+        )
     if v["sampler"] not in ("qmc", "tpe", "random"):
         raise ConfigError(f"validate.sampler: qmc, tpe or random, got {v['sampler']!r}")
+    if v["top"] and v["studies"] and not v["allow_underpowered"]:  # checked before the search runs
+        from nosplug import stats
+
+        family = v["top"] + len([b for b in v["baselines"] if b != v["reference"]])
+        shortfall = stats.check(stats.Design(family, v["studies"], 1, v["seeds"], v["batch"])).shortfall()
+        if shortfall:
+            raise ConfigError(f"validate: {shortfall} (validate.studies = 0 picks it; or allow_underpowered)")
 
 
 def _seed_genome(ref: Any, where: str) -> dict[str, Any]:

@@ -45,11 +45,14 @@ def verdict_config(ctx: SearchStudy, storage: str | None = None) -> dict[str, An
             "reference": v["reference"],
             "contenders": [*specs, *[b for b in v["baselines"] if b != v["reference"]]],
             "description": f"the verdict of search {ctx.name}",
+            "allow_underpowered": bool(v.get("allow_underpowered", False)),
         },
         "tuning": {
             "trials": int(v["tuning_trials"]),
             "lr": list(v["lr"]),
             "sampler": v.get("sampler", "tpe"),  # studies stored before the option: TPE
+            "studies": int(v.get("studies", 0)),  # 0: the fewest for power 0.8 at d = 1
+            "batch": int(v.get("batch", 4)),
         },
         "evaluation": {"seeds": int(v["seeds"])},
         "tasks": [
