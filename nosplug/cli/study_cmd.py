@@ -133,6 +133,7 @@ def _follow_ups(name: str, url: str, children: bool, threads, quiet: bool, jsonl
     processes of ``--workers K`` each join them; the parent then prints what they computed."""
     from nosplug.benchmark.results import collect
     from nosplug.cli.benchmark_cmd import render
+    from nosplug.search.verdict import next_steps
     from nosplug.study.kinds import open_study
     from nosplug.study.studies import load
     from nosplug.study.worker import Worker
@@ -160,7 +161,10 @@ def _follow_ups(name: str, url: str, children: bool, threads, quiet: bool, jsonl
 
                 Worker(follow, url, device=device, threads=threads, on_event=progress).run()
         if not (quiet or jsonl):
-            console.print(render(collect(load(follow, url))))
+            result = collect(load(follow, url))
+            console.print(render(result))
+            for line in next_steps(name, result):
+                console.print(escape(line), soft_wrap=True)
 
 
 def _device_list(devices: str | None, workers: int, device: str | None) -> list[str | None]:

@@ -88,3 +88,25 @@ def verdict(name: str, storage: str | None = None) -> BenchmarkResult | None:
     if not exists(vname, storage):
         return None
     return collect(load(vname, storage))
+
+
+def next_steps(name: str, result: BenchmarkResult) -> list[str]:
+    """What a user can do when no genome of search ``name`` beat the reference in its verdict:
+    lines with the commands (empty when one was better). A few minutes of search on a tiny budget
+    rarely find one; what did find better optimizers here is documented in docs/discovery.md, and
+    how the planners compare with random search in docs/search-efficiency.md."""
+    searched = [c for c in result.contenders if c.startswith(f"study:{name}#")]
+    if any(result.verdicts.get(c) is not None and result.verdicts[c].outcome == "better" for c in searched):
+        return []
+    return [
+        f"None of the best genomes of {name} is better than tuned {result.reference} at this budget. "
+        "What to try next:",
+        "  - warm-start from Adam and search its learning-rate schedule (decay functions only), as in "
+        "docs/discovery.md: nosplug study create studies/discovery.toml && nosplug study run discovery",
+        "  - search longer or warm-started: raise [ga] particles and timesteps in the config "
+        '(studies/quick.toml for the main job), add seed_genomes = ["adam"] under [ga], then '
+        "nosplug study create CONFIG --name NEW && nosplug study run NEW",
+        '  - another planner: [search] planner = "regularized-evolution" (docs/search-efficiency.md '
+        "compares the planners with random search)",
+        f"  - check a genome on another task: nosplug benchmark study:{name}#1 --tasks diabetes-mlp",
+    ]
