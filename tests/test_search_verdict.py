@@ -14,7 +14,9 @@ def _result(outcomes: dict[str, str]):
 
 
 def test_no_better_genome_gives_the_next_commands() -> None:
-    lines = next_steps("quick", _result({"study:quick#1": "worse", "study:quick#2": "no detectable difference"}))
+    lines = next_steps(
+        "quick", _result({"study:quick#1": "worse", "study:quick#2": "no detectable difference"})
+    )
     text = "\n".join(lines)
     assert "None of the best genomes of quick is better than tuned torch:Adam" in text
     assert "nosplug study create studies/discovery.toml && nosplug study run discovery" in text
