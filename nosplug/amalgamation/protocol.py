@@ -48,6 +48,7 @@ from nosplug.amalgamation.evaluate import (
 from nosplug.amalgamation.problems import PAPER_PROBLEMS, PROBLEMS, get_problem
 from nosplug.amalgamation.teachers import resolve_teacher
 from nosplug.errors import UserError
+from nosplug.quiet import quiet_optuna
 from nosplug.study import optuna_adapter
 from nosplug.tomlconfig import check_sections, read_toml
 
@@ -170,7 +171,8 @@ def create(
                 "give the protocol a new name to start over"
             )
         return study
-    study = optuna.create_study(study_name=name, storage=store, direction="minimize")
+    with quiet_optuna():
+        study = optuna.create_study(study_name=name, storage=store, direction="minimize")
     study.set_user_attr(amrun.KIND_ATTR, KIND)
     study.set_user_attr(amrun.CONFIG_ATTR, cfg)
     ckdir = Path(checkpoint_dir or Path("nosplug-amalgamation") / name).resolve()

@@ -46,6 +46,7 @@ from nosplug.amalgamation.student import LearnedTeacher, build_learned, save
 from nosplug.amalgamation.teachers import Teacher, TeacherError, pool_members, resolve_teacher
 from nosplug.amalgamation.train import MetaConfig, MetaTrainer, PeriodResult
 from nosplug.errors import UserError
+from nosplug.quiet import quiet_optuna
 from nosplug.study import optuna_adapter
 from nosplug.study.artifacts import check as check_artifacts
 from nosplug.study.artifacts import publish_student
@@ -228,7 +229,8 @@ def create_run_from(
             f"a study named {run_name!r} already exists in {shown_url(url)}; choose another with --name"
         )
     ckdir = Path(checkpoint_dir or Path("nosplug-amalgamation") / run_name).resolve()
-    study = optuna.create_study(study_name=run_name, storage=store, direction="minimize")
+    with quiet_optuna():
+        study = optuna.create_study(study_name=run_name, storage=store, direction="minimize")
     study.set_user_attr(KIND_ATTR, KIND)
     study.set_user_attr(CONFIG_ATTR, raw)
     study.set_user_attr(DIR_ATTR, str(ckdir))

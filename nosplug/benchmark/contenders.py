@@ -32,6 +32,7 @@ from optuna.distributions import BaseDistribution, FloatDistribution
 
 from nosplug.errors import UserError
 from nosplug.optim.schedules import WarmupHoldCosine
+from nosplug.quiet import quiet_optuna
 
 #: Hyperparameters a ``torch:`` contender may tune besides the rate and schedule, and their ranges.
 EXTRA_TUNING: dict[str, BaseDistribution] = {
@@ -237,7 +238,10 @@ def suggest(
     if sampler != "tpe":
         return suggest_blind(space, len(history), seed, sampler)
     sam = optuna.samplers.TPESampler(seed=(int(seed) * 1_000_003 + len(history)) % 2**31)
-    study = optuna.create_study(storage=optuna.storages.InMemoryStorage(), sampler=sam, direction=direction)
+    with quiet_optuna():  # a throw-away study: nothing for the user's console
+        study = optuna.create_study(
+            storage=optuna.storages.InMemoryStorage(), sampler=sam, direction=direction
+        )
     for params, value in history:
         state = (
             optuna.trial.TrialState.COMPLETE
@@ -265,7 +269,8 @@ def suggest_blind(
     if sampler == "qmc":
         return quasi_random(space, index, seed)
     sam = optuna.samplers.RandomSampler(seed=(int(seed) * 1_000_003 + index) % 2**31)
-    study = optuna.create_study(storage=optuna.storages.InMemoryStorage(), sampler=sam)
+    with quiet_optuna():
+        study = optuna.create_study(storage=optuna.storages.InMemoryStorage(), sampler=sam)
     return dict(study.ask(dict(space)).params)
 
 

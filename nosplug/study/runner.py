@@ -37,6 +37,7 @@ from nosplug.ga.elimination import SEARCH, Candidate, Elimination, Stage
 from nosplug.ga.particle_ga import EVOLUTION, ParticleGA
 from nosplug.ga.plan import COMPLETE, CRASHED, NONFINITE, PlanResult, Record
 from nosplug.genome.model import Genome
+from nosplug.quiet import quiet_optuna
 from nosplug.study import artifacts as _artifacts
 from nosplug.study import optuna_adapter as oa
 from nosplug.study import trials as T
@@ -158,7 +159,8 @@ def _create(
             f"a study named {name!r} already exists in {shown_url(url)}; continue it with "
             f"`nosplug study run {name}` or choose another name with --name"
         )
-    study = optuna.create_study(study_name=name, storage=store, direction=direction)
+    with quiet_optuna():  # library code stays quiet (nosplug.quiet)
+        study = optuna.create_study(study_name=name, storage=store, direction=direction)
     study.set_user_attr(T.KIND_ATTR, kind)
     study.set_user_attr(T.CONFIG_ATTR, raw)
     from nosplug import __version__
