@@ -29,6 +29,7 @@ BUILTIN_PLUGINS: dict[str, str] = {
     "nosplug.students": "nosplug.builtin.students",
     "nosplug.losses": "nosplug.builtin.losses",
     "nosplug.zoo": "nosplug.builtin.zoo",
+    "nosplug.baselines": "nosplug.builtin.baselines",
 }
 
 _manager: pluggy.PluginManager | None = None

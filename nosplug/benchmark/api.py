@@ -20,10 +20,18 @@ def build_config(
     seed: int = 0,
     device: str = "auto",
     threads: int = 0,
+    baselines: Sequence[str] = (),
 ) -> dict[str, Any]:
-    """A benchmark config dict (the TOML form, see :mod:`nosplug.benchmark.config`)."""
+    """A benchmark config dict (the TOML form, see :mod:`nosplug.benchmark.config`); ``baselines``
+    names baseline sets (``modern``) whose optimizers join the contenders."""
     return {
-        "benchmark": {"name": name, "seed": seed, "reference": reference, "contenders": list(contenders)},
+        "benchmark": {
+            "name": name,
+            "seed": seed,
+            "reference": reference,
+            "contenders": list(contenders),
+            "baselines": list(baselines),
+        },
         "tuning": {"trials": tuning_trials, "extra": {k: list(v) for k, v in (extra_tuning or {}).items()}},
         "evaluation": {"seeds": seeds},
         "tasks": [t if isinstance(t, Mapping) else {"name": t} for t in tasks],
@@ -44,6 +52,7 @@ def benchmark(
     extra_tuning: Mapping[str, Sequence[str]] | None = None,
     device: str | None = None,
     on_event: Callable[[dict[str, Any]], None] | None = None,
+    baselines: Sequence[str] = (),
 ) -> BenchmarkResult:
     """Run (or resume) a benchmark and return its results with statistics and verdicts.
 
@@ -60,12 +69,12 @@ def benchmark(
 
     url = storage_url(storage)
     if config is None:
-        if not contenders or not tasks:
-            raise bconfig.BenchmarkConfigError("give contenders and tasks, or a config")
+        if not (contenders or baselines) or not tasks:
+            raise bconfig.BenchmarkConfigError("give contenders (or baselines) and tasks, or a config")
         raw = bconfig.normalise(
             build_config(
-                contenders, tasks, name=name or "benchmark", seeds=seeds, tuning_trials=tuning_trials,
-                reference=reference, extra_tuning=extra_tuning,
+                contenders or (), tasks, name=name or "benchmark", seeds=seeds, tuning_trials=tuning_trials,
+                reference=reference, extra_tuning=extra_tuning, baselines=baselines,
             ),
             url,
         )  # fmt: skip

@@ -87,7 +87,7 @@ def main(argv: list[str] | None = None) -> int:
     except (UserError, EvaluationCrashError) as exc:
         from rich.markup import escape
 
-        Console(stderr=True, highlight=False, soft_wrap=True).print(
+        Console(stderr=True, highlight=False, soft_wrap=True, emoji=False).print(
             f"[bold red]error:[/bold red] {escape(str(exc))}"
         )
         return exc.exit_code
@@ -113,7 +113,7 @@ def _unexpected(exc: Exception) -> int:
     from rich.markup import escape
 
     text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
-    err = Console(stderr=True, highlight=False, soft_wrap=True)
+    err = Console(stderr=True, highlight=False, soft_wrap=True, emoji=False)
     if os.environ.get("NOSPLUG_TRACEBACK"):
         err.print(escape(text), end="")
         return 1
@@ -146,7 +146,7 @@ def _one_line_warnings(show):
         from rich.console import Console
         from rich.markup import escape
 
-        Console(stderr=True, highlight=False, soft_wrap=True).print(
+        Console(stderr=True, highlight=False, soft_wrap=True, emoji=False).print(
             f"[yellow]warning:[/yellow] {escape(str(message))}"
         )
 

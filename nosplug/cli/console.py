@@ -9,8 +9,9 @@ from typing import Any
 
 from rich.console import Console
 
-console = Console(highlight=False)
-err_console = Console(stderr=True, highlight=False)
+# no emoji codes: an optimizer name such as pytorch_optimizer:SOAP: must print as written
+console = Console(highlight=False, emoji=False)
+err_console = Console(stderr=True, highlight=False, emoji=False)
 
 
 def emit_json(obj: Any) -> None:
@@ -48,7 +49,7 @@ def fitted(build: Callable[[list[str]], Any], names: Sequence[str], width: int |
     if fits(table, names, width):
         return table
     keys = {n: f"#{i}" for i, n in enumerate(dict.fromkeys(names), 1)}
-    legend = [Text.from_markup(f"[bold]{k}[/bold]  {escape(n)}") for n, k in keys.items()]
+    legend = [Text.from_markup(f"[bold]{k}[/bold]  {escape(n)}", emoji=False) for n, k in keys.items()]
     return Group(build([keys[n] for n in names]), *legend)
 
 
@@ -67,6 +68,8 @@ def render_text(renderable: Any, width: int) -> str:
     (not cropped), so a caller can see that they do not."""
     import io
 
-    probe = Console(file=io.StringIO(), width=width, color_system=None, force_terminal=False, record=True)
+    probe = Console(
+        file=io.StringIO(), width=width, color_system=None, force_terminal=False, record=True, emoji=False
+    )
     probe.print(renderable, crop=False)
     return probe.export_text()

@@ -72,6 +72,7 @@ KINDS: tuple[Kind, ...] = (
     Kind("students", "nosplug_students", "student", "student"),
     Kind("amalgamation_losses", "nosplug_amalgamation_losses", "amalgamation loss", "amalgamation_loss"),
     Kind("zoo_genomes", "nosplug_zoo_genomes", "zoo genome", "zoo_genome"),
+    Kind("baseline_sets", "nosplug_baseline_sets", "baseline set", "baseline_set"),
 )
 KIND_BY_KEY = {k.key: k for k in KINDS}
 

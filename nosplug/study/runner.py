@@ -814,6 +814,7 @@ def verdict_config(ctx: StudyContext, storage: str | None = None) -> dict[str, A
     """The benchmark that ends a search (config ``[validate]``): its ``top`` best genomes, as
     evaluated, against the tuned reference and baselines on the search's own task with the
     evolution stage's budget; None when ``validate.top`` is 0 or nothing has a fitness."""
+    from nosplug.baselines import is_set_name
     from nosplug.benchmark.config import normalise as benchmark_config
 
     v = ctx.raw.get("validate") or {}
@@ -829,7 +830,11 @@ def verdict_config(ctx: StudyContext, storage: str | None = None) -> dict[str, A
             "name": verdict_name(ctx.name),
             "seed": int(ctx.raw["study"]["seed"]),
             "reference": v["reference"],
-            "contenders": [*specs, *[b for b in v["baselines"] if b != v["reference"]]],
+            "contenders": [
+                *specs,
+                *[b for b in v["baselines"] if b != v["reference"] and not is_set_name(b)],
+            ],
+            "baselines": [b for b in v["baselines"] if is_set_name(b)],  # named sets: modern, ...
             "description": f"the verdict of search {ctx.name}",
         },
         "tuning": {
