@@ -22,8 +22,8 @@ from nosplug.baselines import (
     baseline_contenders,
     baseline_sets,
     expand,
-    tuning_lines,
 )
+from nosplug.benchmark.baseline_report import tuning_lines
 from nosplug.benchmark.config import BenchmarkConfigError, normalise
 from nosplug.benchmark.contenders import resolve
 from nosplug.cli import main
@@ -244,7 +244,7 @@ def test_schedule_free_keeps_the_rate_after_warmup_and_is_evaluated_in_eval_mode
 # ----------------------------------------------------------------------------- the verdict
 @pytest.mark.slow
 def test_a_benchmark_with_the_modern_set_judges_the_rest_against_the_best_baseline(tmp_path: Path) -> None:
-    from nosplug.baselines.compare import against_best_baseline, report_json, report_lines
+    from nosplug.benchmark.baseline_report import against_best_baseline, report_json, report_lines
 
     sets = ["modern"] if hasattr(torch.optim, "Muon") else ["algoperf"]
     res = nosplug.benchmark(["opt6"], [TINY], baselines=sets, seeds=2, tuning_trials=1, name="m",

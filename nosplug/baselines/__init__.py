@@ -15,9 +15,9 @@ and the extra hyperparameters its entry lists (``tuning.extra``), and run with i
   hidden weight matrices, AdamW on everything else, one learning rate for both.
 
 Sets are registered the plugin way, through the hook ``nosplug_baseline_sets`` (the built-in ones
-by :mod:`nosplug.builtin.baselines`); :func:`tuning_lines` states each contender's tuning space
-and recipe as text to print with a verdict table, and :mod:`nosplug.baselines.compare` judges the
-other contenders against the best baseline. The members of the built-in ``modern`` set need the
+by :mod:`nosplug.builtin.baselines`); :mod:`nosplug.benchmark.baseline_report` states each
+contender's tuning space and recipe as text to print with a verdict table and judges the other
+contenders against the best baseline. The members of the built-in ``modern`` set need the
 optional extra ``pip install "nosplug[baselines]"`` (pytorch-optimizer) and torch >= 2.9
 (``torch.optim.Muon``).
 
@@ -33,15 +33,6 @@ from typing import Any
 
 from nosplug.errors import UserError
 
-SCHEDULE_FREE_RECIPE = (
-    "schedule-free: the tuned warm-up, then a constant rate (no decay); trained in train() mode, "
-    "evaluated in eval() mode (the averaged weights)"
-)
-MUON_RECIPE = (
-    "Muon (torch.optim.Muon) on the 2-D weight matrices, AdamW on every other parameter, one learning "
-    "rate and weight decay for both (Muon's update scaled to AdamW's RMS, match_rms_adamw); "
-    "warm-up, then cosine decay to 0"
-)
 #: The pip command that installs what the built-in sets need.
 INSTALL_HINT = 'pip install "nosplug[baselines]" (in a clone: pip install -e ".[baselines]")'
 
@@ -154,57 +145,6 @@ def baseline_contenders(raw: Mapping[str, Any]) -> list[str]:
     return [c for c in b["contenders"] if c == b["reference"] or c in members]
 
 
-def tuning_lines(raw: Mapping[str, Any]) -> list[str]:
-    """Each contender's tuning space and recipe, one line each, to print below a verdict table:
-    the budget (the same for all), then per contender what is tuned over which range and how it
-    runs (schedule, recipe)."""
-    from nosplug.benchmark.contenders import EXTRA_TUNING
-    from nosplug.refs import RefError, parse_ref
-
-    tu = raw["tuning"]
-    lo, hi = tu["lr"]
-    unequal = tu.get("per_contender") or {}
-    lines = [
-        f"tuning: {tu['trials']} {str(tu.get('sampler', 'tpe')).upper()} trial(s) per contender and task, "
-        "the same for every contender"
-        + (f" except {unequal} (unequal budgets allowed by the config)" if unequal else "")
-    ]
-    for spec in raw["benchmark"]["contenders"]:
-        try:
-            ref = parse_ref(spec)
-        except RefError:
-            continue
-        if ref.kind in ("student", "pretrained"):
-            lines.append(
-                f"{spec}: its SGD warm-up rate log-uniform in [0.001, 1]; a learned optimizer, no schedule"
-            )
-            continue
-        parts = [
-            f"lr log-uniform in [{lo:g}, {hi:g}]",
-            f"warm-up fraction in [0, {float(tu['max_warmup']):g}]",
-        ]
-        for name in tu["extra"].get(spec, ()):
-            d = EXTRA_TUNING.get(name)
-            if d is not None:
-                parts.append(f"{name} {'log-uniform ' if d.log else ''}in [{d.low:g}, {d.high:g}]")
-        if ref.kind == "class":
-            how = recipe_of(spec) or _class_recipe(ref)
-        else:
-            how = "warm-up, hold, cosine decay; the genome's momentum cycles as in the paper"
-        lines.append(f"{spec}: {', '.join(parts)}; {how}")
-    return lines
-
-
-def _class_recipe(ref) -> str:
-    from nosplug.baselines.recipes import is_schedule_free
-
-    try:
-        cls = ref.import_class()
-    except UserError:
-        return "warm-up, then cosine decay to 0"
-    return SCHEDULE_FREE_RECIPE if is_schedule_free(cls) else "warm-up, then cosine decay to 0"
-
-
 def __getattr__(name: str) -> Any:
     """``nosplug.baselines:MuonAdamW`` (a contender reference) without importing torch here."""
     if name == "MuonAdamW":
@@ -230,8 +170,6 @@ def sets_json(sets: Mapping[str, BaselineSet] | None = None) -> list[dict[str, A
 
 __all__ = [
     "INSTALL_HINT",
-    "MUON_RECIPE",
-    "SCHEDULE_FREE_RECIPE",
     "Baseline",
     "BaselineSet",
     "BaselineSetError",
@@ -242,5 +180,4 @@ __all__ = [
     "is_set_name",
     "recipe_of",
     "sets_json",
-    "tuning_lines",
 ]

@@ -21,7 +21,6 @@ from typing import Any
 
 import torch
 
-from nosplug.baselines import MUON_RECIPE, SCHEDULE_FREE_RECIPE
 from nosplug.errors import UserError
 
 __all__ = [
@@ -32,6 +31,17 @@ __all__ = [
     "is_schedule_free",
     "training_mode",
 ]
+
+
+SCHEDULE_FREE_RECIPE = (
+    "schedule-free: the tuned warm-up, then a constant rate (no decay); trained in train() mode, "
+    "evaluated in eval() mode (the averaged weights)"
+)
+MUON_RECIPE = (
+    "Muon (torch.optim.Muon) on the 2-D weight matrices, AdamW on every other parameter, one learning "
+    "rate and weight decay for both (Muon's update scaled to AdamW's RMS, match_rms_adamw); "
+    "warm-up, then cosine decay to 0"
+)
 
 
 def is_schedule_free(optimizer: Any) -> bool:

@@ -15,7 +15,8 @@ hyperparameters listed (ranges: ``nosplug.benchmark.contenders.EXTRA_TUNING``), 
 
 from __future__ import annotations
 
-from nosplug.baselines import INSTALL_HINT, MUON_RECIPE, SCHEDULE_FREE_RECIPE, Baseline, BaselineSet
+from nosplug.baselines import INSTALL_HINT, Baseline, BaselineSet
+from nosplug.baselines.recipes import MUON_RECIPE, SCHEDULE_FREE_RECIPE
 from nosplug.hookspecs import hookimpl
 
 _COSINE = "warm-up, then cosine decay to 0"

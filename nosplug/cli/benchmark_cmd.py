@@ -75,7 +75,7 @@ def benchmark(
         name=name or "benchmark", storage=storage, seeds=seeds, tuning_trials=tuning_trials,
         reference=reference, device=device, on_event=events, baselines=sets,
     )  # fmt: skip
-    from nosplug.baselines.compare import report_json, report_lines
+    from nosplug.benchmark.baseline_report import report_json, report_lines
 
     if as_json:
         emit_json({**as_dict(result), **report_json(result)})

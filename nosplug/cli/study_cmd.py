@@ -152,7 +152,11 @@ def _verdict(name: str, url: str, children: bool, threads, quiet: bool, jsonl: b
 
         result = run_verdict(name, url, device=device, threads=threads, on_event=progress)
     if result is not None and not (quiet or jsonl):
+        from nosplug.benchmark.baseline_report import report_lines
+
         console.print(render(result))
+        for line in report_lines(result):  # tuning space per contender; against the best baseline
+            console.print(escape(line))
 
 
 def _device_list(devices: str | None, workers: int, device: str | None) -> list[str | None]:
@@ -586,6 +590,10 @@ def best_cmd(name: str, storage: str | None, count: int, latex: bool, as_json: b
             f"{s.final_test.mean:.4g} ± {s.final_test.std:.2g} over {s.final_test.n} seeds"
         )
     console.print(render(result, verdicts_only=True))
+    from nosplug.benchmark.baseline_report import report_lines
+
+    for line in report_lines(result):  # tuning space per contender; against the best baseline
+        console.print(escape(line))
 
 
 @study.command()

@@ -1,4 +1,7 @@
-"""Is it better than the best baseline? The benchmark's verdicts compare every contender with one
+"""What a benchmark states beside its verdict table: each contender's tuning space and recipe
+(:func:`tuning_lines`), and whether it is better than the best baseline.
+
+Is it better than the best baseline? The benchmark's verdicts compare every contender with one
 reference (tuned Adam); an optimizer is worth adopting only if it beats the best of the baselines
 tuned just as hard. This module picks that baseline from the stored results and runs the same
 statistics (:func:`nosplug.benchmark.stats.compare`) with it as the reference.
@@ -12,9 +15,62 @@ conservative. Holm's correction runs over the contenders that are not baselines.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from typing import Any
 
-from nosplug.baselines import baseline_contenders, tuning_lines
+from nosplug.baselines import baseline_contenders, recipe_of
+from nosplug.errors import UserError
+
+
+def tuning_lines(raw: Mapping[str, Any]) -> list[str]:
+    """Each contender's tuning space and recipe, one line each, to print below a verdict table:
+    the budget (the same for all), then per contender what is tuned over which range and how it
+    runs (schedule, recipe)."""
+    from nosplug.benchmark.contenders import EXTRA_TUNING
+    from nosplug.refs import RefError, parse_ref
+
+    tu = raw["tuning"]
+    lo, hi = tu["lr"]
+    unequal = tu.get("per_contender") or {}
+    lines = [
+        f"tuning: {tu['trials']} {str(tu.get('sampler', 'tpe')).upper()} trial(s) per contender and task, "
+        "the same for every contender"
+        + (f" except {unequal} (unequal budgets allowed by the config)" if unequal else "")
+    ]
+    for spec in raw["benchmark"]["contenders"]:
+        try:
+            ref = parse_ref(spec)
+        except RefError:
+            continue
+        if ref.kind in ("student", "pretrained"):
+            lines.append(
+                f"{spec}: its SGD warm-up rate log-uniform in [0.001, 1]; a learned optimizer, no schedule"
+            )
+            continue
+        parts = [
+            f"lr log-uniform in [{lo:g}, {hi:g}]",
+            f"warm-up fraction in [0, {float(tu['max_warmup']):g}]",
+        ]
+        for name in tu["extra"].get(spec, ()):
+            d = EXTRA_TUNING.get(name)
+            if d is not None:
+                parts.append(f"{name} {'log-uniform ' if d.log else ''}in [{d.low:g}, {d.high:g}]")
+        if ref.kind == "class":
+            how = recipe_of(spec) or _class_recipe(ref)
+        else:
+            how = "warm-up, hold, cosine decay; the genome's momentum cycles as in the paper"
+        lines.append(f"{spec}: {', '.join(parts)}; {how}")
+    return lines
+
+
+def _class_recipe(ref) -> str:
+    from nosplug.baselines.recipes import SCHEDULE_FREE_RECIPE, is_schedule_free
+
+    try:
+        cls = ref.import_class()
+    except UserError:
+        return "warm-up, then cosine decay to 0"
+    return SCHEDULE_FREE_RECIPE if is_schedule_free(cls) else "warm-up, then cosine decay to 0"
 
 
 def best_baseline(result: Any) -> str | None:
