@@ -314,3 +314,15 @@ def test_the_benchmark_command_takes_sets_and_states_the_tuning(tmp_path: Path, 
     text = " ".join(capsys.readouterr().out.split())  # lines wrap at 80 columns
     assert "the best baseline (highest IQM among the reference and the baseline sets)" in text
     assert "opt6: " in text and "against it" in text
+
+
+def test_a_search_naming_an_uninstalled_set_fails_at_creation(monkeypatch) -> None:
+    import nosplug.baselines as bl
+    from nosplug.study.config import ConfigError
+    from nosplug.study.config import normalise as study_normalise
+
+    assert study_normalise({"study": {"name": "v"}, "validate": {"baselines": ["modern"]}})
+    real = bl._importable
+    monkeypatch.setattr(bl, "_importable", lambda m: m != "pytorch_optimizer" and real(m))
+    with pytest.raises(ConfigError, match=r"validate\.baselines: baseline set 'modern' needs"):
+        study_normalise({"study": {"name": "v"}, "validate": {"baselines": ["modern"]}})

@@ -281,6 +281,18 @@ def _check_ranges(c: dict[str, Any]) -> None:
         raise ConfigError("validate: top >= 0 (0: no verdict), tuning_trials >= 1, seeds >= 1")
     if v["sampler"] not in ("qmc", "tpe", "random"):
         raise ConfigError(f"validate.sampler: qmc, tpe or random, got {v['sampler']!r}")
+    _check_baseline_sets(v["baselines"])
+
+
+def _check_baseline_sets(baselines: list[Any]) -> None:
+    """``validate.baselines`` naming a baseline set whose optimizers are not installed fails at
+    creation, not when the search ends hours later."""
+    from nosplug.baselines import BaselineSetError, expand, is_set_name
+
+    try:
+        expand([b for b in baselines if isinstance(b, str) and is_set_name(b)])
+    except BaselineSetError as exc:
+        raise ConfigError(f"validate.baselines: {exc}") from None
 
 
 def _resolve_genome(ref: Any, where: str) -> dict[str, Any]:
