@@ -139,7 +139,7 @@ def test_tuning_lines_state_every_contenders_space_and_recipe() -> None:
         "schedule-free" in by["pytorch_optimizer:ScheduleFreeAdamW"]
         and "beta2" not in by["pytorch_optimizer:ScheduleFreeAdamW"]
     )
-    assert "Muon (torch.optim.Muon) on the 2-D weight matrices, AdamW" in by["nosplug.baselines:MuonAdamW"]
+    assert "Muon (torch.optim.Muon) on every 2-D parameter" in by["nosplug.baselines:MuonAdamW"]
     assert "AlgoPerf" in by["torch:NAdam(decoupled_weight_decay=True)"]
     assert "lr log-uniform in [1e-05, 10], warm-up fraction in [0, 0.25]; warm-up" in by["torch:Adam"]
     assert "momentum cycles" in by["opt6"] and "SGD warm-up rate" in by["pretrained:choice-large"]

@@ -1,8 +1,10 @@
 """The recipes some baselines need to be run the way their authors run them.
 
-* :class:`MuonAdamW`: Muon is an optimizer for the 2-D weight matrices of hidden layers only
-  (``torch.optim.Muon`` refuses anything else); its standard recipe trains every other parameter
-  (biases, norms, convolution kernels) with AdamW. One ``torch.optim.Optimizer`` holds both, so a
+* :class:`MuonAdamW`: Muon is an optimizer for 2-D weight matrices (``torch.optim.Muon`` refuses
+  anything else); its standard recipe trains every other parameter (biases, norms, convolution
+  kernels) with AdamW. Which matrices count as "hidden" depends on the model; this class splits
+  by shape alone, as torch's Muon documentation does (``p.ndim == 2``), so a model's embeddings
+  and output layer go to Muon too. One ``torch.optim.Optimizer`` holds both, so a
   benchmark tunes one learning rate and one schedule for it: Muon's update is scaled to AdamW's
   RMS (``adjust_lr_fn="match_rms_adamw"``, Moonshot's rule), so one rate and one weight decay
   fit both halves.
@@ -38,7 +40,8 @@ SCHEDULE_FREE_RECIPE = (
     "evaluated in eval() mode (the averaged weights)"
 )
 MUON_RECIPE = (
-    "Muon (torch.optim.Muon) on the 2-D weight matrices, AdamW on every other parameter, one learning "
+    "Muon (torch.optim.Muon) on every 2-D parameter (the split of torch's Muon documentation; "
+    "embeddings and the output layer included), AdamW on every other parameter, one learning "
     "rate and weight decay for both (Muon's update scaled to AdamW's RMS, match_rms_adamw); "
     "warm-up, then cosine decay to 0"
 )
