@@ -116,6 +116,13 @@ def nosplug_planners() -> list[Any]:
 
 
 @hookspec
+def nosplug_baseline_sets() -> list[Any]:
+    """Return :class:`~nosplug.baselines.BaselineSet` records: named lists of baseline optimizers
+    (contender references, the hyperparameters each tunes, its recipe) that ``nosplug benchmark
+    --baselines NAME`` and ``validate.baselines`` add as contenders."""
+
+
+@hookspec
 def nosplug_zoo_genomes() -> Mapping[str, str | Mapping[str, Any]] | Iterable[Any]:
     """Return named genomes for :mod:`nosplug.zoo`, so ``zoo.load(name)`` finds them.
 

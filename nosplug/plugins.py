@@ -31,6 +31,7 @@ BUILTIN_PLUGINS: dict[str, str] = {
     "nosplug.zoo": "nosplug.builtin.zoo",
     "nosplug.kinds": "nosplug.builtin.kinds",
     "nosplug.planners": "nosplug.builtin.planners",
+    "nosplug.baselines": "nosplug.builtin.baselines",
 }
 
 _manager: pluggy.PluginManager | None = None

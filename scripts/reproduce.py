@@ -18,12 +18,21 @@ meta-trained in several independent replicates from the shipped configs with a b
 down (``AMALGAMATION``), evaluated with the large pool's teachers (the oracle) on the paper's
 MNIST-5k problems; the paper's claims get computed verdicts (nosplug.amalgamation.report).
 
+With ``--baselines modern`` the NOS benchmark also tunes and evaluates the modern baseline set
+(AdamW, NAdamW, Lion, Schedule-Free AdamW, SOAP, Muon with AdamW; ``nosplug.baselines``, needs
+``pip install -e ".[baselines]"``) with the same budget, and every claim is also judged against
+the best of them (the highest IQM among tuned Adam and the set): a discovered optimizer is worth
+adopting only if it beats that. Use its own ``--out`` (and ``--work``), so the results without it
+stay as they are.
+
 Results are kept in ``OUT/results.json`` (NOS: each finished benchmark's tables and verdicts), so
 an interrupted reproduction resumes; the Markdown and figures are rebuilt from that file.
 
     python scripts/reproduce.py                         # about an hour and a half, one thread
     python scripts/reproduce.py --budget smoke --out /tmp/repro --work /tmp/repro/work \\
         --optimizers opt6,a1,lr7,qhm                    # what the tests run
+    python scripts/reproduce.py --baselines modern --out docs/reproduction-modern \\
+        --markdown docs/reproduction-modern.md --work .nosplug/reproduction-modern
 """
 
 from __future__ import annotations
@@ -64,8 +73,18 @@ SPECS = {
     "adam-paper": "adam-paper",
     **{n: n for n in DISCOVERED + ADAM_VARIANTS + LR_SCHEDULES},
 }
-SHORT = {spec: name for name, spec in SPECS.items()}
+#: ``--baselines modern``: short names -> the set's contender specs (nosplug/builtin/baselines.py).
+MODERN = {
+    "adamw": "torch:AdamW",
+    "nadamw": "torch:NAdam(decoupled_weight_decay=True)",
+    "lion": "pytorch_optimizer:Lion",
+    "sf-adamw": "pytorch_optimizer:ScheduleFreeAdamW",
+    "soap": "pytorch_optimizer:SOAP",
+    "muon": "nosplug.baselines:MuonAdamW",
+}
+SHORT = {spec: name for name, spec in {**SPECS, **MODERN}.items()}
 GROUPS = {
+    **{n: "modern" for n in MODERN},
     "adam": "reference",
     **{n: "baseline" for n in BASELINES},
     **{n: "Opt" for n in DISCOVERED},
@@ -78,6 +97,7 @@ FAMILIES = {
     "A": ("A1–A5", ADAM_VARIANTS),
     "LR": ("LR1–LR9", LR_SCHEDULES),
     "baseline": ("Baselines", BASELINES),
+    "modern": ("Modern baselines", list(MODERN)),
 }
 #: The control the A and LR genomes were evolved from: their families are also compared with it.
 CONTROL = "adam-paper"
@@ -227,15 +247,17 @@ class Results:
 # ----------------------------------------------------------------------------- NOS part
 def nos_config(
     tasks: list[str], names: list[str], budget: Budget, trials: int, seeds: int, studies: int,
-    *, check: bool = False,
+    *, check: bool = False, baselines: list[str] | None = None,
 ) -> dict[str, Any]:  # fmt: skip
     """One benchmark: ``names`` (short names, see SPECS) against tuned Adam on ``tasks``, equal budgets:
     ``studies`` independent tuning studies of ``trials`` trials per contender and task (0: the fewest
     with power 0.8 at d = 1), each study's choice on ``seeds`` fresh seeds, all in one look (the
     verdicts are recomputed per claim family, so no contender may stop early on the harness's own
-    family). The digits ``check`` is descriptive (do the means leave room to beat Adam?): one study
-    on 5 seeds, run although it cannot decide. Its name carries a digest of the config, so a changed
-    budget starts a new study instead of being refused, and the same budget resumes the same study."""
+    family), with the optimizers of the baseline sets ``baselines`` (``modern``) as further
+    contenders. The digits ``check`` is descriptive (do the means leave room to beat Adam?): one
+    study on 5 seeds, run although it cannot decide. Its name carries a digest of the config, so a
+    changed budget starts a new study instead of being refused, and the same budget resumes the same
+    study."""
     specs = [REFERENCE, *(SPECS[n] for n in names if SPECS[n] != REFERENCE)]
     underpowered = check or budget.nos.get("allow_underpowered", False)
     cfg: dict[str, Any] = {
@@ -245,6 +267,7 @@ def nos_config(
             "reference": REFERENCE,
             "contenders": specs,
             "allow_underpowered": underpowered,
+            **({"baselines": list(baselines)} if baselines and not check else {}),
         },
         "tuning": {
             "trials": trials,
@@ -373,9 +396,19 @@ def _record(res, url: str) -> dict[str, Any]:
         scores.setdefault(r.contender, {}).setdefault(r.task, []).append(r.final_test)
     families = {}
     for fam, (_label, names) in FAMILIES.items():
-        verdicts = family_verdicts(res, [SPECS[n] for n in names])
+        verdicts = family_verdicts(res, [{**SPECS, **MODERN}[n] for n in names])
         families[fam] = {c: {"outcome": v.outcome, "sentence": v.sentence,
                              "iqm": v.comparison.iqm.point} for c, v in verdicts.items()}  # fmt: skip
+    from nosplug.benchmark.baseline_report import best_baseline
+
+    # --baselines: every claim also against the best baseline (the highest IQM among tuned Adam
+    # and the sets' optimizers), Holm within the claim's family
+    best = best_baseline(res) if res.raw["benchmark"].get("baselines") else None
+    against_best = {}
+    for fam in CLAIMS if best else ():
+        verdicts = family_verdicts(res, [SPECS[n] for n in FAMILIES[fam][1]], reference=best)
+        against_best[fam] = {c: {"outcome": v.outcome, "sentence": v.sentence,
+                                 "iqm": v.comparison.iqm.point} for c, v in verdicts.items()}  # fmt: skip
     controls = {}
     for fam in CONTROLLED:
         verdicts = family_verdicts(res, [SPECS[n] for n in FAMILIES[fam][1]], reference=SPECS[CONTROL])
@@ -395,6 +428,8 @@ def _record(res, url: str) -> dict[str, Any]:
         "verdicts_all": {c: v.outcome for c, v in res.verdicts.items()},
         "families": families,
         "controls": controls,
+        "best_baseline": best,
+        "against_best_baseline": against_best,
         "runs": len(finished),
         "compute_seconds": sum(float(t.user_attrs.get("duration") or 0.0) for t in finished),
         "grid": {t["label"]: _grid(finished, t["label"]) for t in res.tasks},
@@ -416,11 +451,13 @@ def run_benchmark(results: Results, cfg: dict[str, Any], url: str) -> dict[str, 
     name = cfg["benchmark"]["name"]
     if store.get(name, {}).get("done"):
         return store[name]
+    from nosplug.benchmark.config import normalise
+
     t0 = time.perf_counter()
-    print(
-        f"{name}: {len(cfg['benchmark']['contenders'])} contenders x {len(cfg['tasks'])} task(s)", flush=True
-    )
-    res = nosplug.benchmark(config=cfg, storage=url, on_event=_Progress(cfg))
+    # the contenders as the benchmark numbers them: baseline sets are expanded by normalise
+    progress = _Progress(normalise(cfg, url))
+    print(f"{name}: {len(progress.contenders)} contenders x {len(cfg['tasks'])} task(s)", flush=True)
+    res = nosplug.benchmark(config=cfg, storage=url, on_event=progress)
     rec = _record(res, url)
     rec["wall_seconds"] = store.get(name, {}).get("wall_seconds", 0.0) + time.perf_counter() - t0
     store[name] = rec
@@ -452,7 +489,7 @@ def digits_check(rec: dict[str, Any], task: str) -> dict[str, Any]:
 
 def run_nos(
     results: Results, work: Path, tasks: list[str], names: list[str], budget: Budget, trials: int, seeds: int,
-    studies: int,
+    studies: int, baselines: list[str] | None = None,
 ) -> None:  # fmt: skip
     """The check of ``budget.nos["check"]`` (digits: does it still discriminate?), then one benchmark
     per set of contenders (all tasks share it unless ``budget.nos["subsets"]`` cuts a task's list).
@@ -478,11 +515,8 @@ def run_nos(
         groups.setdefault(tuple(n for n in names if subset is None or n in subset), []).append(t)
     order = []
     for group, group_tasks in groups.items():
-        order.append(
-            run_benchmark(results, nos_config(group_tasks, list(group), budget, trials, seeds, studies), url)[
-                "name"
-            ]
-        )
+        cfg = nos_config(group_tasks, list(group), budget, trials, seeds, studies, baselines=baselines)
+        order.append(run_benchmark(results, cfg, url)["name"])
     nos["order"] = order
     keep = set(order) | ({nos["check"]["benchmark"]} if "check" in nos else set())
     nos["benchmarks"] = {k: v for k, v in nos["benchmarks"].items() if k in keep}  # drop stale budgets
@@ -492,6 +526,7 @@ def run_nos(
         "studies": studies,
         "tasks": tasks,
         "optimizers": names,
+        "baselines": list(baselines or []),
     }
     results.save()
 
@@ -615,6 +650,20 @@ def _control_line(verdicts: dict[str, dict[str, Any]]) -> str:
         f"{n}): {len(better)} better ({', '.join(better) or 'none'}), {len(worse)} worse "
         f"({', '.join(worse) or 'none'}), {n - len(better) - len(worse)} no detectable difference; "
         f"the highest IQM: {SHORT[top]}, {verdicts[top]['sentence']}"
+    )
+
+
+def _best_baseline_line(verdicts: dict[str, dict[str, Any]], best: str) -> str:
+    """A sub-item under a claim: the family against the best baseline (``--baselines``)."""
+    better = [SHORT[c] for c, v in verdicts.items() if v["outcome"] == "better"]
+    worse = [SHORT[c] for c, v in verdicts.items() if v["outcome"] == "worse"]
+    n, top = len(verdicts), max(verdicts, key=lambda c: verdicts[c]["iqm"])
+    return (
+        f"  - against the best baseline, `{best}` (the highest IQM among tuned Adam and the modern "
+        f"set, each tuned with the same budget; Holm over these {n}): {len(better)} better "
+        f"({', '.join(better) or 'none'}), {len(worse)} worse ({', '.join(worse) or 'none'}), "
+        f"{n - len(better) - len(worse)} no detectable difference; the highest IQM: {SHORT[top]}, "
+        f"{verdicts[top]['sentence']}"
     )
 
 
@@ -779,6 +828,18 @@ def nos_section(results: Results, out: Path, figure_prefix: str) -> list[str]:
                 lines.append(f"- **{claim}**{scope}: {verdict}. {evidence}")
             if rec.get("controls", {}).get(fam):
                 lines.append(_control_line(rec["controls"][fam]))
+            if rec.get("against_best_baseline", {}).get(fam):
+                lines.append(_best_baseline_line(rec["against_best_baseline"][fam], rec["best_baseline"]))
+        modern = rec["families"].get("modern")
+        if modern:
+            better = [SHORT[c] for c, v in modern.items() if v["outcome"] == "better"]
+            worse = [SHORT[c] for c, v in modern.items() if v["outcome"] == "worse"]
+            lines.append(
+                f"- *Modern baselines*{scope}: of the {len(modern)} (Holm over these {len(modern)}; each "
+                "with its own extra hyperparameters tuned and its recipe, the same number of trials), "
+                f"{len(better)} better than tuned Adam ({', '.join(better) or 'none'}), {len(worse)} worse "
+                f"({', '.join(worse) or 'none'}); the best baseline: `{rec.get('best_baseline')}`."
+            )
         base = rec["families"].get("baseline")
         if base:
             better = [SHORT[c] for c, v in base.items() if v["outcome"] == "better"]
@@ -786,7 +847,8 @@ def nos_section(results: Results, out: Path, figure_prefix: str) -> list[str]:
             lines.append(
                 f"- *Context*{scope}: of the {len(base)} baselines (Holm over these {len(base)}), "
                 f"{len(better)} better than tuned Adam ({', '.join(better) or 'none'}), {len(worse)} worse "
-                f"({', '.join(worse) or 'none'}): the reference is the strongest baseline here."
+                f"({', '.join(worse) or 'none'}): the reference is the strongest "
+                + ("of these baselines." if modern else "baseline here.")
                 if not better
                 else f"- *Context*{scope}: of the {len(base)} baselines (Holm over these {len(base)}), "
                 f"{len(better)} better than tuned Adam ({', '.join(better)}), {len(worse)} worse "
@@ -821,7 +883,8 @@ def write_figure(rec: dict[str, Any], out: Path) -> list[str]:
     import matplotlib.pyplot as plt
     import numpy as np
 
-    colours = {"reference": "black", "baseline": "#4c72b0", "Opt": "#dd8452", "A": "#55a868", "LR": "#c44e52"}
+    colours = {"reference": "black", "baseline": "#4c72b0", "Opt": "#dd8452", "A": "#55a868", "LR": "#c44e52",
+               "modern": "#8172b3"}  # fmt: skip
     names = []
     for entry in rec["tasks"]:
         task, maximize = entry["label"], entry["direction"] == "maximize"
@@ -849,8 +912,9 @@ def write_figure(rec: dict[str, Any], out: Path) -> list[str]:
         ax.set_ylabel(f"final test {entry['metric']}, 1 = tuned Adam")
         ratio = "x / Adam" if maximize else "Adam / x"
         ax.set_title(f"{task}: {ratio} per seed, mean ± std (higher is better)", fontsize=9)
-        handles = [plt.Line2D([], [], marker="o", ls="", color=c) for c in colours.values()]
-        ax.legend(handles, list(colours), fontsize=7, loc="lower left")
+        shown_groups = [g for g in colours if g != "modern" or any(GROUPS[SHORT[c]] == g for c in order)]
+        handles = [plt.Line2D([], [], marker="o", ls="", color=colours[g]) for g in shown_groups]
+        ax.legend(handles, shown_groups, fontsize=7, loc="lower left")
         fig.tight_layout()
         name = f"reproduction-{task}.png"
         fig.savefig(out / name)
@@ -971,6 +1035,12 @@ def main(argv: list[str] | None = None) -> None:
         default=ROOT / ".nosplug" / "reproduction",
         help="Benchmark and protocol storage.",
     )
+    ap.add_argument(
+        "--baselines",
+        default="",
+        help="Baseline sets (e.g. modern) the NOS benchmark adds as contenders; every claim is also "
+        "judged against the best of them. Give it its own --out, --markdown and --work.",
+    )
     ap.add_argument("--no-amalgamation", action="store_true")
     ap.add_argument("--report-only", action="store_true", help="Rebuild the Markdown from results.json.")
     args = ap.parse_args(argv)
@@ -994,7 +1064,8 @@ def main(argv: list[str] | None = None) -> None:
         if args.replicates:
             protocol = {**budget.amalgamation_protocol, "replicates": args.replicates}
             budget = dataclasses.replace(budget, amalgamation_protocol=protocol)
-        run_nos(results, args.work, tasks, names, budget, trials, seeds, studies)
+        sets = [b for b in args.baselines.split(",") if b]
+        run_nos(results, args.work, tasks, names, budget, trials, seeds, studies, sets)
         if budget.amalgamation and not args.no_amalgamation:
             run_amalgamation(results, args.work, budget)
         results.data["_generated"] = datetime.now(timezone.utc).strftime("%Y-%m-%d")

@@ -14,11 +14,18 @@ PACKAGE = ROOT / "nosplug"
 #: Module prefix -> layer (docs/architecture.md, bottom up). A module may import its own layer and
 #: the layers below; within one layer, only the pairs of SIBLINGS.
 LAYERS: list[tuple[str, ...]] = [
-    ("nosplug.errors", "nosplug.tomlconfig", "nosplug.hookspecs", "nosplug.version", "nosplug.config"),
+    (
+        "nosplug.errors",
+        "nosplug.tomlconfig",
+        "nosplug.hookspecs",
+        "nosplug.version",
+        "nosplug.config",
+        "nosplug.quiet",
+    ),
     ("nosplug.plugins", "nosplug.refs"),
     ("nosplug.primitives",),
     ("nosplug.genome",),
-    ("nosplug.optim", "nosplug.zoo", "nosplug.export"),
+    ("nosplug.optim", "nosplug.zoo", "nosplug.export", "nosplug.baselines"),
     ("nosplug.tasks",),
     ("nosplug.evaluation", "nosplug.stats"),
     ("nosplug.study",),

@@ -131,8 +131,9 @@ def no_md5_check(monkeypatch):
     same format, so only their presence is checked (parsing is torchvision's real code path)."""
     import os
 
-    from torchvision.datasets import cifar
+    from nosplug.tasks.vision import import_torchvision
 
+    cifar = import_torchvision("torchvision.datasets.cifar")
     monkeypatch.setattr(cifar, "check_integrity", lambda fpath, md5=None: os.path.isfile(fpath))
 
 

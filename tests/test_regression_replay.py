@@ -164,12 +164,24 @@ def test_every_stored_evaluation_replays(tmp_path: Path) -> None:
     the code as it stands: same status, same fitness and the same validation curve (to 1e-6)."""
     import torch
 
+    shutil.copy(FIXTURE / "journal.log", tmp_path / "journal.log")
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # as the fixture's workers trained (workers.threads = 1): same reductions
+    try:
+        replayed = _replay_every_evaluation(tmp_path)
+    finally:
+        torch.set_num_threads(threads)
+    assert replayed == 52  # every trial of the fixture trained something
+
+
+def _replay_every_evaluation(tmp_path: Path) -> int:
+    import torch
+
     from nosplug.evaluation.pruners import GatePruner
     from nosplug.evaluation.reporter import GateReporter
     from nosplug.study import trials as T
     from nosplug.study.kinds import WorkItem, open_study
 
-    shutil.copy(FIXTURE / "journal.log", tmp_path / "journal.log")
     replayed = 0
     for name, study in sorted(_studies(f"journal:{tmp_path / 'journal.log'}").items()):
         ctx = open_study(study)
@@ -195,5 +207,5 @@ def test_every_stored_evaluation_replays(tmp_path: Path) -> None:
                 else:
                     assert _close(v, a[k]), (where, k, v, a[k])
             replayed += 1
-    assert replayed == 52  # every trial of the fixture trained something
+    return replayed
 

@@ -79,8 +79,9 @@ def test_builtin_surrogates_are_registered() -> None:
 
 def test_efficientnet_v2_s_at_full_size_is_torchvisions() -> None:
     """width = depth = 1 builds torchvision's efficientnet_v2_s layer for layer (same count)."""
-    from torchvision.models import efficientnet_v2_s
+    from nosplug.tasks.vision import import_torchvision
 
+    efficientnet_v2_s = import_torchvision("torchvision.models").efficientnet_v2_s
     ours = build_surrogate("efficientnet_v2_s", (3, 32, 32), 10)
     theirs = efficientnet_v2_s(num_classes=10)
     assert parameter_count(ours, include_buffers=False) == parameter_count(theirs, include_buffers=False)

@@ -23,10 +23,12 @@ def build_config(
     device: str = DEFAULT_DEVICE,
     threads: int = 0,
     allow_underpowered: bool = False,
+    baselines: Sequence[str] = (),
 ) -> dict[str, Any]:
     """A benchmark config dict (the TOML form, see :mod:`nosplug.benchmark.config`): ``seeds`` fresh
     seeds per tuning study, at most ``studies`` tuning studies per contender and task (0: the fewest
-    with power 0.8 at d = 1), ``tuning_trials`` per study."""
+    with power 0.8 at d = 1), ``tuning_trials`` per study; ``baselines`` names baseline sets
+    (``modern``) whose optimizers join the contenders."""
     return {
         "benchmark": {
             "name": name,
@@ -34,6 +36,7 @@ def build_config(
             "reference": reference,
             "contenders": list(contenders),
             "allow_underpowered": allow_underpowered,
+            "baselines": list(baselines),
         },
         "tuning": {
             "trials": tuning_trials,
@@ -61,6 +64,7 @@ def benchmark(
     allow_underpowered: bool = False,
     device: str | None = None,
     on_event: Callable[[dict[str, Any]], None] | None = None,
+    baselines: Sequence[str] = (),
 ) -> BenchmarkResult:
     """Run (or resume) a benchmark and return its results with statistics and verdicts.
 
@@ -80,13 +84,13 @@ def benchmark(
 
     url = storage_url(storage)
     if config is None:
-        if not contenders or not tasks:
-            raise bconfig.BenchmarkConfigError("give contenders and tasks, or a config")
+        if not (contenders or baselines) or not tasks:
+            raise bconfig.BenchmarkConfigError("give contenders (or baselines) and tasks, or a config")
         raw = bconfig.normalise(
             build_config(
-                contenders, tasks, name=name or "benchmark", seeds=seeds, studies=studies,
+                contenders or (), tasks, name=name or "benchmark", seeds=seeds, studies=studies,
                 tuning_trials=tuning_trials, reference=reference, extra_tuning=extra_tuning,
-                allow_underpowered=allow_underpowered,
+                allow_underpowered=allow_underpowered, baselines=baselines,
             ),
             url,
         )  # fmt: skip

@@ -52,7 +52,8 @@ _SCHEMA: dict[str, dict[str, tuple[tuple[type, ...], Any]]] = {
         "name": ((str,), None),
         "seed": ((int,), 0),
         "reference": ((str,), REFERENCE),
-        "contenders": ((list,), None),
+        "contenders": ((list,), []),
+        "baselines": ((list,), []),  # names of baseline sets (nosplug.baselines), added as contenders
         "allow_unequal_budgets": ((bool,), False),
         "allow_underpowered": ((bool,), False),
         "normalisation": ((str,), "reference"),
@@ -90,7 +91,7 @@ def normalise(data: Mapping[str, Any], storage: str | None = None) -> dict[str, 
     if not name or not all(ch.isalnum() or ch in "-_." for ch in name):
         raise BenchmarkConfigError(f"benchmark.name: use letters, digits, '-', '_' or '.', got {name!r}")
     specs = [s.strip() for s in b["contenders"] if isinstance(s, str) and s.strip()]
-    if len(specs) != len(b["contenders"]) or not specs:
+    if len(specs) != len(b["contenders"]) or not (specs or b["baselines"]):
         raise BenchmarkConfigError(
             "benchmark.contenders: a list of contender specs (e.g. 'opt6', 'torch:Adam')"
         )
@@ -98,6 +99,7 @@ def normalise(data: Mapping[str, Any], storage: str | None = None) -> dict[str, 
         raise BenchmarkConfigError(
             f"benchmark.contenders: listed twice: {sorted({s for s in specs if specs.count(s) > 1})}"
         )
+    _add_baselines(b, tu, specs)
     if b["reference"] not in specs:
         specs.append(b["reference"])  # the reference is tuned and evaluated like everyone else
     b["contenders"] = specs
@@ -158,6 +160,30 @@ def _check_design(raw: dict[str, Any]) -> None:
         raise BenchmarkConfigError(
             f"{shortfall}: {fix}, or allow it with --allow-underpowered (benchmark.allow_underpowered)"
         )
+
+
+def _add_baselines(b: dict[str, Any], tu: dict[str, Any], specs: list[str]) -> None:
+    """``benchmark.baselines``: each named set's optimizers join the contenders (after the
+    listed ones, each once), with the extra hyperparameters the set tunes for them unless
+    ``tuning.extra`` says otherwise; the same tuning budget as everyone."""
+    from nosplug.baselines import expand
+
+    names = b["baselines"]
+    if not names:
+        del b["baselines"]  # absent, as in configs stored before baseline sets (they still resume)
+        return
+    if not all(isinstance(n, str) and n.strip() for n in names):
+        raise BenchmarkConfigError("benchmark.baselines: a list of baseline set names (e.g. 'modern')")
+    b["baselines"] = [n.strip() for n in names]
+    try:
+        members = expand(b["baselines"])
+    except UserError as exc:
+        raise BenchmarkConfigError(f"benchmark.baselines: {exc}") from None
+    for m in members:
+        if m.ref not in specs:
+            specs.append(m.ref)
+        if m.tune:
+            tu["extra"].setdefault(m.ref, list(m.tune))
 
 
 def _tasks(given: Any) -> list[dict[str, Any]]:

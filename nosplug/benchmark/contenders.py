@@ -30,8 +30,10 @@ import optuna
 import torch
 from optuna.distributions import BaseDistribution, FloatDistribution
 
+from nosplug.baselines.recipes import is_schedule_free
 from nosplug.errors import UserError
 from nosplug.optim.schedules import WarmupHoldCosine
+from nosplug.quiet import quiet_optuna
 
 #: Hyperparameters a ``torch:`` contender may tune besides the rate and schedule, and their ranges.
 EXTRA_TUNING: dict[str, BaseDistribution] = {
@@ -85,21 +87,36 @@ class Contender:
             )
             cycle = True  # the paper's schedule cycles the momentum of genomes with momentum
         else:
+            assert self.torch_class is not None
             kw = dict(self.torch_kwargs)
             kw["lr"] = hp["lr"]
             if "beta1" in hp or "beta2" in hp:
-                b1, b2 = kw.get("betas", (0.9, 0.999))
-                kw["betas"] = (hp.get("beta1", b1), hp.get("beta2", b2))
+                # the class's own betas where only one is tuned (Lion's are (0.9, 0.99), SOAP's
+                # (0.95, 0.95)); a third beta (AdEMAMix) is kept
+                betas = list(kw.get("betas") or _default(self.torch_class, "betas", (0.9, 0.999)))
+                betas[0], betas[1] = hp.get("beta1", betas[0]), hp.get("beta2", betas[1])
+                kw["betas"] = tuple(betas)
             for k in ("weight_decay", "momentum"):
                 if k in hp:
                     kw[k] = hp[k]
-            assert self.torch_class is not None
             opt = self.torch_class(params, **kw)
             cycle = False  # a torch optimizer keeps its own momentum / betas
-        sched = WarmupHoldCosine.from_fractions(
-            opt, total_steps, warmup=hp.get("warmup", 0.0), cycle_momentum=cycle
-        )
+        warmup = round(float(hp.get("warmup", 0.0)) * total_steps)
+        # a schedule-free optimizer replaces the decay: the tuned warm-up, then a constant rate
+        hold = total_steps - warmup if is_schedule_free(opt) else 0
+        sched = WarmupHoldCosine(opt, total_steps, warmup, hold, cycle_momentum=cycle)
         return opt, sched
+
+
+def _default(cls: type, name: str, fallback: Any) -> Any:
+    """The default of ``cls``'s constructor argument ``name`` (``fallback`` when it has none)."""
+    import inspect
+
+    try:
+        p = inspect.signature(cls.__init__).parameters.get(name)
+    except (TypeError, ValueError):
+        return fallback
+    return fallback if p is None or p.default is inspect.Parameter.empty else p.default
 
 
 def resolve(
@@ -237,7 +254,10 @@ def suggest(
     if sampler != "tpe":
         return suggest_blind(space, len(history), seed, sampler)
     sam = optuna.samplers.TPESampler(seed=(int(seed) * 1_000_003 + len(history)) % 2**31)
-    study = optuna.create_study(storage=optuna.storages.InMemoryStorage(), sampler=sam, direction=direction)
+    with quiet_optuna():  # a throw-away study: nothing for the user's console
+        study = optuna.create_study(
+            storage=optuna.storages.InMemoryStorage(), sampler=sam, direction=direction
+        )
     for params, value in history:
         state = (
             optuna.trial.TrialState.COMPLETE
@@ -265,7 +285,8 @@ def suggest_blind(
     if sampler == "qmc":
         return quasi_random(space, index, seed)
     sam = optuna.samplers.RandomSampler(seed=(int(seed) * 1_000_003 + index) % 2**31)
-    study = optuna.create_study(storage=optuna.storages.InMemoryStorage(), sampler=sam)
+    with quiet_optuna():
+        study = optuna.create_study(storage=optuna.storages.InMemoryStorage(), sampler=sam)
     return dict(study.ask(dict(space)).params)
 
 

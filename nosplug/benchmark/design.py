@@ -175,6 +175,39 @@ class Replay:
     wanted: dict[str, int]
 
 
+def compare_units(
+    raw: Mapping[str, Any],
+    scores: Mapping[str, Mapping[str, np.ndarray]],
+    reference: str,
+    label: str,
+    *,
+    looks: stats.Looks | None = None,
+    n_resamples: int = 2000,
+) -> tuple[dict[str, stats.Verdict], str]:
+    """(verdicts of every contender of ``scores`` against ``reference``, the normalisation used),
+    on the benchmark's units (``scores`` as :func:`unit_scores` gives them), the way the harness
+    decides: the config's normalisation, or min-max when that cannot apply, named in every
+    sentence. ``label`` names the reference in the sentences."""
+    design = of(raw)
+    directions = {t["label"]: t["direction"] for t in raw["tasks"]}
+    if design.legacy:  # stored before tuning studies: its seeds are the units, as they were then
+        scores = {c: {t: np.asarray(v).reshape(-1) for t, v in per.items()} for c, per in scores.items()}
+    kw = {"reference_label": label, "n_resamples": n_resamples, "looks": looks, "note": design.note()}
+    normalisation = raw["benchmark"]["normalisation"]
+    try:
+        verdicts = stats.compare(scores, reference, directions, normalisation=normalisation, **kw)
+    except ValueError:  # e.g. 'reference' normalisation of a non-positive metric: min-max, and say so
+        normalisation = "minmax"
+        text = (
+            "scores min-max normalised per task over every run ('reference' normalisation needs a "
+            "positive reference mean and, for a metric to minimise, positive values)"
+        )
+        verdicts = stats.compare(
+            scores, reference, directions, normalisation="minmax", normalisation_text=text, **kw
+        )
+    return verdicts, normalisation
+
+
 def replay(
     raw: Mapping[str, Any], scores: Mapping[str, Mapping[str, np.ndarray]], *, n_resamples: int = 2000
 ) -> Replay:
@@ -193,24 +226,10 @@ def replay(
     if not contenders or any(have[c] < first for c in (reference, *contenders)):
         wanted = {c: first for c in (reference, *contenders)}
         return Replay({}, raw["benchmark"]["normalisation"], wanted)
-    directions = {t["label"]: t["direction"] for t in raw["tasks"]}
-    if design.legacy:  # stored before tuning studies: its seeds are the units, as they were then
-        scores = {c: {t: np.asarray(v).reshape(-1) for t, v in per.items()} for c, per in scores.items()}
-    label = f"tuned {reference}"
     looks = design.looks if len(design.looks.units) > 1 else None  # one look: a fixed design
-    kw = {"reference_label": label, "n_resamples": n_resamples, "looks": looks, "note": design.note()}
-    normalisation = raw["benchmark"]["normalisation"]
-    try:
-        verdicts = stats.compare(scores, reference, directions, normalisation=normalisation, **kw)
-    except ValueError:  # e.g. 'reference' normalisation of a non-positive metric: min-max, and say so
-        normalisation = "minmax"
-        text = (
-            "scores min-max normalised per task over every run ('reference' normalisation needs a "
-            "positive reference mean and, for a metric to minimise, positive values)"
-        )
-        verdicts = stats.compare(
-            scores, reference, directions, normalisation="minmax", normalisation_text=text, **kw
-        )
+    verdicts, normalisation = compare_units(
+        raw, scores, reference, f"tuned {reference}", looks=looks, n_resamples=n_resamples
+    )
     wanted: dict[str, int] = {}
     for c, v in verdicts.items():
         if v.stopped == "running":

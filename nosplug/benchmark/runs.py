@@ -16,6 +16,7 @@ from typing import Any
 
 import torch
 
+from nosplug.baselines.recipes import evaluation_mode, training_mode
 from nosplug.benchmark.contenders import Contender
 from nosplug.evaluation.presets import EvalPreset
 from nosplug.evaluation.runs import train_loop
@@ -37,6 +38,7 @@ def run(
     device = data.train.x.device
     model = task.model(seed, device)
     opt, sched = contender.build(model.parameters(), params, preset.final_steps, seed)
+    training_mode(opt)  # a schedule-free optimizer trains in train() mode, is evaluated in eval()
     batches = task.batches(data, seed, preset.batch_size)
     curve: dict[str, list[float]] = {"steps": [], "seconds": [], "val": [], "test": [], "train": []}
     untrained = task.evaluate(model, data.test) if test else None
@@ -46,9 +48,10 @@ def run(
         curve["steps"].append(done)
         curve["seconds"].append(seconds)
         curve["train"].append(value)
-        curve["val"].append(task.evaluate(model, data.val))
-        if test:
-            curve["test"].append(task.evaluate(model, data.test))
+        with evaluation_mode(opt):
+            curve["val"].append(task.evaluate(model, data.val))
+            if test:
+                curve["test"].append(task.evaluate(model, data.test))
         if check:
             check("epoch", {"epoch": epoch})
         return False

@@ -65,11 +65,17 @@ def cli(plugin_options: tuple[str, ...]) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """Entry point: user errors become one red line and exit status 2."""
+    """Entry point: every error is one red line. User errors exit with status 2; an unexpected
+    exception (a bug in nosplug, a plugin or a user's task) exits with status 1, its full
+    traceback written to a file the line names (``NOSPLUG_TRACEBACK=1`` prints it instead)."""
+    import warnings
+
     from rich.console import Console
 
     try:
-        cli.main(args=argv, prog_name="nosplug", standalone_mode=False)
+        with warnings.catch_warnings():
+            warnings.showwarning = _one_line_warnings(warnings.showwarning)
+            cli.main(args=argv, prog_name="nosplug", standalone_mode=False)
     except click.exceptions.Exit as exc:
         return exc.exit_code
     except click.exceptions.Abort:
@@ -81,14 +87,67 @@ def main(argv: list[str] | None = None) -> int:
     except (UserError, EvaluationCrashError) as exc:
         from rich.markup import escape
 
-        Console(stderr=True, highlight=False, soft_wrap=True).print(
+        Console(stderr=True, highlight=False, soft_wrap=True, emoji=False).print(
             f"[bold red]error:[/bold red] {escape(str(exc))}"
         )
         return exc.exit_code
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:
+        return _unexpected(exc)
     return 0
 
 
-if __name__ == "__main__":
-    sys.exit(main())
+#: Where the traceback of an unexpected error goes (one file per error).
+ERROR_DIR_ENV = "NOSPLUG_ERROR_DIR"
+
+
+def _unexpected(exc: Exception) -> int:
+    """One line naming the exception and the file that holds its full traceback; exit status 1."""
+    import os
+    import tempfile
+    import time
+    import traceback
+
+    from rich.console import Console
+    from rich.markup import escape
+
+    text = "".join(traceback.format_exception(type(exc), exc, exc.__traceback__))
+    err = Console(stderr=True, highlight=False, soft_wrap=True, emoji=False)
+    if os.environ.get("NOSPLUG_TRACEBACK"):
+        err.print(escape(text), end="")
+        return 1
+    first = (str(exc).strip().splitlines() or [""])[0]
+    where = "not written"
+    try:
+        folder = os.environ.get(ERROR_DIR_ENV) or os.path.join(tempfile.gettempdir(), "nosplug-errors")
+        os.makedirs(folder, exist_ok=True)
+        path = os.path.join(folder, f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.txt")
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(f"nosplug {' '.join(sys.argv[1:])}\n\n{text}")
+        where = path
+    except OSError as write_error:
+        where = f"not written: {write_error}"
+    err.print(
+        f"[bold red]error:[/bold red] {escape(type(exc).__name__)}: {escape(first)} "
+        f"(unexpected; full traceback: {escape(where)}; NOSPLUG_TRACEBACK=1 prints it)"
+    )
+    return 1
+
+
+def _one_line_warnings(show):
+    """``warnings.showwarning`` that prints nosplug's own warnings as one yellow line and hands
+    any other warning to ``show`` (Python's)."""
+
+    def _show(message, category, filename, lineno, file=None, line=None) -> None:
+        if not category.__module__.startswith("nosplug"):
+            show(message, category, filename, lineno, file, line)
+            return
+        from rich.console import Console
+        from rich.markup import escape
+
+        Console(stderr=True, highlight=False, soft_wrap=True, emoji=False).print(
+            f"[yellow]warning:[/yellow] {escape(str(message))}"
+        )
+
+    return _show

@@ -10,7 +10,7 @@ import click
 from rich.markup import escape
 from rich.table import Table
 
-from nosplug.cli.console import console, emit_json
+from nosplug.cli.console import console, emit_json, fitted, name_column, value_column
 from nosplug.cli.options import ARTIFACTS_HELP
 
 STORAGE_HELP = "Optuna storage URL (default: $NOSPLUG_STORAGE, else ./nosplug-studies/journal.log)."
@@ -206,20 +206,7 @@ def evaluate(name, storage, runs, epochs, problems, out, device, as_json) -> Non
         for row in rows:
             emit_json({"summary": True, **row})
         return
-    t = Table(title=f"amalgamation run {name}: best log validation loss (mean ± std), lower is better")
-    for col in ("problem", "optimizer", "best log val", "stability", "vs oracle"):
-        t.add_column(col)
-    for row in rows:
-        mark = " (oracle)" if row["is_oracle"] else ""
-        vs = row["vs_oracle"]
-        t.add_row(
-            row["problem"],
-            escape(row["optimizer"]) + mark,
-            f"{row['best_log_val_mean']:.4f} ± {row['best_log_val_std']:.4f}",
-            f"{row['stability_mean']:.4f}",
-            "" if math.isnan(vs) else f"{vs:+.4f}",
-        )
-    console.print(t)
+    console.print(evaluation_table(name, rows))
     console.print(f"wrote {len(table_rows)} runs to {escape(str(target))}")
 
 
@@ -328,18 +315,63 @@ def protocol(
                        "evidence": c.evidence})  # fmt: skip
         emit_json({"event": "summary", **summary, "parquet": str(target)})
         return
-    t = Table(title=f"protocol {study.study_name}: best log validation loss, mean [95 % CI], lower is better")
-    for col in ("problem", "method", "reps × runs", "mean [95 % CI]", "σ_meta", "σ_eval", "stability"):
-        t.add_column(col)
-    for s in sorted(report.summary(rows), key=lambda s: (s["problem"], s["kind"] != "student", s["mean"])):
-        t.add_row(
-            s["problem"],
-            escape(s["method"]) + (" (oracle)" if s["oracle"] else ""),
-            f"{s['replicates']} × {s['runs'] // max(1, s['replicates'])}",
-            f"{s['mean']:+.3f} [{s['low']:+.3f}, {s['high']:+.3f}]",
-            *(report.number(s[k]) for k in ("sd_meta", "sd_eval", "stability")),
-        )
-    console.print(t)
+    console.print(protocol_table(study.study_name, report.summary(rows)))
     for c in report.claims(rows):
         console.print(f"[bold]{escape(c.paper)}[/bold]: {c.verdict}. {escape(c.evidence)}")
     console.print(f"wrote {len(rows)} evaluations to {escape(str(target))}")
+
+
+def evaluation_table(name: str, rows: list[dict[str, Any]]):
+    """``amalgamate evaluate``'s table: one row per problem and optimizer; optimizer names are
+    never split (:func:`~nosplug.cli.console.fitted`)."""
+
+    def build(labels: list[str]) -> Table:
+        t = Table(
+            title=f"amalgamation run {name}: best log validation loss (mean ± std), lower is better",
+            title_justify="left",
+        )
+        t.add_column("problem", no_wrap=True)
+        name_column(t, "optimizer")
+        for col in ("best log val", "stability", "vs oracle"):
+            value_column(t, col)
+        for label, row in zip(labels, rows):
+            vs = row["vs_oracle"]
+            t.add_row(
+                row["problem"],
+                escape(label) + (" (oracle)" if row["is_oracle"] else ""),
+                f"{row['best_log_val_mean']:.4f} ± {row['best_log_val_std']:.4f}",
+                f"{row['stability_mean']:.4f}",
+                "" if math.isnan(vs) else f"{vs:+.4f}",
+            )
+        return t
+
+    return fitted(build, [row["optimizer"] for row in rows])
+
+
+def protocol_table(name: str, summary: list[dict[str, Any]]):
+    """``amalgamate protocol``'s table: one row per problem and method (students first, then by
+    mean); method names are never split (:func:`~nosplug.cli.console.fitted`)."""
+    from nosplug.amalgamation import report
+
+    ordered = sorted(summary, key=lambda s: (s["problem"], s["kind"] != "student", s["mean"]))
+
+    def build(labels: list[str]) -> Table:
+        t = Table(
+            title=f"protocol {name}: best log validation loss, mean [95 % CI], lower is better",
+            title_justify="left",
+        )
+        t.add_column("problem", no_wrap=True)
+        name_column(t, "method")
+        for col in ("reps × runs", "mean [95 % CI]", "σ_meta", "σ_eval", "stability"):
+            value_column(t, col)
+        for label, s in zip(labels, ordered):
+            t.add_row(
+                s["problem"],
+                escape(label) + (" (oracle)" if s["oracle"] else ""),
+                f"{s['replicates']} × {s['runs'] // max(1, s['replicates'])}",
+                f"{s['mean']:+.3f} [{s['low']:+.3f}, {s['high']:+.3f}]",
+                *(report.number(s[k]) for k in ("sd_meta", "sd_eval", "stability")),
+            )
+        return t
+
+    return fitted(build, [s["method"] for s in ordered])

@@ -12,7 +12,7 @@ from rich.table import Table
 from rich.text import Text
 
 from nosplug.cli.console import console, emit_json
-from nosplug.config import REFERENCE, TUNING_TRIALS
+from nosplug.config import REFERENCE, SEEDS_PER_STUDY, TUNING_STUDIES, TUNING_TRIALS
 
 
 @click.command()
@@ -24,16 +24,25 @@ from nosplug.config import REFERENCE, TUNING_TRIALS
 @click.option(
     "--seeds",
     type=click.IntRange(1),
-    default=2,
+    default=SEEDS_PER_STUDY,
     show_default=True,
     help="Fresh evaluation seeds per tuning study.",
 )
 @click.option(
     "--studies",
     type=click.IntRange(0),
-    default=0,
+    default=TUNING_STUDIES,
     show_default=True,
     help="Most tuning studies per contender and task (0: the fewest with power 0.8 at d = 1).",
+)
+@click.option(
+    "--baselines",
+    default=None,
+    metavar="SET[,SET]",
+    help="Named baseline sets whose optimizers join the contenders, each with its own extra "
+    "hyperparameters tuned and its recipe, the same budget as all (modern: AdamW, NAdamW, Lion, "
+    "Schedule-Free AdamW, SOAP, Muon; algoperf: NAdamW). The verdicts then also judge every other "
+    "contender against the best of them.",
 )
 @click.option(
     "--tuning-trials",
@@ -55,7 +64,7 @@ from nosplug.config import REFERENCE, TUNING_TRIALS
 @click.option("--json", "as_json", is_flag=True, help="Print the results as one JSON object.")
 def benchmark(
     contenders, tasks, config_path, name, reference, seeds, studies, tuning_trials, allow_underpowered,
-    storage, device, quiet, as_json,
+    baselines, storage, device, quiet, as_json,
 ) -> None:  # fmt: skip
     """Compare optimizers fairly: each CONTENDER (a zoo name, a genome file, study:NAME#k,
     torch:Adam(...), pretrained:NAME, student:PATH) gets the same tuning budget over its learning
@@ -70,9 +79,12 @@ def benchmark(
     """
     from nosplug.benchmark.api import benchmark as run_benchmark
 
-    if config_path and (contenders or tasks):
-        raise click.UsageError("give CONTENDERs with --tasks, or --config, not both")
-    if not config_path and not (contenders and tasks):
+    sets = [b.strip() for b in (baselines or "").split(",") if b.strip()]
+    if config_path and (contenders or tasks or sets):
+        raise click.UsageError(
+            "give CONTENDERs (or --baselines) with --tasks, or --config (with benchmark.baselines), not both"
+        )
+    if not config_path and not ((contenders or sets) and tasks):
         raise click.UsageError("give CONTENDERs and --tasks (or --config F.toml)")
     task_list = [t.strip() for t in (tasks or "").split(",") if t.strip()]
     events = None if quiet or as_json else _progress
@@ -80,11 +92,16 @@ def benchmark(
         list(contenders) or None, task_list or None, config=config_path,
         name=name or "benchmark", storage=storage, seeds=seeds, studies=studies, tuning_trials=tuning_trials,
         reference=reference, allow_underpowered=allow_underpowered, device=device, on_event=events,
+        baselines=sets,
     )  # fmt: skip
+    from nosplug.benchmark.baseline_report import report_json, report_lines
+
     if as_json:
-        emit_json(as_dict(result))
+        emit_json({**as_dict(result), **report_json(result)})
         return
     console.print(render(result, verdicts_only=quiet))
+    for line in report_lines(result):  # tuning space per contender; against the best baseline
+        console.print(escape(line))
 
 
 def _progress(e: dict[str, Any]) -> None:

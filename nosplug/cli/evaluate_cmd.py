@@ -9,14 +9,21 @@ import click
 from rich.markup import escape
 from rich.table import Table
 
-from nosplug.cli.console import console, emit_json
+from nosplug.cli.console import console, emit_json, fitted, name_column, value_column
 from nosplug.config import DEFAULT_DEVICE
 
 
 def _fmt(v: float | None) -> str:
+    """A value in 6 characters or so: 0.912, 12.345, 12346, 1.2e7 (a sweep table has a column per
+    rate and must fit 80 columns)."""
     if v is None or (isinstance(v, float) and not math.isfinite(v)):
         return "–"
-    return f"{v:.3f}" if abs(v) < 100 else f"{v:.3g}"
+    if abs(v) < 100:
+        return f"{v:.3f}"
+    if abs(v) < 1e5:
+        return f"{v:.0f}"
+    mantissa, _, exponent = f"{v:.2g}".partition("e")
+    return f"{mantissa}e{int(exponent)}" if exponent else mantissa
 
 
 def parse_options(pairs: tuple[str, ...], what: str = "--task-option") -> dict[str, Any]:
@@ -121,7 +128,10 @@ def evaluate(
             emit_json(
                 {
                     "genome": name,
-                    "hash": g.canonical_hash(),
+                    # as given, and as trained (the integrity check's sign flip applied: the hash
+                    # `study best` and `genome show` print for the genome that was evaluated)
+                    "planned_hash": g.canonical_hash(),
+                    "evaluated_hash": evaluated(g, res.flip).canonical_hash(),
                     "task": task.name,
                     "device": str(dev),
                     "preset": p.name,
@@ -138,47 +148,69 @@ def evaluate(
     )
     for name, _, r in results:
         if r.status != "complete":
-            console.print(f"[yellow]{escape(name)}[/yellow]: {escape(r.reason)}")
+            console.print(f"[yellow]{escape(name)}[/yellow]: {r.status}: {escape(r.reason)}")
+
+
+def evaluated(genome, flip: bool):
+    """The genome as an evaluation trained it: with the integrity check's sign flip."""
+    if not flip:
+        return genome
+    from nosplug.genome.model import Genome
+
+    g = Genome.from_dict(genome.to_dict())
+    g.flip = not g.flip
+    return g
 
 
 def _table(title: str, headers: list[tuple[str, str]]) -> Table:
-    """A table whose headers are never cut: each column is at least as wide as its header."""
+    """A table whose first column names the rows (never split) and whose other columns never cut
+    a word (:func:`~nosplug.cli.console.value_column`)."""
     table = Table(title=title, title_justify="left")
-    for header, justify in headers:
-        table.add_column(header, justify=justify, min_width=len(header), no_wrap=True)  # type: ignore[arg-type]
+    name_column(table, headers[0][0])
+    for header, justify in headers[1:]:
+        value_column(table, header, justify)
     return table
 
 
-def result_table(title: str, results, value: str = "val accuracy") -> Table:
-    """One row per genome: the outcome (reasons for rejections are printed below the tables)."""
-    table = _table(
-        title,
-        [("genome", "left"), ("integrity", "left"), ("chosen lr", "right"), (value, "right"),
-         ("status", "left"), ("time", "right")],
-    )  # fmt: skip
-    for name, _, r in results:
-        integ = (
-            "–"
-            if r.integrity is None
-            else ("pass" + (" (flip)" if r.flip else "") if r.integrity["passed"] else "[red]fail[/red]")
-        )
-        table.add_row(
-            escape(name),
-            integ,
-            "–" if r.chosen_lr is None else f"{r.chosen_lr:g}",
-            _fmt(r.fitness),
-            r.status if r.status == "complete" else f"[yellow]{r.status}[/yellow] ({r.stage})",
-            f"{r.duration:.1f}s",
-        )
-    return table
+def result_table(title: str, results, value: str = "val accuracy"):
+    """One row per genome: the outcome (reasons for rejections, with the stage that rejected
+    them, are printed below the tables). Genome names are never split (:func:`fitted`)."""
+
+    def build(labels: list[str]) -> Table:
+        table = _table(
+            title,
+            [("genome", "left"), ("integrity", "left"), ("chosen lr", "right"), (value, "right"),
+             ("status", "left"), ("time", "right")],
+        )  # fmt: skip
+        for label, (_name, _, r) in zip(labels, results):
+            integ = (
+                "–"
+                if r.integrity is None
+                else ("pass" + (" (flip)" if r.flip else "") if r.integrity["passed"] else "[red]fail[/red]")
+            )
+            table.add_row(
+                escape(label),
+                integ,
+                "–" if r.chosen_lr is None else f"{r.chosen_lr:g}",
+                _fmt(r.fitness),
+                r.status if r.status == "complete" else f"[yellow]{r.status}[/yellow]",
+                f"{r.duration:.1f}s",
+            )
+        return table
+
+    return fitted(build, [name for name, _, _ in results])
 
 
-def sweep_table(lrs, results, title: str = "sweep: best training accuracy") -> Table:
+def sweep_table(lrs, results, title: str = "sweep: best training accuracy"):
     """Best training value of each genome at each swept rate, largest rate first."""
     order = sorted(lrs, reverse=True)
-    table = _table(
-        f"{title} per learning rate", [("genome", "left")] + [(f"{lr:g}", "right") for lr in order]
-    )
-    for name, _, r in results:
-        table.add_row(escape(name), *[_fmt(r.lr_scores.get(repr(lr))) for lr in order])
-    return table
+
+    def build(labels: list[str]) -> Table:
+        table = _table(
+            f"{title} per learning rate", [("genome", "left")] + [(f"{lr:g}", "right") for lr in order]
+        )
+        for label, (_name, _, r) in zip(labels, results):
+            table.add_row(escape(label), *[_fmt(r.lr_scores.get(repr(lr))) for lr in order])
+        return table
+
+    return fitted(build, [name for name, _, _ in results])

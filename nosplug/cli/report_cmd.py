@@ -16,7 +16,7 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from nosplug.cli.console import console
+from nosplug.cli.console import console, fitted, name_column
 from nosplug.cli.options import ARTIFACTS_HELP, STORAGE_HELP
 
 #: Kept here as well so ``nosplug report --help`` does not import matplotlib (the report package does).
@@ -152,19 +152,36 @@ def _is_benchmark(name: str, storage: str | None) -> bool:
     return load(name, storage).user_attrs.get(KIND_ATTR) == BENCHMARK
 
 
-def _comparison_table(rep: Any) -> Table:
-    table = Table(title="best genomes and baselines (evolution-stage evaluation)", title_justify="left")
-    for col in ("genome", "status", "fitness", "lr", "result", "formula"):
-        table.add_column(col, overflow="fold")
+def _comparison_table(rep: Any):
+    """The best genomes and the baselines under the study's evaluation; names never split
+    (:func:`~nosplug.cli.console.fitted`); each genome's formula below the table, where it has
+    the full width instead of a narrow column."""
+    from rich.console import Group
+    from rich.padding import Padding
+    from rich.text import Text
+
     formulas = {f"#{b.rank} {b.key}": b.formula for b in rep.best}
-    for row in rep.comparison:
-        r = row.result
-        table.add_row(
-            escape(row.label),
-            escape(r.status),
-            "–" if r.fitness is None else f"{r.fitness:.4f}",
-            "–" if r.chosen_lr is None else f"{r.chosen_lr:g}",
-            escape(r.source),
-            escape(formulas.get(row.label, "")),
-        )
-    return table
+    rows = list(rep.comparison)
+
+    def build(labels: list[str]) -> Table:
+        table = Table(title="best genomes and baselines (evolution-stage evaluation)", title_justify="left")
+        name_column(table, "genome")
+        for col in ("status", "fitness", "lr"):
+            table.add_column(col, no_wrap=True)
+        table.add_column("result", ratio=1)
+        for label, row in zip(labels, rows):
+            r = row.result
+            table.add_row(
+                escape(label),
+                escape(r.status),
+                "–" if r.fitness is None else f"{r.fitness:.4f}",
+                "–" if r.chosen_lr is None else f"{r.chosen_lr:g}",
+                escape(r.source),
+            )
+        return table
+
+    below: list[Any] = []
+    for row in rows:
+        if formulas.get(row.label):
+            below += [Text(row.label, style="bold"), Padding(Text(formulas[row.label]), (0, 0, 0, 4))]
+    return Group(fitted(build, [row.label for row in rows]), *below)

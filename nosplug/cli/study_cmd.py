@@ -161,8 +161,12 @@ def _follow_ups(name: str, url: str, children: bool, threads, quiet: bool, jsonl
 
                 Worker(follow, url, device=device, threads=threads, on_event=progress).run()
         if not (quiet or jsonl):
+            from nosplug.benchmark.baseline_report import report_lines
+
             result = collect(load(follow, url))
             console.print(render(result))
+            for line in report_lines(result):  # tuning space per contender; against the best baseline
+                console.print(escape(line))
             for line in next_steps(name, result):
                 console.print(escape(line), soft_wrap=True)
 
@@ -340,6 +344,10 @@ def best_cmd(name: str, storage: str | None, count: int, latex: bool, as_json: b
             f"{s.final_test.mean:.4g} ± {s.final_test.std:.2g} over {s.final_test.n} seeds"
         )
     console.print(render(result, verdicts_only=True))
+    from nosplug.benchmark.baseline_report import report_lines
+
+    for line in report_lines(result):  # tuning space per contender; against the best baseline
+        console.print(escape(line))
 
 
 @study.command()

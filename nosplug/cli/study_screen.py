@@ -137,9 +137,11 @@ def outcome_line(e: dict[str, Any]) -> str | None:
     return None
 
 
-def best_table(trials, title: str = "best genomes", latex: bool = False):
+def best_table(trials, title: str = "best genomes", latex: bool = False, width: int | None = None):
     """The ranked genomes, two lines each: the figures, then the formula below them, so formulas
-    stay readable in an 80-column terminal instead of folding into a narrow column."""
+    stay readable in an 80-column terminal instead of folding into a narrow column. Keys and
+    hashes are never cut: when the figures would not fit ``width`` (the console's), the hash goes
+    on a line of its own."""
     from rich.console import Group
     from rich.padding import Padding
 
@@ -157,18 +159,23 @@ def best_table(trials, title: str = "best genomes", latex: bool = False):
         genome = T.evaluated_genome(a)  # with the integrity check's sign flip
         formula = genome.latex() if latex else genome.formula()
         lr = a.get("chosen_lr")
-        line = Table.grid(padding=(0, 2))
-        for _ in range(5):
-            line.add_column(no_wrap=True)
         seeds = a.get("fitness_seeds", 1)
-        line.add_row(
+        cells = [
             f"{i:>2}",
             f"fitness {a.get(T.FITNESS, float('nan')):.4f}" + (f" ({seeds} seeds)" if seeds > 1 else ""),
             "lr -" if lr is None else f"lr {lr:g}",
-            escape(a.get(T.KEY, "")),
+            a.get(T.KEY, ""),
             genome.canonical_hash(),
-        )
-        rows += [line, Padding(Text(formula, overflow="fold"), (0, 0, 0, 4))]
+        ]
+        own_line = sum(map(len, cells)) + 2 * (len(cells) - 1) > (width or console.width)
+        line = Table.grid(padding=(0, 2))
+        for _ in cells[: 4 if own_line else 5]:
+            line.add_column(no_wrap=True)
+        line.add_row(*map(escape, cells[: 4 if own_line else 5]))
+        rows.append(line)
+        if own_line:
+            rows.append(Text(f"    hash {cells[4]}"))
+        rows.append(Padding(Text(formula, overflow="fold"), (0, 0, 0, 4)))
     return Group(*rows)
 
 

@@ -6,7 +6,7 @@ import click
 from rich.markup import escape
 from rich.table import Table
 
-from nosplug.cli.console import console, emit_json
+from nosplug.cli.console import console, emit_json, fitted, name_column
 
 
 @click.group()
@@ -39,14 +39,30 @@ def list_tasks(as_json: bool) -> None:
     if as_json:
         emit_json({"tasks": rows})
         return
-    table = Table(
-        title="tasks (also: any module:callable returning a nosplug.tasks.Task)", title_justify="left"
-    )
-    for col in ("task", "metric", "options", "description"):
-        table.add_column(col, overflow="fold")
-    for r in rows:
-        metric = f"{r['metric']} ({'higher' if r['direction'] == 'maximize' else 'lower'} is better)"
-        table.add_row(
-            escape(r["name"]), metric, escape(", ".join(r["options"]) or "-"), escape(r["description"])
+    console.print(task_table(rows))
+
+
+def task_table(rows: list[dict]):
+    """One row per task (task and metric names never split, :func:`fitted`), each task's
+    description below the table, where it can run the full width."""
+    from rich.console import Group
+    from rich.text import Text
+
+    def build(labels: list[str]) -> Table:
+        table = Table(
+            title="tasks, metric ↑ higher or ↓ lower is better (also: any module:callable returning "
+            "a nosplug.tasks.Task)",
+            title_justify="left",
         )
-    console.print(table)
+        name_column(table, "task")
+        table.add_column("metric", no_wrap=True)
+        table.add_column("options", ratio=1)
+        for label, r in zip(labels, rows):
+            arrow = "↑" if r["direction"] == "maximize" else "↓"
+            table.add_row(
+                escape(label), f"{escape(r['metric'])} {arrow}", escape(", ".join(r["options"]) or "-")
+            )
+        return table
+
+    about = [Text.assemble((f"{r['name']}: ", "bold"), r["description"]) for r in rows]
+    return Group(fitted(build, [r["name"] for r in rows]), *about)

@@ -64,6 +64,8 @@ class EvalResult:
     metric: str = "accuracy"
     untrained_loss: float | None = None  # L0 of relative gates
     seed_fitness: list[float | None] = field(default_factory=list)  # best value of each final run
+    sweep_mode: str = ""  # how the sweep trained its rates: grouped | vmap | sequential
+    sweep_note: str = ""  # why not side by side where that was chosen (vmap cannot run the model)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -128,6 +130,7 @@ def _evaluate(
                         untrained_loss=s.untrained_loss)  # fmt: skip
     pre = sweep(genome, preset.prescreen_lrs, task, data, preset, seed, progress, setup=s)
     result.lr_scores.update({repr(lr): v for lr, v in zip(preset.prescreen_lrs, pre.values)})
+    result.sweep_mode, result.sweep_note = pre.mode, pre.note
     best_pre = _best_of(task, pre.values)
     if reporter.gate(PRESCREEN, s.units(best_pre)):
         if all(pre.diverged):
@@ -145,6 +148,7 @@ def _evaluate(
     )
     if rest is not None:
         result.lr_scores.update({repr(lr): v for lr, v in zip(preset.sweep_lrs, rest.values)})
+        result.sweep_mode, result.sweep_note = rest.mode, rest.note or result.sweep_note
     all_lrs, values = list(preset.all_lrs), [*pre.values, *(rest.values if rest else [])]
     best_i = min(range(len(values)), key=lambda i: (task.train_metric.key(values[i]), i))
     if reporter.gate(SWEEP, s.units(values[best_i])):

@@ -122,10 +122,13 @@ class Run:
 @dataclass
 class SweepResult:
     """Per rate: the best epoch-mean training value, and whether the run diverged (its loss or
-    update turned non-finite) before the sweep's end."""
+    update turned non-finite) before the sweep's end; how the rates were trained, and why not
+    side by side when that was chosen but the model cannot be stacked."""
 
     values: list[float]
     diverged: list[bool]
+    mode: str = "sequential"  # how the rates were trained: grouped | vmap | sequential
+    note: str = ""  # why a batched form was not used where it was chosen (e.g. vmap cannot run the model)
 
 
 def train_loop(

@@ -4,10 +4,17 @@ Three ways give the same result per rate as a single run of that rate (tested): 
 one run of a task's *grouped* model (K copies as grouped convolutions or batched matrix products,
 :mod:`nosplug.evaluation.sweep_batched`), or the model's parameters stacked K times under
 ``torch.func.vmap``. :func:`sweep_mode` picks the fastest that the task and device allow.
+
+A user's model may be one ``vmap`` cannot run (a GRU, a custom autograd function, in-place
+updates, control flow on the data): before the first ``vmap`` sweep of a task and model, one
+forward and backward of two stacked copies is tried (:func:`vmap_fallback`); when it fails, that
+task's sweeps train their rates one after the other, a :class:`SweepFallbackWarning` says so once,
+and every evaluation records it (``EvalResult.sweep_mode`` and ``sweep_note``).
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Sequence
 
 import torch
@@ -15,7 +22,7 @@ from torch import nn
 
 from nosplug.evaluation.presets import EvalPreset
 from nosplug.evaluation.runs import Progress, Run, RunSetup, SweepResult, setup_runs, train_run
-from nosplug.evaluation.sweep_batched import sweep_batched
+from nosplug.evaluation.sweep_batched import sweep_batched, vmap_probe
 from nosplug.genome.model import Genome
 from nosplug.tasks.base import Task, TaskData
 
@@ -65,6 +72,49 @@ def _vmap_size(task: Task) -> int | None:
     return sum(p.numel() for p in model.parameters())
 
 
+class SweepFallbackWarning(UserWarning):
+    """The sweep chose to stack the model under ``vmap`` but the model cannot be stacked: its
+    rates train one after the other instead (said once per task and model)."""
+
+
+#: (task, its options, device, precision) -> why ``vmap`` cannot run the task's model ("" when
+#: it can); each task and model is probed once per process.
+_VMAP_PROBES: dict[tuple, str] = {}
+
+
+def vmap_fallback(s: RunSetup, seed: int) -> str:
+    """Why the sweep's ``vmap`` form cannot train this task's model ("" when it can): probed
+    once per task and model with one forward and backward of two stacked copies; the first
+    failure is said once (a :class:`SweepFallbackWarning`)."""
+    task = s.task
+    key = (
+        type(task).__module__,
+        type(task).__qualname__,
+        task.name,
+        task.describe(),
+        repr(sorted((k, repr(v)) for k, v in getattr(task, "options", {}).items())),
+        str(s.device),
+        s.preset.precision,
+    )
+    if key not in _VMAP_PROBES:
+        try:
+            vmap_probe(s, seed)
+            _VMAP_PROBES[key] = ""
+        except Exception as exc:  # any failure of the user's model under vmap: separate runs
+            _VMAP_PROBES[key] = _fallback_note(task, exc)
+            warnings.warn(_VMAP_PROBES[key], SweepFallbackWarning, stacklevel=2)
+    return _VMAP_PROBES[key]
+
+
+def _fallback_note(task: Task, exc: BaseException) -> str:
+    first = (str(exc).strip().splitlines() or [""])[0][:200]
+    return (
+        f"task {task.name}: the learning-rate sweep trains its rates one after the other, because "
+        f"torch.func.vmap cannot run this model ({type(exc).__name__}: {first}); "
+        'sweep_mode = "sequential" says so up front'
+    )
+
+
 def sweep(
     genome: Genome,
     lrs: Sequence[float],
@@ -81,9 +131,13 @@ def sweep(
     per rate as a single run of that rate (tested)."""
     s = setup or setup_runs(task, data, preset, seed)
     mode = mode or sweep_mode(s.task, preset, s.device)
+    note = ""
+    if mode == "vmap" and len(lrs) >= 2:
+        note = vmap_fallback(s, seed)
+        mode = "sequential" if note else mode
     if mode == "sequential" or len(lrs) < 2:
         runs = [train_run(s, genome, lr, seed, final=False, progress=progress) for lr in lrs]
-        return SweepResult([_best_train(s, r) for r in runs], [r.diverged for r in runs])
+        return SweepResult([_best_train(s, r) for r in runs], [r.diverged for r in runs], "sequential", note)
     return sweep_batched(s, genome, lrs, seed, progress, mode)
 
 

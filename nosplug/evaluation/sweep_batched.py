@@ -62,6 +62,20 @@ class _Copies:
         return losses, sums.detach()
 
 
+def vmap_probe(s: RunSetup, seed: int) -> None:
+    """One forward and backward of two stacked copies of the task's model under ``vmap`` on a
+    minibatch of its training data; raises whatever ``vmap`` cannot do with this model (a
+    recurrent layer without a batching rule, a custom autograd function without a vmap rule,
+    in-place updates of a captured tensor, control flow that depends on the data)."""
+    copies = _Copies(s, seed, 2, "vmap")
+    x, y = s.task.batches(s.data, seed, s.preset.batch_size).next()
+    with s.autocast():
+        losses, _ = copies.forward(x, y)
+    losses.sum().backward()
+    if any(q.grad is None for q in copies.params):
+        raise RuntimeError("vmap gave no gradient for some parameters")
+
+
 def sweep_batched(
     s: RunSetup, genome: Genome, lrs: Sequence[float], seed: int, progress, mode: str
 ) -> SweepResult:
@@ -115,4 +129,4 @@ def sweep_batched(
         if all(stopped):
             break
     worst = s.task.train_metric.worst
-    return SweepResult([worst if b is None else b for b in best], diverged)
+    return SweepResult([worst if b is None else b for b in best], diverged, mode)

@@ -74,6 +74,7 @@ KINDS: tuple[Kind, ...] = (
     Kind("zoo_genomes", "nosplug_zoo_genomes", "zoo genome", "zoo_genome"),
     Kind("study_kinds", "nosplug_study_kinds", "study kind", "study_kind"),
     Kind("planners", "nosplug_planners", "planner", "planner"),
+    Kind("baseline_sets", "nosplug_baseline_sets", "baseline set", "baseline_set"),
 )
 KIND_BY_KEY = {k.key: k for k in KINDS}
 

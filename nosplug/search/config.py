@@ -311,10 +311,11 @@ def _check_ranges(c: dict[str, Any]) -> None:
         )
     if v["sampler"] not in ("qmc", "tpe", "random"):
         raise ConfigError(f"validate.sampler: qmc, tpe or random, got {v['sampler']!r}")
+    _check_baseline_sets(v["baselines"])
     if v["top"] and v["studies"] and not v["allow_underpowered"]:  # checked before the search runs
         from nosplug import stats
 
-        family = v["top"] + len([b for b in v["baselines"] if b != v["reference"]])
+        family = v["top"] + len([b for b in _verdict_baselines(v["baselines"]) if b != v["reference"]])
         shortfall = stats.check(stats.Design(family, v["studies"], 1, v["seeds"], v["batch"])).shortfall()
         if shortfall:
             raise ConfigError(f"validate: {shortfall} (validate.studies = 0 picks it; or allow_underpowered)")
@@ -359,6 +360,28 @@ def _planner(section: Mapping[str, Any]):
             raise ConfigError(f"search.options.{key}: must be at least 1, got {value}")
         options[key] = value
     return spec, options
+
+
+def _check_baseline_sets(baselines: list[Any]) -> None:
+    """``validate.baselines`` naming a baseline set whose optimizers are not installed fails at
+    creation, not when the search ends hours later."""
+    from nosplug.baselines import BaselineSetError, expand, is_set_name
+
+    try:
+        expand([b for b in baselines if isinstance(b, str) and is_set_name(b)])
+    except BaselineSetError as exc:
+        raise ConfigError(f"validate.baselines: {exc}") from None
+
+
+def _verdict_baselines(baselines: list[Any]) -> list[str]:
+    """``validate.baselines`` with every named set (``modern``) replaced by its optimizers."""
+    from nosplug.baselines import expand, is_set_name
+
+    out: list[str] = []
+    for b in baselines:
+        names = [m.ref for m in expand([b])] if isinstance(b, str) and is_set_name(b) else [b]
+        out += [n for n in names if n not in out]
+    return out
 
 
 def _resolve_genome(ref: Any, where: str) -> dict[str, Any]:

@@ -28,6 +28,7 @@ def verdict_name(name: str) -> str:
 def verdict_config(ctx: SearchStudy, storage: str | None = None) -> dict[str, Any] | None:
     """The benchmark config of search ``ctx``'s verdict; None when ``validate.top`` is 0 or
     nothing has a fitness."""
+    from nosplug.baselines import is_set_name
     from nosplug.benchmark.config import normalise as benchmark_config
 
     v = ctx.raw.get("validate") or {}
@@ -43,7 +44,11 @@ def verdict_config(ctx: SearchStudy, storage: str | None = None) -> dict[str, An
             "name": verdict_name(ctx.name),
             "seed": int(ctx.raw["study"]["seed"]),
             "reference": v["reference"],
-            "contenders": [*specs, *[b for b in v["baselines"] if b != v["reference"]]],
+            "contenders": [
+                *specs,
+                *[b for b in v["baselines"] if b != v["reference"] and not is_set_name(b)],
+            ],
+            "baselines": [b for b in v["baselines"] if is_set_name(b)],  # named sets: modern, ...
             "description": f"the verdict of search {ctx.name}",
             "allow_underpowered": bool(v.get("allow_underpowered", False)),
         },

@@ -106,7 +106,6 @@ def publish_genomes(
     store = _store(storage, artifacts, out)
     if store is None:
         return out
-    stem = re.sub(r"\W+", "_", name).strip("_").lower() or "study"
     unexportable = []
     with tempfile.TemporaryDirectory(prefix="nosplug-artifacts-") as tmp, _lock(storage, name):
         out.holders = len(top)
@@ -117,20 +116,27 @@ def publish_genomes(
             fitness = float(t.user_attrs[T.FITNESS])
             folder = Path(tmp) / str(rank)
             folder.mkdir()
-            files = [_write(folder / f"{stem}_best{rank}.json", genome.to_json())]
+            files = [_write(folder / best_file(name, rank, "json"), genome.to_json())]
             try:
                 source = to_torch_source(
                     genome,
                     class_name=f"{camel_case(name)}Best{rank}",
                     provenance={"study": name, "rank": rank, "fitness": fitness},
                 )
-                files.append(_write(folder / f"{stem}_best{rank}.py", source))
+                files.append(_write(folder / best_file(name, rank, "py"), source))
             except ExportError:
                 unexportable.append(f"#{rank}")
             _sync(study, store, files, out, trial=t, label=f"trial {t.number}")
     if unexportable:
         out.note = f"no .py for {', '.join(unexportable)}: a primitive has no source form (docs/export.md)"
     return out
+
+
+def best_file(name: str, rank: int, ext: str) -> str:
+    """``NAME_bestK.EXT``, the study's name as it is (``my-study_best1.json``); only characters
+    a file name cannot hold (separators, spaces) become ``_``."""
+    stem = re.sub(r"[^\w.-]+", "_", name).strip("_.") or "study"
+    return f"{stem}_best{rank}.{ext}"
 
 
 def line_if_done(study: optuna.Study, storage: str | None = None, artifacts: str | None = None) -> str:
@@ -314,6 +320,7 @@ def _remove(study: optuna.Study, store: Any, artifact_id: str, trial: FrozenTria
 __all__ = [
     "ArtifactError",
     "Attached",
+    "best_file",
     "check",
     "listed",
     "open_store",

@@ -21,7 +21,6 @@ import json
 import mimetypes
 import os
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import optuna
@@ -113,25 +112,6 @@ def live_trial(study: optuna.Study, trial: FrozenTrial) -> optuna.Trial:
     study and a trial id is undocumented.
     """
     return optuna.Trial(study, trial_id(trial))
-
-
-@contextlib.contextmanager
-def quiet() -> Iterator[None]:
-    """Optuna's INFO lines ("A new study created ...") held back inside nosplug's own calls.
-
-    Why here: library code stays quiet unless asked, but the user's own Optuna logging settings
-    are theirs; so the level is raised only while nosplug calls Optuna, and only when Optuna's
-    logger is at its default INFO (a user who set it to DEBUG still sees everything).
-    """
-    before = optuna.logging.get_verbosity()
-    if before != optuna.logging.INFO:
-        yield
-        return
-    optuna.logging.set_verbosity(optuna.logging.WARNING)
-    try:
-        yield
-    finally:
-        optuna.logging.set_verbosity(before)
 
 
 # ----------------------------------------------------------------------------- artifacts

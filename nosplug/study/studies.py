@@ -14,7 +14,7 @@ from typing import Any
 import optuna
 
 from nosplug.errors import UserError
-from nosplug.study import optuna_adapter as oa
+from nosplug.quiet import quiet_optuna
 from nosplug.study import trials as T
 from nosplug.study.result import first_line
 from nosplug.study.storage import StorageError, open_storage, shown_url, storage_url
@@ -80,7 +80,7 @@ def create_study(
                 f"config; give this {what} another name"
             )
         return existing
-    with oa.quiet():
+    with quiet_optuna():  # library code stays quiet (nosplug.quiet)
         study = optuna.create_study(study_name=name, storage=store, direction=direction)
     study.set_user_attr(T.KIND_ATTR, kind)
     study.set_user_attr(T.CONFIG_ATTR, jsonable(raw))

@@ -59,6 +59,8 @@ RESULT_ATTRS = (
     "duration",
     "train_curve",
     "seed_fitness",
+    "sweep_mode",
+    "sweep_note",
 )
 FINISHED = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.FAIL)
 

@@ -197,16 +197,17 @@ def load_digits(root: Path) -> Raw:
 
 
 def _cifar(root: Path, hundred: bool) -> Raw:
-    from torchvision import datasets
+    from nosplug.tasks.vision import import_torchvision
 
     folder = "cifar-100-python" if hundred else "cifar-10-batches-py"
-    cls = datasets.CIFAR100 if hundred else datasets.CIFAR10
     if not (root / folder).is_dir():
         raise DatasetNotFoundError(
             f"CIFAR-{100 if hundred else 10} not found: put the python version's folder {folder}/ "
             f"(from cifar-{100 if hundred else 10}-python.tar.gz) into {root.resolve()} "
             f"or point --data-root / ${DATA_ENV} at the folder that contains it; nosplug never downloads"
         )
+    datasets = import_torchvision("torchvision.datasets")  # only now: a missing folder needs none
+    cls = datasets.CIFAR100 if hundred else datasets.CIFAR10
     try:
         train = cls(str(root), train=True, download=False)
         test = cls(str(root), train=False, download=False)

@@ -186,7 +186,10 @@ def efficientnet_v2_s(
     from scratch, built from torchvision's public blocks so ``width`` / ``depth`` can shrink it
     for tests; ``width = depth = 1`` is torchvision's ``efficientnet_v2_s`` exactly. Any number of
     input channels (the stem is rebuilt for grey images)."""
-    from torchvision.models.efficientnet import EfficientNet, FusedMBConvConfig, MBConvConfig
+    from nosplug.tasks.vision import import_torchvision
+
+    eff = import_torchvision("torchvision.models.efficientnet")
+    EfficientNet, FusedMBConvConfig, MBConvConfig = eff.EfficientNet, eff.FusedMBConvConfig, eff.MBConvConfig
 
     if width <= 0 or depth <= 0:
         raise UserError("efficientnet_v2_s: width and depth must be positive")
