@@ -11,9 +11,12 @@ Deliberate choices (documented in docs/paper-nos.md):
   what the published search actually explored.
 * ``max_value`` follows the code: a running max that starts from 0.
 
-Each record carries its :class:`~nosplug.primitives.base.SourceForm` (the same arithmetic in the
-same order, so an exported optimizer matches GraphOptimizer); tests/test_export.py checks every
-one against the record's function.
+Each record carries every form of its op: the function, its fast kernel for GraphOptimizer's
+lowered plan (:mod:`nosplug.builtin.operation_kernels`), dropout's ``batched`` form (the op given
+its draws, which the batched integrity check replays) and its
+:class:`~nosplug.primitives.base.SourceForm` (the same arithmetic in the same order, so an
+exported optimizer matches GraphOptimizer); tests/test_lowering.py and tests/test_export.py check
+every kernel and source form against the record's function.
 """
 
 from __future__ import annotations
@@ -21,22 +24,36 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from nosplug.builtin.operation_kernels import (
+    EPS,
+    binary_kernel,
+    dropout_kernel,
+    stateful_kernel,
+    unary_kernel,
+)
 from nosplug.hookspecs import hookimpl
-from nosplug.primitives.base import BinaryOp, ExecContext, SourceForm, StatefulOp, UnaryOp, bias_correction
+from nosplug.primitives.base import (
+    BinaryOp,
+    ExecContext,
+    SourceForm,
+    StatefulOp,
+    UnaryOp,
+    bias_correction,
+    stochastic_unary,
+)
 
-EPS = 1e-7
 _EXTRA = frozenset({"extra"})
 
 
 def _dropout(p: float):
+    """``batched(x, u)`` of dropout with probability ``p``: zero where the draw ``u`` is not below
+    ``1 - p``, scale the survivors by ``1 / (1 - p)``."""
     keep = 1.0 - p
 
-    def fn(x: Tensor, ctx: ExecContext) -> Tensor:
-        x = ctx.full(x, like=x)
-        mask = torch.rand(x.shape, generator=ctx.generator, dtype=x.dtype, device=x.device) < keep
-        return x * mask / keep
+    def batched(x: Tensor, u: Tensor) -> Tensor:
+        return x * (u < keep) / keep
 
-    return fn
+    return batched
 
 
 _DROPOUT_HELPER = """\
@@ -78,7 +95,15 @@ S = SourceForm
 
 
 UNARY_OPS: tuple[UnaryOp, ...] = (
-    UnaryOp("identity", lambda x: x, "$0", "$0", description="x (code -1)", source=S("$0", "$0")),
+    UnaryOp(
+        "identity",
+        lambda x: x,
+        "$0",
+        "$0",
+        description="x (code -1)",
+        source=S("$0", "$0"),
+        kernel=unary_kernel("identity"),
+    ),
     UnaryOp(
         "neg",
         torch.neg,
@@ -86,6 +111,7 @@ UNARY_OPS: tuple[UnaryOp, ...] = (
         "-\\left($0\\right)",
         description="-x (code 0)",
         source=S("torch.neg($0)", "torch._foreach_neg($0)"),
+        kernel=unary_kernel("neg"),
     ),
     UnaryOp(
         "ln_abs",
@@ -97,6 +123,7 @@ UNARY_OPS: tuple[UnaryOp, ...] = (
             f"torch.log($0.abs() + {EPS!r})",
             f"torch._foreach_log(torch._foreach_add(torch._foreach_abs($0), {EPS!r}))",
         ),
+        kernel=unary_kernel("ln_abs"),
     ),
     UnaryOp(
         "sqrt_abs",
@@ -105,6 +132,7 @@ UNARY_OPS: tuple[UnaryOp, ...] = (
         "\\sqrt{\\left|$0\\right|}",
         description="code 2",
         source=S("$0.abs().sqrt()", "torch._foreach_sqrt(torch._foreach_abs($0))"),
+        kernel=unary_kernel("sqrt_abs"),
     ),
     UnaryOp(
         "exp",
@@ -113,6 +141,7 @@ UNARY_OPS: tuple[UnaryOp, ...] = (
         "e^{$0}",
         description="code 3",
         source=S("torch.exp($0)", "torch._foreach_exp($0)"),
+        kernel=unary_kernel("exp"),
     ),
     UnaryOp(
         "abs",
@@ -121,6 +150,7 @@ UNARY_OPS: tuple[UnaryOp, ...] = (
         "\\left|$0\\right|",
         description="code 4",
         source=S("torch.abs($0)", "torch._foreach_abs($0)"),
+        kernel=unary_kernel("abs"),
     ),
     UnaryOp(
         "sigmoid",
@@ -129,6 +159,7 @@ UNARY_OPS: tuple[UnaryOp, ...] = (
         "\\sigma\\left($0\\right)",
         description="code 5",
         source=S("torch.sigmoid($0)", "torch._foreach_sigmoid($0)"),
+        kernel=unary_kernel("sigmoid"),
     ),
     UnaryOp(
         "dsoft",
@@ -141,6 +172,7 @@ UNARY_OPS: tuple[UnaryOp, ...] = (
             "1.0 / (1.0 + $0.abs())",
             "torch._foreach_reciprocal(torch._foreach_add(torch._foreach_abs($0), 1.0))",
         ),
+        kernel=unary_kernel("dsoft"),
     ),
     UnaryOp(
         "softplus",
@@ -152,6 +184,7 @@ UNARY_OPS: tuple[UnaryOp, ...] = (
             f"torch.log(torch.exp($0) + (1.0 + {EPS!r}))",
             f"torch._foreach_log(torch._foreach_add(torch._foreach_exp($0), 1.0 + {EPS!r}))",
         ),
+        kernel=unary_kernel("softplus"),
     ),
     UnaryOp(
         "erf",
@@ -160,6 +193,7 @@ UNARY_OPS: tuple[UnaryOp, ...] = (
         "\\operatorname{erf}\\left($0\\right)",
         description="code 8",
         source=S("torch.erf($0)", "torch._foreach_erf($0)"),
+        kernel=unary_kernel("erf"),
     ),
     UnaryOp(
         "erfc",
@@ -168,6 +202,7 @@ UNARY_OPS: tuple[UnaryOp, ...] = (
         "\\operatorname{erfc}\\left($0\\right)",
         description="code 9",
         source=S("torch.erfc($0)", "torch._foreach_erfc($0)"),
+        kernel=unary_kernel("erfc"),
     ),
     UnaryOp(
         "asinh",
@@ -176,6 +211,7 @@ UNARY_OPS: tuple[UnaryOp, ...] = (
         "\\operatorname{arcsinh}\\left($0\\right)",
         description="code 10",
         source=S("torch.asinh($0)"),
+        kernel=unary_kernel("asinh"),
     ),
     UnaryOp(
         "tanh",
@@ -184,6 +220,7 @@ UNARY_OPS: tuple[UnaryOp, ...] = (
         "\\tanh\\left($0\\right)",
         description="code 11",
         source=S("torch.tanh($0)", "torch._foreach_tanh($0)"),
+        kernel=unary_kernel("tanh"),
     ),
     UnaryOp(
         "atan",
@@ -192,6 +229,7 @@ UNARY_OPS: tuple[UnaryOp, ...] = (
         "\\arctan\\left($0\\right)",
         description="code 12",
         source=S("torch.atan($0)", "torch._foreach_atan($0)"),
+        kernel=unary_kernel("atan"),
     ),
     UnaryOp(
         "recip",
@@ -200,6 +238,7 @@ UNARY_OPS: tuple[UnaryOp, ...] = (
         "\\frac{1}{$0}",
         description="1/(x + eps), eps added not |x|+eps (code 13)",
         source=S(f"1.0 / ($0 + {EPS!r})", f"torch._foreach_reciprocal(torch._foreach_add($0, {EPS!r}))"),
+        kernel=unary_kernel("recip"),
     ),
     UnaryOp(
         "bessel_i1e",
@@ -208,6 +247,7 @@ UNARY_OPS: tuple[UnaryOp, ...] = (
         "I_{1e}\\left($0\\right)",
         description="exp(-|x|) I1(x) (code 14)",
         source=S("torch.special.i1e($0)"),
+        kernel=unary_kernel("bessel_i1e"),
     ),
     UnaryOp(
         "relu",
@@ -216,6 +256,7 @@ UNARY_OPS: tuple[UnaryOp, ...] = (
         "\\max\\left($0, 0\\right)",
         description="code 15",
         source=S("torch.relu($0)", "torch._foreach_clamp_min($0, 0.0)"),
+        kernel=unary_kernel("relu"),
     ),
     UnaryOp(
         "min0",
@@ -224,36 +265,34 @@ UNARY_OPS: tuple[UnaryOp, ...] = (
         "\\min\\left($0, 0\\right)",
         description="code 16",
         source=S("torch.clamp($0, max=0.0)", "torch._foreach_clamp_max($0, 0.0)"),
+        kernel=unary_kernel("min0"),
     ),
-    UnaryOp(
+    stochastic_unary(
         "drop0.5",
         _dropout(0.5),
         "drop($0, 0.5)",
         "\\operatorname{drop}_{0.5}\\left($0\\right)",
-        needs_ctx=True,
-        stochastic=True,
         description="dropout p=0.5, survivors x2 (code 17)",
         source=_dropout_source(0.5),
+        kernel=dropout_kernel(1.0 - 0.5),
     ),
-    UnaryOp(
+    stochastic_unary(
         "drop0.3",
         _dropout(0.3),
         "drop($0, 0.3)",
         "\\operatorname{drop}_{0.3}\\left($0\\right)",
-        needs_ctx=True,
-        stochastic=True,
         description="dropout p=0.3 (code 18)",
         source=_dropout_source(0.3),
+        kernel=dropout_kernel(1.0 - 0.3),
     ),
-    UnaryOp(
+    stochastic_unary(
         "drop0.1",
         _dropout(0.1),
         "drop($0, 0.1)",
         "\\operatorname{drop}_{0.1}\\left($0\\right)",
-        needs_ctx=True,
-        stochastic=True,
         description="dropout p=0.1 (code 19)",
         source=_dropout_source(0.1),
+        kernel=dropout_kernel(1.0 - 0.1),
     ),
     UnaryOp(
         "clip_norm",
@@ -273,6 +312,7 @@ UNARY_OPS: tuple[UnaryOp, ...] = (
         source=S(
             "$0 / (1.0 + $0.abs())", "torch._foreach_div($0, torch._foreach_add(torch._foreach_abs($0), 1.0))"
         ),
+        kernel=unary_kernel("softsign"),
     ),
 )
 
@@ -326,6 +366,7 @@ STATEFUL_OPS: tuple[StatefulOp, ...] = (
         "\\operatorname{EMA}_{0.95}\\left($0\\right)",
         description="bias-corrected EMA, beta 0.95 (code 22; the reference divides by zero, see docs)",
         source=S(None, "_ema95($0, $state, $step)", _EMA95_HELPERS),
+        kernel=stateful_kernel("ema95"),
     ),
     StatefulOp(
         "delta_change",
@@ -334,6 +375,7 @@ STATEFUL_OPS: tuple[StatefulOp, ...] = (
         "\\Delta\\left($0\\right)",
         description="n <- x - n, as the reference code computes it (code 23)",
         source=S(None, "_delta_change($0, $state)", _DELTA_CHANGE_HELPERS),
+        kernel=stateful_kernel("delta_change"),
     ),
     StatefulOp(
         "max_value",
@@ -342,6 +384,7 @@ STATEFUL_OPS: tuple[StatefulOp, ...] = (
         "\\operatorname{maxval}\\left($0\\right)",
         description="running elementwise max, starting at 0 (code 24)",
         source=S(None, "_max_value($0, $state)", _MAX_VALUE_HELPERS),
+        kernel=stateful_kernel("max_value"),
     ),
 )
 
@@ -368,6 +411,7 @@ BINARY_OPS: tuple[BinaryOp, ...] = (
         infix=True,
         description="code 0",
         source=S("$0 + $1", "torch._foreach_add($0, $1)"),
+        kernel=binary_kernel("add"),
     ),
     BinaryOp(
         "sub",
@@ -377,6 +421,7 @@ BINARY_OPS: tuple[BinaryOp, ...] = (
         infix=True,
         description="code 1",
         source=S("$0 - $1", "torch._foreach_sub($0, $1)"),
+        kernel=binary_kernel("sub"),
     ),
     BinaryOp(
         "mul",
@@ -387,6 +432,7 @@ BINARY_OPS: tuple[BinaryOp, ...] = (
         infix=True,
         description="code 2",
         source=S("$0 * $1", "torch._foreach_mul($0, $1)"),
+        kernel=binary_kernel("mul"),
     ),
     BinaryOp(
         "max",
@@ -396,6 +442,7 @@ BINARY_OPS: tuple[BinaryOp, ...] = (
         commutative=True,
         description="code 3",
         source=S("torch.maximum($0, $1)", "torch._foreach_maximum($0, $1)"),
+        kernel=binary_kernel("max"),
     ),
     BinaryOp(
         "min",
@@ -405,6 +452,7 @@ BINARY_OPS: tuple[BinaryOp, ...] = (
         commutative=True,
         description="code 4",
         source=S("torch.minimum($0, $1)", "torch._foreach_minimum($0, $1)"),
+        kernel=binary_kernel("min"),
     ),
     BinaryOp(
         "div",
@@ -413,6 +461,7 @@ BINARY_OPS: tuple[BinaryOp, ...] = (
         "\\frac{$0}{$1 + \\epsilon}",
         description="x / (y + eps) (code 5)",
         source=S(f"$0 / ($1 + {EPS!r})", f"torch._foreach_div($0, torch._foreach_add($1, {EPS!r}))"),
+        kernel=binary_kernel("div"),
     ),
     BinaryOp(
         "div_sqrt1p",
@@ -425,6 +474,7 @@ BINARY_OPS: tuple[BinaryOp, ...] = (
             "torch._foreach_div($0, torch._foreach_sqrt("
             "torch._foreach_add(torch._foreach_mul($1, $1), 1.0)))",
         ),
+        kernel=binary_kernel("div_sqrt1p"),
     ),
     BinaryOp(
         "clip",
@@ -433,6 +483,7 @@ BINARY_OPS: tuple[BinaryOp, ...] = (
         "\\operatorname{clip}\\left($0, \\pm\\left|$1\\right|\\right)",
         description="clip x to [-|y|, |y|] (code 7)",
         source=S("torch.maximum(torch.minimum($0, $1.abs()), -$1.abs())", "_clip($0, $1)", _CLIP_HELPERS),
+        kernel=binary_kernel("clip"),
     ),
     BinaryOp(
         "interp95",
@@ -441,6 +492,7 @@ BINARY_OPS: tuple[BinaryOp, ...] = (
         "\\left(0.95\\,$0 + 0.05\\,$1\\right)",
         description="0.95 x + 0.05 y (code 8)",
         source=S("torch.lerp($0, $1, 0.05)", "torch._foreach_lerp($0, $1, 0.05)"),
+        kernel=binary_kernel("interp95"),
     ),
     BinaryOp(
         "pow_abs",
@@ -449,6 +501,7 @@ BINARY_OPS: tuple[BinaryOp, ...] = (
         "\\left|$0\\right|^{$1}",
         description="|x|^y (code 9)",
         source=S("torch.pow($0.abs(), $1)", "torch._foreach_pow(torch._foreach_abs($0), $1)"),
+        kernel=binary_kernel("pow_abs"),
     ),
     BinaryOp(
         "div_exact",
@@ -458,6 +511,7 @@ BINARY_OPS: tuple[BinaryOp, ...] = (
         tags=_EXTRA,
         description="x / y without epsilon (outside the paper's space; the zoo uses it for torch parity)",
         source=S("$0 / $1", "torch._foreach_div($0, $1)"),
+        kernel=binary_kernel("div_exact"),
     ),
 )
 

@@ -7,7 +7,7 @@ the same computation with
 
 * **scalar folding**: values are ``(tensor, scale)`` pairs, so bias corrections, constants,
   weight factors and decay values ride along as Python floats and are folded into an op the
-  genome needs anyway (see :mod:`nosplug.optim.kernels`);
+  genome needs anyway (each op's kernel, see :mod:`nosplug.primitives.kernel`);
 * **preallocated buffers**: every intermediate result is written (``out=``) into one of a few
   buffers, assigned once by liveness (a buffer is reused as soon as the last reader has run);
   EMA and state buffers are read in place, never copied.
@@ -317,7 +317,7 @@ def _decayed(v: Val, d: float, exact: bool, rt: Runtime) -> Val:
     the reference's 0-d tensor would be."""
     t, s = v
     if t is None and exact:
-        return None, float(rt.scalar(s) * d)
+        return None, float(rt.host_scalar(s) * d)
     return t, s * d
 
 
