@@ -67,7 +67,9 @@ class GraphOptimizer(Optimizer):
         nonfinite: ``"raise"`` raises :class:`NonFiniteUpdateError`, ``"skip"`` skips the
             update of that chunk and counts it in :attr:`nonfinite_steps`. Either way a NaN/inf
             is never written into the weights. (EMA state has already seen the gradient.)
-        seed: seeds the generator of stochastic ops (dropout nodes).
+        seed: seeds the generators of stochastic ops (dropout nodes): one per device, made on that
+            device, so every draw comes from a generator on the parameters' own device (a
+            rerun on the same device draws the same numbers; devices differ in their streams).
         compile: run each step's arithmetic as one ``torch.compile``d function, which fuses the
             genome's element-wise ops into one loop (:mod:`nosplug.optim.compiled`; close to
             torch's fused Adam kernel, see docs/performance.md). The first step pays the
@@ -127,9 +129,8 @@ class GraphOptimizer(Optimizer):
         self._chunks: dict[tuple, _Chunk] = {}
         # group index -> (params list, its length, which grads were None, generation, chunks)
         self._partitions: dict[int, tuple[list[Tensor], int, tuple[bool, ...], int, list[_Chunk]]] = {}
-        self._generator: torch.Generator | None = None
-        if seed is not None:
-            self._generator = torch.Generator().manual_seed(seed)
+        self._seed = seed
+        self._generators: dict[torch.device, torch.Generator] = {}
         self.compiled = bool(compile) and not self.program.stochastic
         self._fused = compile_program(self.program) if self.compiled else None
         self.exact = bool(exact)
@@ -232,7 +233,9 @@ class GraphOptimizer(Optimizer):
             seg_ids = torch.repeat_interleave(
                 torch.arange(len(params), device=ref.device), torch.tensor(sizes, device=ref.device)
             )
-        ctx = ExecContext(numel=n, segment_ids=seg_ids, num_segments=len(params), generator=self._generator)
+        ctx = ExecContext(
+            numel=n, segment_ids=seg_ids, num_segments=len(params), generator=self._generator(ref.device)
+        )
         # drop chunks of the same group that these params no longer belong to
         for other in [k for k in self._chunks if k[0] == gi and set(k[1:]) & set(key[1:])]:
             del self._chunks[other]
@@ -240,6 +243,15 @@ class GraphOptimizer(Optimizer):
         chunk.states = [self.state[p] for p in params]
         self._chunks[key] = chunk
         return chunk
+
+    def _generator(self, device: torch.device) -> torch.Generator | None:
+        """The seeded generator of ``device`` (None without a seed: torch's default generator)."""
+        if self._seed is None:
+            return None
+        gen = self._generators.get(device)
+        if gen is None:
+            gen = self._generators[device] = torch.Generator(device=device).manual_seed(self._seed)
+        return gen
 
     def _step_chunk(self, group: dict[str, Any], chunk: _Chunk) -> None:
         prog, params = self.program, chunk.params
