@@ -18,7 +18,7 @@ from genome_helpers import random_genomes
 import nosplug
 from nosplug.genome.model import Genome
 from nosplug.optim import GraphOptimizer, NonFiniteUpdateError, lowering
-from nosplug.optim.lowering import Plan, Workspace
+from nosplug.optim.lowering import Plan
 from nosplug.optim.program import compile_genome
 from nosplug.primitives.base import ExecContext
 
@@ -53,7 +53,7 @@ def _run_both(genome: Genome, dtype: torch.dtype, exact: bool) -> tuple[float, b
     plan = Plan(program, exact=exact)
     n = sum(SIZES)
     seg = torch.repeat_interleave(torch.arange(len(SIZES)), torch.tensor(SIZES))
-    ws = Workspace(n, dtype, torch.device("cpu"))
+    slots = [torch.empty(n, dtype=dtype) for _ in range(plan.n_slots)]
     gen = torch.Generator().manual_seed(0)
     w = torch.randn(n, dtype=dtype, generator=gen)
     ref_state, state = program.init_state(w), program.init_state(w)
@@ -66,7 +66,7 @@ def _run_both(genome: Genome, dtype: torch.dtype, exact: bool) -> tuple[float, b
         ]
         decays = program.decay_values(t, STEPS) if program.decays else []
         u_ref = program.update_value(ref_state, w, g, step=t, total_steps=STEPS, ctx=ctxs[0]).expand(n)
-        tensor, scale = plan.run(ws, state, w, g, step=t, decays=decays, ctx=ctxs[1])
+        tensor, scale = plan.run(slots, state, w, g, step=t, decays=decays, ctx=ctxs[1])
         u = torch.full((n,), scale, dtype=dtype) if tensor is None else tensor * scale
         if tensor is not None and scale == 1.0:
             u = tensor
@@ -275,16 +275,16 @@ def test_a_plugin_op_with_a_kernel_runs_through_it_and_one_without_through_its_f
     assert kinds["unary_out"] == "slot" and kinds["binary_out"] == "slot"  # the plugin's kernels
     assert kinds["_generic_unary"] == "new"  # cube_slow: its function
     n = 11
-    ws = Workspace(n, torch.float64, torch.device("cpu"))
+    slots = [torch.empty(n, dtype=torch.float64) for _ in range(plan.n_slots)]
     gen = torch.Generator().manual_seed(3)
     w = torch.randn(n, dtype=torch.float64, generator=gen)
     ref_state, state = program.init_state(w), program.init_state(w)
     for t in range(4):
         g = torch.randn(n, dtype=torch.float64, generator=gen)
         calls.clear()
-        u, s = plan.run(ws, state, w, g, step=t, decays=[], ctx=ExecContext(n))
+        u, s = plan.run(slots, state, w, g, step=t, decays=[], ctx=ExecContext(n))
         assert calls == {"cube_fast kernel": 1, "cube_slow fn": 1, "hypot kernel": 1}, calls
-        assert s == 1.0 and any(u is slot for slot in ws.slots)
+        assert s == 1.0 and any(u is slot for slot in slots)
         ref = program.update_value(ref_state, w, g, step=t, ctx=ExecContext(n))
         assert _same(u, ref)
     model = _model()

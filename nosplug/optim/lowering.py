@@ -12,16 +12,17 @@ the same computation with
   buffers, assigned once by liveness (a buffer is reused as soon as the last reader has run);
   EMA and state buffers are read in place, never copied.
 
-A plan depends only on the program; the buffers live in a :class:`Workspace` per chunk of
-parameters. :mod:`nosplug.optim.executor` adds momentum, the finiteness guard and the write into
-the parameters.
+A plan depends only on the program; it runs on the buffers it is given (``n_slots`` flat buffers
+of the chunk's size: the optimizer's workspace, :mod:`nosplug.optim.chunks`).
+:mod:`nosplug.optim.executor` adds momentum, the finiteness guard and the write into the
+parameters.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
@@ -54,21 +55,6 @@ class _Reg:
     buf: object = None  # ("slot", i) | ("state", key) | ("input", name) | None (own allocation/scalar)
     alias_of: int = -1  # the register whose tensor this one is (with another scale)
     unit: bool = True  # exact plans: the scale is exactly 1 (not a negation's -1)
-
-
-@dataclass
-class Workspace:
-    """The buffers of one plan on one chunk (``numel`` elements of one dtype and device)."""
-
-    numel: int
-    dtype: torch.dtype
-    device: torch.device
-    slots: list[Tensor] = field(default_factory=list)
-
-    def ensure(self, n: int) -> list[Tensor]:
-        while len(self.slots) < n:
-            self.slots.append(torch.empty(self.numel, dtype=self.dtype, device=self.device))
-        return self.slots
 
 
 class Plan:
@@ -274,7 +260,7 @@ class Plan:
     # -- running ----------------------------------------------------------------------------
     def run(
         self,
-        ws: Workspace,
+        slots: Sequence[Tensor],
         state: dict[str, Tensor],
         w: Tensor | None,
         g: Tensor,
@@ -283,8 +269,8 @@ class Plan:
         decays: Sequence[float],
         ctx: ExecContext,
     ) -> Val:
-        """Advance EMA and node state with gradient ``g`` (0-based ``step``) and return U."""
-        slots = ws.ensure(self.n_slots)
+        """Advance EMA and node state with gradient ``g`` (0-based ``step``) and return U, using
+        ``slots`` (at least :attr:`n_slots` buffers shaped like ``g``) for every intermediate."""
         rt = Runtime(g.dtype, g.device, step + 1, ctx, state)
         regs: list[Val] = [(g, 1.0), (w, 1.0)] + [(None, 0.0)] * (len(self.regs) - 2)  # type: ignore[list-item]
         exact = self.exact
@@ -350,4 +336,4 @@ def _rounded(value: float, rt: Runtime) -> float:
     return r
 
 
-__all__ = ["Plan", "Workspace", "fdiv"]
+__all__ = ["Plan", "fdiv"]
