@@ -13,7 +13,7 @@ from genome_helpers import random_genomes
 
 import nosplug
 from nosplug.genome.model import Genome
-from nosplug.optim import GraphOptimizer, NonFiniteUpdateError, executor
+from nosplug.optim import GraphOptimizer, NonFiniteUpdateError, chunks
 from nosplug.optim.chunks import Part
 from nosplug.optim.memory import held_bytes
 from nosplug.optim.program import compile_genome
@@ -90,7 +90,7 @@ def test_compiled_steps_in_chunks_equal_one_chunk() -> None:
 
 @contextmanager
 def _device_guard(monkeypatch):
-    monkeypatch.setattr(executor, "GUARD", "device")
+    monkeypatch.setattr(chunks, "GUARD", "device")
     yield
 
 
@@ -108,7 +108,7 @@ def test_the_on_device_guard_steps_like_the_host_guard(monkeypatch, name: str, e
 @pytest.mark.parametrize("name", ["sgd", "momentum", "adam"])
 def test_a_nonfinite_chunk_is_skipped_alone(monkeypatch, guard: str, name: str) -> None:
     """A NaN in one chunk's gradient: that chunk's weights and momentum stay, the others move."""
-    monkeypatch.setattr(executor, "GUARD", guard)
+    monkeypatch.setattr(chunks, "GUARD", guard)
     torch.manual_seed(0)
     model = Net()
     opt = GraphOptimizer(model.parameters(), name, lr=0.1, nonfinite="skip", chunk_size=20)
@@ -156,7 +156,7 @@ class _Reads:
 
 @pytest.mark.parametrize("name", ["sgd", "momentum", "adam", "opt6", "a1"])
 def test_the_on_device_guard_reads_the_device_once_per_step(monkeypatch, name: str) -> None:
-    monkeypatch.setattr(executor, "GUARD", "device")
+    monkeypatch.setattr(chunks, "GUARD", "device")
     torch.manual_seed(0)
     model = Net()
     opt = GraphOptimizer(model.parameters(), name, lr=0.01, total_steps=10, chunk_size=20)

@@ -16,12 +16,21 @@ A parameter is only split across chunks when it is contiguous and the genome has
 op (clip by norm reduces over whole tensors); such a parameter larger than ``chunk_size`` is a
 chunk of its own.
 
+The non-finite guard lives here too (:class:`Guard`): on the CPU each chunk's check is read at
+once; on an accelerator it stays on the device (the update zeroed and the momentum kept where the
+check fails) and the step reads all checks with one synchronisation at its end. So does the direct
+step of genomes whose update is the gradient itself (:func:`direct_sgd`).
+
 This module imports only torch: nosplug's GraphOptimizer uses it, and an exported optimizer embeds
-its source (``nosplug genome export``), so both lay out and step parameters alike (the same chunks,
-hence the same random draws and the same skipped chunks).
+its source (``nosplug genome export``), so both lay out, guard and step parameters alike (the same
+chunks, hence the same random draws and the same skipped chunks).
 """
 
 import torch
+
+#: Where the non-finite guard is decided: None picks by device ("host" on the CPU, "device"
+#: elsewhere); tests set "device" to run the accelerators' path on the CPU.
+GUARD = None
 
 #: Elements per chunk on the CPU and on accelerators (larger there: every chunk costs a kernel
 #: launch per op, which the larger chunks amortise).
@@ -216,6 +225,117 @@ def _layout(params: list[torch.Tensor], chunk_size: int, split: bool) -> list[tu
     if current:
         chunks.append((current, start))
     return chunks
+
+
+class Guard:
+    """Where one step's finiteness checks are decided.
+
+    On the host (``device_side`` False) :meth:`commit` reads each chunk's check at once and returns
+    it. On the device it records a 0-d flag per chunk, applies the update and the momentum only
+    where the flag holds (the update zeroed, the momentum kept), and :meth:`settle` reads all flags
+    with one synchronisation at the end of the step.
+    """
+
+    def __init__(self, device_side: bool) -> None:
+        self.device_side = device_side
+        self.pending: list = []
+        self._zeros: dict = {}
+
+    @classmethod
+    def for_device(cls, device: torch.device) -> "Guard":
+        mode = GUARD or ("host" if device.type == "cpu" else "device")
+        return cls(mode == "device")
+
+    def commit(self, chunk, delta, nxt=None, momentum=None, alpha=1.0, tag=None, total=None):
+        """``weights += alpha * delta`` and ``momentum <- nxt`` (the chunk's momentum buffer) if
+        ``delta`` is finite. Returns the outcome on the host, None when it is decided on the
+        device (``tag`` comes back from :meth:`settle` for a chunk that was skipped). ``total``:
+        ``delta``'s sum in float64, if the caller computed it already."""
+        if not self.device_side:
+            if not all_finite(delta, total):
+                return False
+            chunk.add_(delta, alpha)
+            if nxt is not None:
+                momentum.copy_(nxt)
+            return True
+        flag = finite_flag(delta) if total is None else torch.isfinite(total)
+        torch.where(flag, delta, self._zero(delta), out=delta)
+        chunk.add_(delta, alpha)
+        if nxt is not None:
+            torch.where(flag, nxt, momentum, out=momentum)
+        self.pending.append((flag, tag))
+        return None
+
+    def flag(self, flag: torch.Tensor, tag=None) -> None:
+        """Record a flag computed elsewhere (the direct step's gradient check)."""
+        self.pending.append((flag, tag))
+
+    def settle(self) -> list:
+        """The tags of the chunks whose update was not finite, read with one synchronisation per
+        device; empties the pending flags."""
+        bad = []
+        by_device: dict = {}
+        for flag, tag in self.pending:
+            by_device.setdefault(flag.device, []).append((flag, tag))
+        for items in by_device.values():
+            ok = torch.stack([f for f, _ in items]).tolist()
+            bad += [tag for (_, tag), good in zip(items, ok) if not good]
+        self.pending.clear()
+        return bad
+
+    def _zero(self, like: torch.Tensor) -> torch.Tensor:
+        key = (like.device, like.dtype)
+        z = self._zeros.get(key)
+        if z is None:
+            z = self._zeros[key] = torch.zeros((), dtype=like.dtype, device=like.device)
+        return z
+
+
+def direct_sgd(
+    params: list, c: float, guard: Guard, found: torch.Tensor, one: torch.Tensor, tag=None
+) -> bool:
+    """``p += c g`` straight from the gradients, for an update that is the gradient itself without
+    momentum: one multiply-add per element, as ``torch.optim.SGD(foreach=True)`` does, no
+    workspace. The check reads the gradients once with the multi-tensor finiteness check of AMP's
+    grad scaler (``found`` and ``one``: 1-element buffers on the device; scale 1, so every value
+    is written back unchanged); finite g and |c| <= 1 make every c g finite. On the device the
+    update is torch's fused SGD kernel, which skips itself (all of ``params``) when the check found
+    a non-finite gradient, without a synchronisation; on the host a non-finite gradient returns
+    False. False (nothing written) also when the direct step cannot be taken: the caller then
+    takes the general path, which checks the update chunk by chunk."""
+    if not abs(c) <= 1.0:
+        return False
+    grads = [p.grad for p in params]
+    if any(g.requires_grad for g in grads):
+        return False
+    found.zero_()
+    try:
+        torch._amp_foreach_non_finite_check_and_unscale_(grads, found, one)
+    except RuntimeError:  # e.g. an expanded gradient that cannot be written back
+        return False
+    if guard.device_side:
+        try:
+            torch._fused_sgd_(
+                params,
+                grads,
+                [],
+                weight_decay=0.0,
+                momentum=0.0,
+                lr=abs(c),
+                dampening=0.0,
+                nesterov=False,
+                maximize=c > 0,
+                is_first_step=False,
+                found_inf=found,
+            )
+        except (RuntimeError, TypeError, AttributeError):  # no fused SGD for this device or dtype
+            return False
+        guard.flag(found[0] == 0, tag)
+        return True
+    if found.item() != 0.0:
+        return False
+    torch._foreach_add_(params, grads, alpha=c)
+    return True
 
 
 def finite_flag(delta: torch.Tensor) -> torch.Tensor:

@@ -6,7 +6,7 @@ updates, the momentum terms and the finiteness sum into a few loops. Around it, 
 buffers (:mod:`nosplug.optim.chunks`) serve as inputs and outputs: the gradients are gathered
 with one multi-tensor copy (or read in place when the chunk lies within one parameter), the update
 and the next momentum are written into buffers the function receives (inductor stores into them
-directly), and the guard (:class:`~nosplug.optim.executor.Guard`) commits them, so a step
+directly), and the guard (:class:`~nosplug.optim.chunks.Guard`) commits them, so a step
 allocates nothing large and holds no more than the eager step.
 
 Everything that changes from step to step (step, decay values, lr, momentum) is a tensor
@@ -24,9 +24,8 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
-from nosplug.optim.chunks import Chunk, Workspace
-from nosplug.optim.executor import Guard
-from nosplug.optim.program import Program
+from nosplug.optim.chunks import Chunk, Guard, Workspace
+from nosplug.optim.program import MOMENTUM_KEY, Program
 from nosplug.primitives.base import ExecContext
 
 CompiledStep = Callable[..., Tensor]
@@ -112,4 +111,4 @@ def compiled_step(
         out,
         next_out,
     )
-    return guard.commit(chunk, out, next_out, tag=tag, total=total)
+    return guard.commit(chunk, out, next_out, chunk.state.get(MOMENTUM_KEY), tag=tag, total=total)

@@ -22,103 +22,28 @@ this module spends as few as it can around the plan (:mod:`nosplug.optim.lowerin
 
 The guarantee is the reference's: a non-finite update never reaches the weights, and a skipped
 chunk keeps its weights and momentum as they were (EMA and node state have moved on). On the CPU
-the host reads the check (:class:`Guard`); on an accelerator the check stays on the device (a
+the host reads the check; on an accelerator the check stays on the device (a
 flag per chunk, the update zeroed and the momentum kept where it is false), and the flags are read
-once at the end of the step: one synchronisation per step instead of one per chunk.
+once at the end of the step: one synchronisation per step instead of one per chunk
+(:class:`~nosplug.optim.chunks.Guard`, shared with the exported optimizer).
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
 
-from nosplug.optim.chunks import Chunk, Workspace, all_finite, finite_flag
+from nosplug.optim.chunks import Chunk, Guard, Workspace, direct_sgd
 from nosplug.optim.lowering import Plan
 from nosplug.optim.program import MOMENTUM_KEY, Program
 from nosplug.primitives.base import ExecContext
 
 #: Margin on the norm bound: ||U||_2 is computed in the parameters' dtype with some rounding.
 _BOUND_MARGIN = 2.0
-#: Where the non-finite guard is decided: None picks by device ("host" on the CPU, "device"
-#: elsewhere); tests set "device" to run the accelerators' path on the CPU.
-GUARD: str | None = None
-
-
-@dataclass
-class Guard:
-    """Where one step's finiteness checks are decided.
-
-    On the host (``device_side`` False) :meth:`commit` reads each chunk's check at once and returns
-    it. On the device it records a 0-d flag per chunk, applies the update and the momentum only
-    where the flag holds (the update zeroed, the momentum kept), and :meth:`settle` reads all flags
-    with one synchronisation at the end of the step.
-    """
-
-    device_side: bool
-    pending: list[tuple[Tensor, object]] = field(default_factory=list)
-    _zeros: dict[tuple[torch.device, torch.dtype], Tensor] = field(default_factory=dict)
-
-    @classmethod
-    def for_device(cls, device: torch.device) -> Guard:
-        mode = GUARD or ("host" if device.type == "cpu" else "device")
-        return cls(mode == "device")
-
-    def commit(
-        self,
-        chunk: Chunk,
-        delta: Tensor,
-        nxt: Tensor | None,
-        alpha: float = 1.0,
-        tag: object = None,
-        total: Tensor | None = None,
-    ) -> bool | None:
-        """``weights += alpha * delta`` and ``momentum <- nxt`` if ``delta`` is finite. Returns the
-        outcome on the host, None when it is decided on the device (``tag`` comes back from
-        :meth:`settle` for a chunk that was skipped). ``total``: ``delta``'s sum in float64, if
-        the caller computed it already."""
-        if not self.device_side:
-            if not all_finite(delta, total):
-                return False
-            chunk.add_(delta, alpha)
-            if nxt is not None:
-                chunk.state[MOMENTUM_KEY].copy_(nxt)
-            return True
-        flag = finite_flag(delta) if total is None else torch.isfinite(total)
-        torch.where(flag, delta, self._zero(delta), out=delta)
-        chunk.add_(delta, alpha)
-        if nxt is not None:
-            m = chunk.state[MOMENTUM_KEY]
-            torch.where(flag, nxt, m, out=m)
-        self.pending.append((flag, tag))
-        return None
-
-    def flag(self, flag: Tensor, tag: object) -> None:
-        """Record a flag computed elsewhere (the direct SGD path's gradient check)."""
-        self.pending.append((flag, tag))
-
-    def settle(self) -> list[object]:
-        """The tags of the chunks whose update was not finite, read with one synchronisation per
-        device; empties the pending flags."""
-        bad: list[object] = []
-        by_device: dict[torch.device, list[tuple[Tensor, object]]] = {}
-        for flag, tag in self.pending:
-            by_device.setdefault(flag.device, []).append((flag, tag))
-        for items in by_device.values():
-            ok = torch.stack([f for f, _ in items]).tolist()
-            bad += [tag for (_, tag), good in zip(items, ok) if not good]
-        self.pending.clear()
-        return bad
-
-    def _zero(self, like: Tensor) -> Tensor:
-        key = (like.device, like.dtype)
-        z = self._zeros.get(key)
-        if z is None:
-            z = self._zeros[key] = torch.zeros((), dtype=like.dtype, device=like.device)
-        return z
 
 
 def eager_step(
@@ -143,9 +68,10 @@ def eager_step(
     if program.needs_weight:
         w = chunk.weight(chunk.scratch(ws, "weight") if not chunk.single else None)  # type: ignore[arg-type]
     u = plan.run(slots, chunk.state, w, g, step=step, decays=decays, ctx=ctx)
+    m = chunk.state.get(MOMENTUM_KEY)
     if plan.exact:
         delta, nxt = _exact_update(program, chunk, ws, u, lr, momentum)
-        return guard.commit(chunk, delta, nxt, tag=tag)
+        return guard.commit(chunk, delta, nxt, m, tag=tag)
     t, s = u
     if t is None:  # a constant update
         t = chunk.scratch(ws, "scaled").fill_(s)
@@ -155,9 +81,9 @@ def eager_step(
         if not guard.device_side and _bounded(t, c):
             chunk.add_(t, c)
             return True
-        return guard.commit(chunk, torch.mul(t, c, out=chunk.scratch(ws, "delta")), None, tag=tag)
+        return guard.commit(chunk, torch.mul(t, c, out=chunk.scratch(ws, "delta")), tag=tag)
     delta, nxt = _momentum_terms(program, chunk, ws, t, c, momentum)
-    return guard.commit(chunk, delta, nxt, tag=tag)
+    return guard.commit(chunk, delta, nxt, m, tag=tag)
 
 
 def _exact_update(
@@ -209,50 +135,9 @@ class SgdCheck:
 def sgd_step(
     program: Program, plan: Plan, params: list[Tensor], lr: float, guard: Guard, check: SgdCheck, tag=None
 ) -> bool:
-    """U = +-g without momentum: ``p += c g`` straight from the gradients, as
-    ``torch.optim.SGD(foreach=True)`` does (one multiply-add, no gathering, no workspace). The
-    guard reads the gradients once with the multi-tensor finiteness check of AMP's grad scaler
-    (scale 1: every value is written back unchanged); finite g and |c| <= 1 make every c g finite.
-    On the device the update is torch's fused SGD kernel, which skips itself (the whole part) when
-    the check found a non-finite gradient, without a synchronisation; on the host a non-finite
-    gradient sends the part down the general path, which skips only the chunks it spoils. False
-    (nothing written) when the direct path cannot be taken: the caller then takes the general
-    path, which checks the update itself."""
+    """U = +-g without momentum: :func:`nosplug.optim.chunks.direct_sgd` with ``c = +-lr``."""
     c = plan.gradient_sign * program.sign * lr
-    if not abs(c) <= 1.0:
-        return False
-    grads = [p.grad for p in params]
-    if any(g.requires_grad for g in grads):  # type: ignore[union-attr]
-        return False
-    found = check.found
-    found.zero_()
-    try:
-        torch._amp_foreach_non_finite_check_and_unscale_(grads, found, check.one)  # type: ignore[arg-type]
-    except RuntimeError:  # e.g. an expanded gradient that cannot be written back
-        return False
-    if guard.device_side:
-        try:
-            torch._fused_sgd_(
-                params,
-                grads,  # type: ignore[arg-type]
-                [],
-                weight_decay=0.0,
-                momentum=0.0,
-                lr=abs(c),
-                dampening=0.0,
-                nesterov=False,
-                maximize=c > 0,
-                is_first_step=False,
-                found_inf=found,
-            )
-        except (RuntimeError, TypeError, AttributeError):  # no fused SGD for this device or dtype
-            return False
-        guard.flag(found[0] == 0, tag)
-        return True
-    if found.item() != 0.0:
-        return False
-    torch._foreach_add_(params, grads, alpha=c)  # type: ignore[arg-type]
-    return True
+    return direct_sgd(params, c, guard, check.found, check.one, tag)
 
 
 def _bounded(t: Tensor, c: float) -> bool:

@@ -26,11 +26,11 @@ from torch.optim import Optimizer
 
 from nosplug.errors import UserError
 from nosplug.genome.model import Genome
-from nosplug.optim.chunks import Chunk, Part, Workspace, chunk_size_for, partition
+from nosplug.optim.chunks import Chunk, Guard, Part, Workspace, chunk_size_for, partition
 from nosplug.optim.compiled import compile_program, compiled_step
-from nosplug.optim.executor import Guard, SgdCheck, eager_step, sgd_step
+from nosplug.optim.executor import SgdCheck, eager_step, sgd_step
 from nosplug.optim.lowering import Plan
-from nosplug.optim.program import Program, compile_genome
+from nosplug.optim.program import MOMENTUM_KEY, Program, compile_genome
 from nosplug.primitives.base import ExecContext
 from nosplug.primitives.registry import Registry
 
@@ -334,7 +334,7 @@ class GraphOptimizer(Optimizer):
         nxt = state.pop("_momentum_next", None)
         if delta.dim() == 0 or delta.numel() != g.numel():
             delta = delta.expand(g.numel()).contiguous()
-        return guard.commit(chunk, delta, nxt, tag=step)
+        return guard.commit(chunk, delta, nxt, chunk.state.get(MOMENTUM_KEY), tag=step)
 
     def _nonfinite(self, count: int, step: int) -> None:
         """Count ``count`` skipped chunks (their weights were not touched) or raise."""
