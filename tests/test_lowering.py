@@ -60,9 +60,11 @@ def _run_both(genome: Genome, dtype: torch.dtype, exact: bool) -> tuple[float, b
     worst, identical = 0.0, True
     for t in range(STEPS):
         g = torch.randn(n, dtype=dtype, generator=gen) * (3.0 if t % 4 == 0 else 0.05)
+        # per-tensor sums by segment sizes (GraphOptimizer's chunks) or ids (the integrity checks')
+        kw = {"segment_sizes": tuple(SIZES)} if t % 2 else {"segment_ids": seg, "num_segments": len(SIZES)}
         ctxs = [
-            ExecContext(n, seg, len(SIZES), torch.Generator().manual_seed(t)),
-            ExecContext(n, seg, len(SIZES), torch.Generator().manual_seed(t)),
+            ExecContext(n, generator=torch.Generator().manual_seed(t), **kw),
+            ExecContext(n, generator=torch.Generator().manual_seed(t), **kw),
         ]
         decays = program.decay_values(t, STEPS) if program.decays else []
         u_ref = program.update_value(ref_state, w, g, step=t, total_steps=STEPS, ctx=ctxs[0]).expand(n)

@@ -231,6 +231,34 @@ def dropout_kernel(keep: float) -> Lowering:
     return lower
 
 
+def clip_norm_kernel(fn: Callable[..., Tensor]) -> Lowering:
+    """Clip by L2 norm 1 over each parameter tensor, segment by segment of the chunk
+    (``ctx.segment_sizes``): ``x * where(n > 1, 1 / n, 1)`` with ``n`` the square root of the
+    segment's sum of ``x * x`` (the record's arithmetic, its norm a 0-d tensor per segment instead
+    of one broadcast to every element). Without segment sizes (the integrity checks' segment ids)
+    it runs ``fn``, the record's function."""
+
+    def lower(req: KernelRequest) -> Kernel | None:
+        if req.args[0].scalar:
+            return None
+
+        def run(a: list[Val], o: Tensor | None, t: list[Tensor], rt: Runtime) -> Val:
+            x = materialize(a[0], o)  # type: ignore[arg-type]
+            sizes = rt.ctx.segment_sizes
+            if sizes is None:
+                o.copy_(fn(x, rt.ctx))  # type: ignore[union-attr]
+                return o, 1.0
+            sq = torch.mul(x, x, out=t[0])
+            for xs, ss, os in zip(x.split(sizes), sq.split(sizes), o.split(sizes)):  # type: ignore[union-attr]
+                norm = ss.sum().sqrt()
+                torch.mul(xs, torch.where(norm > 1.0, 1.0 / norm, torch.ones_like(norm)), out=os)
+            return o, 1.0
+
+        return Kernel(run, "slot", temps=1)
+
+    return lower
+
+
 def stateful_kernel(name: str) -> Lowering:
     """ema95 / delta_change / max_value updating the node's state in place. The result of the
     last two *is* the state buffer (the reference returns a copy); ema95's is the state with its

@@ -353,3 +353,14 @@ def all_finite(x: torch.Tensor, total: torch.Tensor | None = None) -> bool:
     if bool(torch.isfinite(x.sum() if total is None else total)):
         return True
     return bool(torch.isfinite(x).all())
+
+
+def layout_source() -> str:
+    """This module's code without its docstring and imports, as an exported optimizer embeds it
+    (read when a genome is exported, not at import)."""
+    import inspect
+    import sys
+
+    text = inspect.getsource(sys.modules[__name__])
+    body = text.split('"""', 2)[2].split("\ndef layout_source(", 1)[0]
+    return "\n".join(line for line in body.split("\n") if line != "import torch").strip("\n") + "\n"

@@ -75,6 +75,8 @@ class Plan:
             self.defs.append(_Def(_ema_update(spec), args, -1))
         operand_regs = [self._operand(op) for op in program.operands]
         instr_regs: list[int] = []
+        #: the register of each operand and instruction (what the exporter asks about signs)
+        self.operand_regs, self.instr_regs = operand_regs, instr_regs
         for ins in program.instructions:
             args = tuple(
                 (operand_regs[a.index] if a.kind == "operand" else instr_regs[a.index], a.decay)
@@ -92,6 +94,7 @@ class Plan:
                 kernel = lower_binary(ins.record, infos[0], infos[1], exact)  # type: ignore[arg-type]
             instr_regs.append(self._define(kernel, args, state_key=node_state_key(ins.node_id)))
         self.result = instr_regs[-1]
+
         self.n_slots = self._assign_slots()
         #: U is +-g itself (identity and negation nodes only): SGD and its momentum forms
         self.gradient_only = self.regs[self.result].buf == ("input", "g") and all(
@@ -103,6 +106,15 @@ class Plan:
             for d in self.defs:
                 regs[d.out] = d.kernel.run([regs[r] for r, _ in d.args], None, [], None)  # type: ignore[arg-type]
             self.gradient_sign = regs[self.result][1]
+
+    def nonneg_arg(self, instruction: int, arg: int) -> bool:
+        """Whether argument ``arg`` of instruction ``instruction`` is known to be +0 or more (or
+        NaN) in every element, and arrives without a decay (its own value, not a scaled one)."""
+        a = self.program.instructions[instruction].args[arg]
+        if a.decay >= 0:
+            return False
+        reg = self.operand_regs[a.index] if a.kind == "operand" else self.instr_regs[a.index]
+        return self.regs[reg].nonneg and self.regs[reg].unit
 
     # -- building ---------------------------------------------------------------------------
     def _define(self, kernel: Kernel, args: tuple[tuple[int, int], ...], state_key: str | None = None) -> int:

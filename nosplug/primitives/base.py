@@ -84,6 +84,10 @@ class SourceForm:
             ``expr``, except that constant arguments arrive expanded to full (stride-0) tensors.
             It must perform ``expr``'s float operations in the same order. With it an exported
             step allocates nothing for this primitive; without it the export evaluates ``expr``.
+        out_nonneg: unary ops: the out form for an argument known to be +0 or more (or NaN) in
+            every element, where an op can skip work (``sqrt(|x|)`` is ``sqrt(x)``) with the same
+            results; exactly ``$0`` makes the value the argument itself. GraphOptimizer's kernels
+            skip the same work, so the export keeps its bit-identical results.
     """
 
     expr: str | None
@@ -91,6 +95,7 @@ class SourceForm:
     helpers: str = ""
     scalar: bool = False
     out: str | None = None
+    out_nonneg: str | None = None
 
 
 @dataclass(frozen=True)
