@@ -211,6 +211,13 @@ class _Writer:
             var = "u" if node.id == ROOT else node.id
             args: list[_Value] = []
             temps: list[_Value] = []
+            readers = [(a.kind, a.index) for a in ins.args]
+            last = [  # the value's last reader is this node (and it reads it once): its buffer is free after
+                left[key] == 1
+                and readers.count(key) == 1
+                and self._owns(operands[key[1]] if key[0] == "operand" else outs[key[1]])
+                for key in readers
+            ]
             for i, a in enumerate(ins.args):
                 v = operands[a.index] if a.kind == "operand" else outs[a.index]
                 if a.decay >= 0:
@@ -220,15 +227,27 @@ class _Writer:
                         self.emit(f"{name} = {self.cpu(v)} * {d}")
                         v = _Value(name, const=True)
                     else:
-                        buf = self.take()
-                        name = self.bind(f"{var}_x{i}", buf)
-                        self.emit(f"torch.mul({v.name}, {d}, out={name})")
+                        if last[i]:  # scaled in place: nothing reads the value afterwards
+                            buf = v.buf
+                            name = self.names.new(f"{var}_x{i}")
+                            self.emit(f"{name} = {v.name}.mul_({d})")
+                        else:
+                            buf = self.take()
+                            name = self.bind(f"{var}_x{i}", buf)
+                            self.emit(f"torch.mul({v.name}, {d}, out={name})")
                         v = _Value(name, buf=buf)
                         self.hold(v)
                         temps.append(v)
+                        last[i] = True
                 args.append(v)
             nonneg = node.arity == 1 and not args[0].const and self.plan.nonneg_arg(j, 0)
-            out = self._node(node.id, var, node.arity, node.unary, node.binary, args, nonneg)
+            # out forms may write into their first argument's buffer ($out may be $0, never $1)
+            reuse = (
+                args[0].buf
+                if last[0] and args[0].buf and (len(args) == 1 or args[1].buf != args[0].buf)
+                else None
+            )
+            out = self._node(node.id, var, node.arity, node.unary, node.binary, args, nonneg, reuse)
             self.hold(out)
             outs.append(out)
             for a in ins.args:  # the readers this node was
@@ -242,10 +261,23 @@ class _Writer:
                 self.drop(out)
         return outs[-1]
 
+    def _owns(self, v: _Value) -> bool:
+        """Whether ``v`` is the only value living in its workspace buffer."""
+        return v.buf is not None and self._refs.get(v.buf, 0) == 1
+
     def _node(
-        self, node_id: str, var: str, arity: int, unary: str, binary: str, args: list[_Value], nonneg: bool
+        self,
+        node_id: str,
+        var: str,
+        arity: int,
+        unary: str,
+        binary: str,
+        args: list[_Value],
+        nonneg: bool,
+        reuse: str | None = None,
     ) -> _Value:
-        """The node's value; ``nonneg``: its (unary) argument is known to be +0 or more or NaN."""
+        """The node's value; ``nonneg``: its (unary) argument is known to be +0 or more or NaN;
+        ``reuse``: the first argument's buffer, free once this node has read it."""
         if arity == 1 and unary == "identity":
             v = args[0]
             return v
@@ -281,7 +313,7 @@ class _Writer:
                 return self._per_tensor(var, src, args[0], extra)
             if out_form:
                 exclude = {a.buf for a in args if a.buf}
-                buf = self.take(exclude)
+                buf = reuse or self.take(exclude)
                 name = self.bind(var, buf)
                 tmp = self.take(exclude | {buf}) if "$tmp" in out_form else None
                 tvar = self.bind(f"{name}_tmp", tmp) if tmp else ""

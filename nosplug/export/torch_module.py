@@ -379,7 +379,7 @@ class _Info:
                 " GraphOptimizer's seed); None uses torch's global generator."
             )
         lines.append(
-            "    chunk_size: elements per chunk (default: 2**22 on the CPU, 2**23 on accelerators, as"
+            "    chunk_size: elements per chunk (default: 2**22 on the CPU, 10**7 on accelerators, as"
             " GraphOptimizer's)."
         )
         return "\n".join(lines)

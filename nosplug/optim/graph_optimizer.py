@@ -85,7 +85,7 @@ class GraphOptimizer(Optimizer):
             results then differ from the exported optimizer in the last bits, which genomes with
             cancellations amplify.
         chunk_size: elements per chunk (default :func:`nosplug.optim.chunks.chunk_size_for` the
-            device: 2**22 on the CPU, 2**23 elsewhere). The optimizer's memory beyond torch's for
+            device: 2**22 on the CPU, 10**7 elsewhere). The optimizer's memory beyond torch's for
             the same update is one workspace: a few buffers of one chunk's size per device and
             dtype. A non-finite update skips its chunk; dropout draws once per chunk. Parts no
             larger than a chunk (models up to 4M parameters on the CPU) are one chunk.

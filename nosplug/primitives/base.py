@@ -82,6 +82,7 @@ class SourceForm:
         out: optional statements that write the value into the flat buffer ``$out`` instead of
             allocating it, with ``$tmp`` a scratch buffer of the same size; the placeholders of
             ``expr``, except that constant arguments arrive expanded to full (stride-0) tensors.
+            ``$out`` may be the buffer of ``$0`` (never of ``$1``), as for a kernel's out-form.
             It must perform ``expr``'s float operations in the same order. With it an exported
             step allocates nothing for this primitive; without it the export evaluates ``expr``.
         out_nonneg: unary ops: the out form for an argument known to be +0 or more (or NaN) in
