@@ -707,7 +707,7 @@ def test_cli_study_genome_carries_flip_and_provenance(monkeypatch, capsys) -> No
     assert calls == [("quick", "journal:x.log", 2)]
     assert "class QuickBest2(torch.optim.Optimizer)" in source
     assert "study: quick" in source and "rank: 2" in source and "fitness: 0.875" in source
-    assert 'scaled = torch.mul(g, lr, out=chunk.scratch(ws, "scaled"))' in source  # the flip: + lr * U
+    assert "scaled = g.mul_(lr) if not chunk.single" in source  # the integrity check's flip: + lr * U
     assert 'direct_sgd(part.params, 1.0 * group["lr"]' in source
     assert main(["genome", "export", "study:quick#3"]) == 2
     assert "no #3" in capsys.readouterr().err
@@ -796,3 +796,27 @@ def test_the_export_trains_and_resumes_where_nosplug_is_not_importable(tmp_path:
     )
     assert out.returncode == 0, out.stdout + out.stderr
     assert out.stdout.startswith("ok")
+
+
+def test_the_architecture_docs_plugin_example_runs_fast_and_exports_bit_identically() -> None:
+    """The example of "Adding a primitive with a fast kernel" (docs): its ops run through their
+    kernels, its stochastic op draws from the device's generator, and the export equals
+    GraphOptimizer step for step."""
+    import re
+
+    from nosplug.optim.lowering import Plan
+    from nosplug.primitives.registry import Registry
+
+    pages = [ROOT / "docs" / "architecture.md", ROOT / "docs" / "architecture-primitives.md"]
+    text = next(p.read_text() for p in pages if p.exists() and "fast kernel" in p.read_text())
+    section = text.split("## Adding a primitive with a fast kernel", 1)[1]
+    plugin = types.ModuleType("doc_plugin")
+    exec(re.findall(r"```python\n(.*?)```", section, re.S)[0], plugin.__dict__)
+    nosplug.plugin_manager().register(plugin, name="doc-plugin")
+    reg = Registry.from_plugin_manager(nosplug.plugin_manager())
+    genome = _genome(("h0", "cube", ["v_hat"]), ("h1", "jitter", ["h0"]), ("out", "hypot", ["h1", "g"]))
+    plan = Plan(compile_genome(genome, reg))
+    outs = [d.kernel.out for d in plan.defs if d.out >= 2]
+    assert outs.count("slot") >= 3, outs  # the ema operand, cube and hypot: kernels into buffers
+    for dtype in (torch.float32, torch.float64):
+        assert_same_run(genome, dtype)

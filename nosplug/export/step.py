@@ -241,12 +241,12 @@ class _Writer:
                         last[i] = True
                 args.append(v)
             nonneg = node.arity == 1 and not args[0].const and self.plan.nonneg_arg(j, 0)
-            # out forms may write into their first argument's buffer ($out may be $0, never $1)
-            reuse = (
-                args[0].buf
-                if last[0] and args[0].buf and (len(args) == 1 or args[1].buf != args[0].buf)
-                else None
-            )
+            # a decayed first argument is materialized for this node alone: its out form writes into
+            # that buffer ($out may be $0, never $1), as GraphOptimizer's plan materializes into the
+            # result's buffer (an undecayed argument is not overwritten: some ops run slower in
+            # place, torch.special.i1e 4x on the CPU)
+            first = ins.args[0].decay >= 0 and args[0].buf is not None
+            reuse = args[0].buf if first and (len(args) == 1 or args[1].buf != args[0].buf) else None
             out = self._node(node.id, var, node.arity, node.unary, node.binary, args, nonneg, reuse)
             self.hold(out)
             outs.append(out)
@@ -387,6 +387,9 @@ class _Writer:
             self.emit(f'scaled = chunk.scratch(ws, "scaled").fill_(float({self.cpu(u)} * ({c})))')
         elif u.buf is not None:  # a workspace buffer: scaled in place
             self.emit(f"scaled = {u.name}.mul_({c})")
+        elif u.name == "g":  # the gradient: in place where it was gathered into the workspace
+            fresh = f'torch.mul(g, {c}, out=chunk.scratch(ws, "scaled"))'
+            self.emit(f"scaled = g.mul_({c}) if not chunk.single else {fresh}")
         else:
             self.emit(f'scaled = torch.mul({u.name}, {c}, out=chunk.scratch(ws, "scaled"))')
         if genome.momentum == "none":
