@@ -101,6 +101,7 @@ class Chunk:
         self.targets = [q if w else q.view(-1)[lo:hi] for (q, lo, hi), w in zip(members, self.whole)]
         self._views: dict[int, list[torch.Tensor]] = {}
         self._scratch: dict[str, torch.Tensor] = {}
+        self._scratch_sizes: dict = {}
         self._generation = -1
 
     def scratch(self, ws: Workspace, name: str) -> torch.Tensor:
@@ -114,6 +115,13 @@ class Chunk:
                 self._scratch, self._views, self._generation = {}, {}, ws.generation
             view = self._scratch[name] = ws.buffer(name)[: self.numel]
         return view
+
+    def sizes_tensor(self, device: torch.device) -> torch.Tensor:
+        """The members' sizes as a tensor on ``device`` (made once: a few numbers)."""
+        got = self._scratch_sizes.get(device)
+        if got is None:
+            got = self._scratch_sizes[device] = torch.tensor(self.sizes, device=device)
+        return got
 
     def is_scratch(self, t: torch.Tensor) -> bool:
         """Whether ``t`` is one of this chunk's workspace views (never state or user tensors)."""
@@ -342,10 +350,11 @@ def direct_sgd(
 
 def finite_flag(delta: torch.Tensor) -> torch.Tensor:
     """A 0-d bool tensor on ``delta``'s device: True if no element is NaN or inf (its sum, in
-    float64 for narrower dtypes, is finite exactly when every element is). Computed without
-    synchronising the device, unlike ``bool(...)``."""
-    dtype = torch.float64 if delta.dtype != torch.float64 else None
-    return torch.isfinite(delta.sum(dtype=dtype))
+    float64 for narrower dtypes, is finite exactly when every element is; MPS has no float64, so
+    there a float32 sum that overflows skips a finite update). Computed without synchronising the
+    device, unlike ``bool(...)``."""
+    wide = delta.dtype != torch.float64 and delta.device.type != "mps"
+    return torch.isfinite(delta.sum(dtype=torch.float64 if wide else None))
 
 
 def all_finite(x: torch.Tensor, total: torch.Tensor | None = None) -> bool:

@@ -56,7 +56,7 @@ def compile_program(program: Program) -> CompiledStep:
         out.copy_(delta)  # a constant (0-d) delta broadcasts
         if nxt is not None:
             next_out.copy_(nxt)
-        return out.sum(dtype=torch.float64)
+        return out.sum(dtype=torch.float64 if out.device.type != "mps" else None)  # MPS: no float64
 
     # torch.compile caches compiled graphs per code object, so every optimizer of the process
     # would share (and keep re-guarding) one cache; a code object of its own per program keeps
@@ -95,8 +95,8 @@ def compiled_step(
     next_out = chunk.scratch(ws, "next_momentum") if program.momentum != "none" else None
     segment_ids = None
     if program.needs_segments and not chunk.single:  # made per step: not memory kept between steps
-        sizes = torch.tensor(chunk.sizes, device=g.device)
-        segment_ids = torch.repeat_interleave(torch.arange(len(chunk.sizes), device=g.device), sizes)
+        index = torch.arange(len(chunk.sizes), device=g.device)
+        segment_ids = torch.repeat_interleave(index, chunk.sizes_tensor(g.device), output_size=chunk.numel)
     total = fused(
         chunk.state,
         w,  # None unless the genome reads weights (an alias of g would cost a recompilation)
