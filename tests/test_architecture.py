@@ -111,7 +111,6 @@ def test_every_module_has_a_layer() -> None:
         _layer(module)
 
 
-@pytest.mark.xfail(strict=True, reason="until optim/evaluation stop importing builtin and stats moves low")
 def test_imports_run_down_the_layers() -> None:
     up = []
     for module, imported in sorted(_graph().items()):
@@ -125,7 +124,6 @@ def test_imports_run_down_the_layers() -> None:
     assert not up, "imports that run up the layers of docs/architecture.md:\n" + "\n".join(up)
 
 
-@pytest.mark.xfail(strict=True, reason="until integrity.py and integrity_batch.py stop importing each other")
 def test_no_import_circles_between_files() -> None:
     graph = _graph()
     index: dict[str, int] = {}

@@ -1,5 +1,6 @@
 """benchmarks/device_check.py: on a machine without an accelerator it says so, still runs the CPU
-side of its three checks, and exits 0; its comparison flags results outside the tolerances."""
+side of its checks ((a)-(c), the small search (d), the small model's cost table (e)) and exits 0;
+its comparison flags results outside the tolerances."""
 
 from __future__ import annotations
 
@@ -32,7 +33,7 @@ def test_without_an_accelerator_the_script_says_so_runs_the_cpu_side_and_exits_0
         [sys.executable, str(SCRIPT), "--threads", "1"],
         capture_output=True,
         text=True,
-        timeout=300,
+        timeout=600,
         env={**os.environ, "OMP_NUM_THREADS": "1"},
     )
     assert out.returncode == 0, out.stdout + out.stderr
@@ -41,10 +42,19 @@ def test_without_an_accelerator_the_script_says_so_runs_the_cpu_side_and_exits_0
     assert "tolerances (relative): evaluation 0.01, sweep 0.001, meta-step 0.001" in text
     for check in ("(a) evaluation", "(b) batched sweep", "(c) amalgamation meta-step"):
         assert check in text, check
-    cpu_lines = [ln for ln in text.splitlines() if ln.strip().startswith("cpu:")]
-    assert len(cpu_lines) == 3 and all(" s; " in ln for ln in cpu_lines), cpu_lines
+    cpu_lines = [ln for ln in text.splitlines() if ln.strip().startswith("cpu:") and " s; " in ln]
+    assert len(cpu_lines) == 3, cpu_lines
     assert "status complete" in cpu_lines[0] and "diverged [False, False, False]" in cpu_lines[1]
     assert "MISMATCH" not in text and "nothing was compared" in text
+    # (d): the whole small search through the CLI, once on the CPU
+    assert "(d) a whole small search through the CLI" in text
+    search = [ln.strip() for ln in text.splitlines() if ln.strip().startswith("cpu: ")]
+    assert "cpu: ok" in search, text
+    assert any(ln.startswith("cpu: stochastic genomes:") for ln in search)
+    assert any("largest difference to GraphOptimizer 0" in ln for ln in search)
+    # (e): the small model's table on the CPU (the large one needs an accelerator)
+    assert "(e) optimizer step time and memory" in text and "model small: 192 tensors" in text
+    assert "targets (issue 21):" in text and "exported adam / GraphOptimizer(adam)" in text
 
 
 def test_the_comparison_flags_what_lies_outside_the_tolerance() -> None:

@@ -18,7 +18,7 @@ from genome_helpers import random_genomes
 import nosplug
 from nosplug.genome.model import Genome
 from nosplug.optim import GraphOptimizer, NonFiniteUpdateError, lowering
-from nosplug.optim.lowering import Plan, Workspace
+from nosplug.optim.lowering import Plan
 from nosplug.optim.program import compile_genome
 from nosplug.primitives.base import ExecContext
 
@@ -53,20 +53,22 @@ def _run_both(genome: Genome, dtype: torch.dtype, exact: bool) -> tuple[float, b
     plan = Plan(program, exact=exact)
     n = sum(SIZES)
     seg = torch.repeat_interleave(torch.arange(len(SIZES)), torch.tensor(SIZES))
-    ws = Workspace(n, dtype, torch.device("cpu"))
+    slots = [torch.empty(n, dtype=dtype) for _ in range(plan.n_slots)]
     gen = torch.Generator().manual_seed(0)
     w = torch.randn(n, dtype=dtype, generator=gen)
     ref_state, state = program.init_state(w), program.init_state(w)
     worst, identical = 0.0, True
     for t in range(STEPS):
         g = torch.randn(n, dtype=dtype, generator=gen) * (3.0 if t % 4 == 0 else 0.05)
+        # per-tensor sums by segment sizes (GraphOptimizer's chunks) or ids (the integrity checks')
+        kw = {"segment_sizes": tuple(SIZES)} if t % 2 else {"segment_ids": seg, "num_segments": len(SIZES)}
         ctxs = [
-            ExecContext(n, seg, len(SIZES), torch.Generator().manual_seed(t)),
-            ExecContext(n, seg, len(SIZES), torch.Generator().manual_seed(t)),
+            ExecContext(n, generator=torch.Generator().manual_seed(t), **kw),
+            ExecContext(n, generator=torch.Generator().manual_seed(t), **kw),
         ]
         decays = program.decay_values(t, STEPS) if program.decays else []
         u_ref = program.update_value(ref_state, w, g, step=t, total_steps=STEPS, ctx=ctxs[0]).expand(n)
-        tensor, scale = plan.run(ws, state, w, g, step=t, decays=decays, ctx=ctxs[1])
+        tensor, scale = plan.run(slots, state, w, g, step=t, decays=decays, ctx=ctxs[1])
         u = torch.full((n,), scale, dtype=dtype) if tensor is None else tensor * scale
         if tensor is not None and scale == 1.0:
             u = tensor
@@ -186,3 +188,111 @@ def test_momentum_state_views_follow_the_swapped_buffer() -> None:
         assert torch.equal(live, buf)
         sd = opt.state_dict()
         assert torch.equal(sd["state"][0]["momentum_buffer"], opt.state[params[0]]["momentum_buffer"])
+
+
+# ----------------------------------------------------------------------------- plugins' fast kernels
+def _kernel_plugin(calls: dict[str, int]):
+    """A plugin with a cube op that has a fast kernel, one that has none, and a binary op with a
+    kernel: each counts how it was run."""
+    import types
+
+    from nosplug.hookspecs import hookimpl
+    from nosplug.primitives import BinaryOp, UnaryOp
+    from nosplug.primitives.kernel import binary_out, unary_out
+
+    def count(key: str, result):
+        calls[key] = calls.get(key, 0) + 1
+        return result
+
+    def cube_form(x, out, temps):
+        count("cube_fast kernel", None)
+        torch.mul(x, x, out=temps[0])
+        torch.mul(temps[0], x, out=out)
+
+    def hypot_form(x, y, out, temps):
+        count("hypot kernel", None)
+        torch.hypot(x, y, out=out)
+
+    mod = types.ModuleType("kernel_plugin")
+
+    @hookimpl
+    def nosplug_unary_ops():
+        tags = frozenset({"mine"})
+        return [
+            UnaryOp(
+                "cube_fast",
+                lambda x: count("cube_fast fn", x * x * x),
+                "($0)^3",
+                "($0)^3",
+                tags=tags,
+                kernel=unary_out(cube_form, temps=1),
+            ),
+            UnaryOp("cube_slow", lambda x: count("cube_slow fn", x * x * x), "($0)^3", "($0)^3", tags=tags),
+        ]
+
+    @hookimpl
+    def nosplug_binary_ops():
+        return [
+            BinaryOp(
+                "hypot",
+                lambda x, y: count("hypot fn", torch.hypot(torch.as_tensor(x), torch.as_tensor(y))),
+                "hypot($0, $1)",
+                "\\operatorname{hypot}($0, $1)",
+                tags=frozenset({"mine"}),
+                kernel=binary_out(hypot_form),
+            )
+        ]
+
+    mod.nosplug_unary_ops = nosplug_unary_ops
+    mod.nosplug_binary_ops = nosplug_binary_ops
+    return mod
+
+
+def test_a_plugin_op_with_a_kernel_runs_through_it_and_one_without_through_its_function() -> None:
+    """U = hypot(cube_fast(g), cube_slow(v_hat)): the lowered plan runs the plugin's kernels
+    (allocation-free, into the plan's buffers) and the function of the op that has none; both
+    bit-identical to the reference interpreter."""
+    from nosplug.primitives.registry import Registry
+
+    calls: dict[str, int] = {}
+    pm = nosplug.plugin_manager()
+    pm.register(_kernel_plugin(calls), name="kernel_plugin")
+    reg = Registry.from_plugin_manager(pm)
+    node = {"arity": 1, "unary": "identity", "binary": "add"}
+    genome = Genome.from_dict(
+        {
+            "format": "nosplug-genome",
+            "version": 1,
+            "nodes": [
+                {**node, "id": "h0", "unary": "cube_fast", "inputs": ["g"]},
+                {**node, "id": "h1", "unary": "cube_slow", "inputs": ["v_hat"]},
+                {**node, "id": "out", "arity": 2, "binary": "hypot", "inputs": ["h0", "h1"]},
+            ],
+        },
+        reg,
+    )
+    program = compile_genome(genome, reg)
+    plan = Plan(program)
+    kinds = {d.kernel.run.__qualname__.split(".")[0]: d.kernel.out for d in plan.defs if d.out >= 2}
+    assert kinds["unary_out"] == "slot" and kinds["binary_out"] == "slot"  # the plugin's kernels
+    assert kinds["_generic_unary"] == "new"  # cube_slow: its function
+    n = 11
+    slots = [torch.empty(n, dtype=torch.float64) for _ in range(plan.n_slots)]
+    gen = torch.Generator().manual_seed(3)
+    w = torch.randn(n, dtype=torch.float64, generator=gen)
+    ref_state, state = program.init_state(w), program.init_state(w)
+    for t in range(4):
+        g = torch.randn(n, dtype=torch.float64, generator=gen)
+        calls.clear()
+        u, s = plan.run(slots, state, w, g, step=t, decays=[], ctx=ExecContext(n))
+        assert calls == {"cube_fast kernel": 1, "cube_slow fn": 1, "hypot kernel": 1}, calls
+        assert s == 1.0 and any(u is slot for slot in slots)
+        ref = program.update_value(ref_state, w, g, step=t, ctx=ExecContext(n))
+        assert _same(u, ref)
+    model = _model()
+    opt = GraphOptimizer(model.parameters(), genome, lr=0.01, registry=reg)
+    for p in model.parameters():
+        p.grad = torch.ones_like(p)
+    calls.clear()
+    opt.step()
+    assert calls == {"cube_fast kernel": 1, "cube_slow fn": 1, "hypot kernel": 1}, calls

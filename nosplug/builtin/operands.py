@@ -40,6 +40,18 @@ def _ema_hat_source(beta: float) -> tuple[str, str]:
     return f"$ema0 / ({corr})", f"torch._foreach_div($ema0, {corr})"
 
 
+def _gpow_out(power: int, into: str) -> str:
+    """Statements writing ``g**power`` into ``into`` (OperandContext.gpow's arithmetic)."""
+    if power == 2:
+        return f"torch.mul($g, $g, out={into})"
+    return f"torch.pow($g, {power}, out={into})"
+
+
+def _gpow_arg(power: int) -> tuple[str, str]:
+    """(statements computing g**power into $tmp, the expression to read it); g itself for power 1."""
+    return ("", "$g") if power == 1 else (_gpow_out(power, "$tmp") + "\n", "$tmp")
+
+
 def ema(power: int = 1, beta: float = 0.9, bias_correction: bool = True) -> Operand:
     """EMA of ``g**power`` with decay ``beta``; bias-corrected with ``1 - beta**step`` if asked."""
     spec = EMASpec(int(power), float(beta))
@@ -50,7 +62,9 @@ def ema(power: int = 1, beta: float = 0.9, bias_correction: bool = True) -> Oper
         def compute(ctx: OperandContext) -> torch.Tensor:
             return ctx.ema_hat(spec)
 
-        source = SourceForm(*_ema_hat_source(spec.beta))
+        source = SourceForm(
+            *_ema_hat_source(spec.beta), out=f"torch.div($ema0, 1.0 - {spec.beta!r}**$step, out=$out)"
+        )
     else:
         text, latex = f"{sym}raw_{num(beta)}", f"{lsym}_{{{num(beta)}}}"
 
@@ -66,7 +80,7 @@ def ema(power: int = 1, beta: float = 0.9, bias_correction: bool = True) -> Oper
 def grad(power: int = 1) -> Operand:
     """``g**power``."""
     text, latex = _gpow_text(int(power))
-    source = SourceForm(*_gpow_source(int(power)))
+    source = SourceForm(*_gpow_source(int(power)), out=None if power == 1 else _gpow_out(int(power), "$out"))
     return Operand(
         "grad",
         lambda ctx: ctx.gpow(int(power)),
@@ -92,7 +106,9 @@ def weight(scale: float = 1.0) -> Operand:
     s = float(scale)
     text = "w" if s == 1 else f"{num(s)}*w"
     latex = "w" if s == 1 else f"{latex_num(s)}\\,w"
-    source = SourceForm(f"$w * {s!r}", f"torch._foreach_mul($w, {s!r})")
+    source = SourceForm(
+        f"$w * {s!r}", f"torch._foreach_mul($w, {s!r})", out=f"torch.mul($w, {s!r}, out=$out)"
+    )
     return Operand(
         "weight",
         lambda ctx: ctx.w * s,
@@ -112,7 +128,7 @@ def sign_grad() -> Operand:
         "sign(g)",
         "\\operatorname{sign}(g)",
         tags=_EXTRA,
-        source=SourceForm("torch.sign($g)", "torch._foreach_sign($g)"),
+        source=SourceForm("torch.sign($g)", "torch._foreach_sign($g)", out="torch.sign($g, out=$out)"),
         form=("sign_grad",),
     )
 
@@ -128,7 +144,9 @@ def sign_ema(power: int = 1, beta: float = 0.9) -> Operand:
         f"\\operatorname{{sign}}(\\hat{{{lsym}}}_{{{num(beta)}}})",
         requires=(spec,),
         tags=_EXTRA,
-        source=SourceForm("torch.sign($ema0)", "torch._foreach_sign($ema0)"),
+        source=SourceForm(
+            "torch.sign($ema0)", "torch._foreach_sign($ema0)", out="torch.sign($ema0, out=$out)"
+        ),
         form=("sign_ema", spec),
     )
 
@@ -144,8 +162,14 @@ def quasi_hyperbolic(power: int = 1, beta: float = 0.9, nu: float = 0.7) -> Oper
         return torch.lerp(ctx.gpow(p), ctx.ema_hat(spec), n)
 
     (g_expr, g_each), (e_expr, e_each) = _gpow_source(p), _ema_hat_source(spec.beta)
+    g_first, g_read = _gpow_arg(p)
     source = SourceForm(
-        f"torch.lerp({g_expr}, {e_expr}, {n!r})", f"torch._foreach_lerp({g_each}, {e_each}, {n!r})"
+        f"torch.lerp({g_expr}, {e_expr}, {n!r})",
+        f"torch._foreach_lerp({g_each}, {e_each}, {n!r})",
+        out=(
+            f"{g_first}torch.div($ema0, 1.0 - {spec.beta!r}**$step, out=$out)\n"
+            f"torch.lerp({g_read}, $out, {n!r}, out=$out)"
+        ),
     )
 
     return Operand(
@@ -172,8 +196,11 @@ def aggmo(power: int = 1, beta: float = 0.9, betas: tuple[float, ...] = (0.0, 0.
         return ctx.ema(spec) * c - ctx.gpow(p)
 
     g_expr, g_each = _gpow_source(p)
+    g_first, g_read = _gpow_arg(p)
     source = SourceForm(
-        f"$ema0 * {c!r} - {g_expr}", f"torch._foreach_sub(torch._foreach_mul($ema0, {c!r}), {g_each})"
+        f"$ema0 * {c!r} - {g_expr}",
+        f"torch._foreach_sub(torch._foreach_mul($ema0, {c!r}), {g_each})",
+        out=f"{g_first}torch.mul($ema0, {c!r}, out=$out)\n$out.sub_({g_read})",
     )
 
     return Operand(

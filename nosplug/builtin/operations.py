@@ -11,9 +11,12 @@ Deliberate choices (documented in docs/paper-nos.md):
   what the published search actually explored.
 * ``max_value`` follows the code: a running max that starts from 0.
 
-Each record carries its :class:`~nosplug.primitives.base.SourceForm` (the same arithmetic in the
-same order, so an exported optimizer matches GraphOptimizer); tests/test_export.py checks every
-one against the record's function.
+Each record carries every form of its op: the function, its fast kernel for GraphOptimizer's
+lowered plan (:mod:`nosplug.builtin.operation_kernels`), dropout's ``batched`` form (the op given
+its draws, which the batched integrity check replays) and its
+:class:`~nosplug.primitives.base.SourceForm` (the same arithmetic in the same order, so an
+exported optimizer matches GraphOptimizer); tests/test_lowering.py and tests/test_export.py check
+every kernel and source form against the record's function.
 """
 
 from __future__ import annotations
@@ -21,46 +24,62 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+from nosplug.builtin.operation_kernels import (
+    EPS,
+    binary_kernel,
+    clip_norm_kernel,
+    dropout_kernel,
+    stateful_kernel,
+    unary_kernel,
+)
 from nosplug.hookspecs import hookimpl
-from nosplug.primitives.base import BinaryOp, ExecContext, SourceForm, StatefulOp, UnaryOp, bias_correction
+from nosplug.primitives.base import (
+    BinaryOp,
+    ExecContext,
+    SourceForm,
+    StatefulOp,
+    UnaryOp,
+    bias_correction,
+    stochastic_unary,
+)
 
-EPS = 1e-7
 _EXTRA = frozenset({"extra"})
 
 
 def _dropout(p: float):
+    """``batched(x, u)`` of dropout with probability ``p``: zero where the draw ``u`` is not below
+    ``1 - p``, scale the survivors by ``1 / (1 - p)``."""
     keep = 1.0 - p
 
-    def fn(x: Tensor, ctx: ExecContext) -> Tensor:
-        x = ctx.full(x, like=x)
-        mask = torch.rand(x.shape, generator=ctx.generator, dtype=x.dtype, device=x.device) < keep
-        return x * mask / keep
+    def batched(x: Tensor, u: Tensor) -> Tensor:
+        return x * (u < keep) / keep
 
-    return fn
-
-
-_DROPOUT_HELPER = """\
-def _dropout(xs, p, generator):
-    \"\"\"Zero each element with probability p and scale the survivors by 1 / (1 - p).
-
-    One uniform draw covers all tensors, in order: the random stream of nosplug's GraphOptimizer.
-    \"\"\"
-    keep = 1.0 - p
-    sizes = [x.numel() for x in xs]
-    r = torch.rand(sum(sizes), generator=generator, dtype=xs[0].dtype, device=xs[0].device)
-    return [x * (u.view_as(x) < keep) / keep for x, u in zip(xs, r.split(sizes))]
-"""
+    return batched
 
 
 def _dropout_source(p: float) -> SourceForm:
-    return SourceForm(None, foreach=f"_dropout($0, {p!r}, $rng)", helpers=_DROPOUT_HELPER)
+    """The record's draw and mask on a flat chunk (one draw per chunk, as GraphOptimizer's)."""
+    keep = repr(1.0 - p)
+    return SourceForm(
+        f"$0 * (torch.rand($0.shape, generator=$rng, dtype=$0.dtype, device=$0.device) < {keep}) / {keep}",
+        out=(
+            f"torch.rand($0.shape, generator=$rng, out=$tmp)\n"
+            f"torch.lt($tmp, {keep}, out=$tmp)\n"
+            "torch.mul($0, $tmp, out=$out)\n"
+            f"$out.div_({keep})"
+        ),
+    )
 
 
 _CLIP_NORM_HELPER = """\
+def _clip_factor(norm):
+    \"\"\"The factor that scales a tensor of L2 norm ``norm`` down to norm 1 if it is larger.\"\"\"
+    return torch.where(norm > 1.0, 1.0 / norm, torch.ones_like(norm))
+
+
 def _clip_norm(x):
     \"\"\"x scaled down to L2 norm 1 over the whole tensor if its norm is larger.\"\"\"
-    norm = (x * x).sum().sqrt()
-    return x * torch.where(norm > 1.0, 1.0 / norm, torch.ones_like(norm))
+    return x * _clip_factor((x * x).sum().sqrt())
 """
 
 
@@ -78,14 +97,23 @@ S = SourceForm
 
 
 UNARY_OPS: tuple[UnaryOp, ...] = (
-    UnaryOp("identity", lambda x: x, "$0", "$0", description="x (code -1)", source=S("$0", "$0")),
+    UnaryOp(
+        "identity",
+        lambda x: x,
+        "$0",
+        "$0",
+        description="x (code -1)",
+        source=S("$0", "$0"),
+        kernel=unary_kernel("identity"),
+    ),
     UnaryOp(
         "neg",
         torch.neg,
         "-($0)",
         "-\\left($0\\right)",
         description="-x (code 0)",
-        source=S("torch.neg($0)", "torch._foreach_neg($0)"),
+        source=S("torch.neg($0)", "torch._foreach_neg($0)", out="torch.neg($0, out=$out)"),
+        kernel=unary_kernel("neg"),
     ),
     UnaryOp(
         "ln_abs",
@@ -96,7 +124,9 @@ UNARY_OPS: tuple[UnaryOp, ...] = (
         source=S(
             f"torch.log($0.abs() + {EPS!r})",
             f"torch._foreach_log(torch._foreach_add(torch._foreach_abs($0), {EPS!r}))",
+            out="torch.abs($0, out=$out)\n$out.add_(1e-07).log_()",
         ),
+        kernel=unary_kernel("ln_abs"),
     ),
     UnaryOp(
         "sqrt_abs",
@@ -104,7 +134,13 @@ UNARY_OPS: tuple[UnaryOp, ...] = (
         "sqrt(|$0|)",
         "\\sqrt{\\left|$0\\right|}",
         description="code 2",
-        source=S("$0.abs().sqrt()", "torch._foreach_sqrt(torch._foreach_abs($0))"),
+        source=S(
+            "$0.abs().sqrt()",
+            "torch._foreach_sqrt(torch._foreach_abs($0))",
+            out="torch.abs($0, out=$out)\n$out.sqrt_()",
+            out_nonneg="torch.sqrt($0, out=$out)",
+        ),
+        kernel=unary_kernel("sqrt_abs"),
     ),
     UnaryOp(
         "exp",
@@ -112,7 +148,8 @@ UNARY_OPS: tuple[UnaryOp, ...] = (
         "exp($0)",
         "e^{$0}",
         description="code 3",
-        source=S("torch.exp($0)", "torch._foreach_exp($0)"),
+        source=S("torch.exp($0)", "torch._foreach_exp($0)", out="torch.exp($0, out=$out)"),
+        kernel=unary_kernel("exp"),
     ),
     UnaryOp(
         "abs",
@@ -120,7 +157,8 @@ UNARY_OPS: tuple[UnaryOp, ...] = (
         "|$0|",
         "\\left|$0\\right|",
         description="code 4",
-        source=S("torch.abs($0)", "torch._foreach_abs($0)"),
+        source=S("torch.abs($0)", "torch._foreach_abs($0)", out="torch.abs($0, out=$out)", out_nonneg="$0"),
+        kernel=unary_kernel("abs"),
     ),
     UnaryOp(
         "sigmoid",
@@ -128,7 +166,8 @@ UNARY_OPS: tuple[UnaryOp, ...] = (
         "sig($0)",
         "\\sigma\\left($0\\right)",
         description="code 5",
-        source=S("torch.sigmoid($0)", "torch._foreach_sigmoid($0)"),
+        source=S("torch.sigmoid($0)", "torch._foreach_sigmoid($0)", out="torch.sigmoid($0, out=$out)"),
+        kernel=unary_kernel("sigmoid"),
     ),
     UnaryOp(
         "dsoft",
@@ -140,7 +179,9 @@ UNARY_OPS: tuple[UnaryOp, ...] = (
         source=S(
             "1.0 / (1.0 + $0.abs())",
             "torch._foreach_reciprocal(torch._foreach_add(torch._foreach_abs($0), 1.0))",
+            out="torch.abs($0, out=$out)\n$out.add_(1.0).reciprocal_()",
         ),
+        kernel=unary_kernel("dsoft"),
     ),
     UnaryOp(
         "softplus",
@@ -151,7 +192,9 @@ UNARY_OPS: tuple[UnaryOp, ...] = (
         source=S(
             f"torch.log(torch.exp($0) + (1.0 + {EPS!r}))",
             f"torch._foreach_log(torch._foreach_add(torch._foreach_exp($0), 1.0 + {EPS!r}))",
+            out="torch.exp($0, out=$out)\n$out.add_(1.0 + 1e-07).log_()",
         ),
+        kernel=unary_kernel("softplus"),
     ),
     UnaryOp(
         "erf",
@@ -159,7 +202,8 @@ UNARY_OPS: tuple[UnaryOp, ...] = (
         "erf($0)",
         "\\operatorname{erf}\\left($0\\right)",
         description="code 8",
-        source=S("torch.erf($0)", "torch._foreach_erf($0)"),
+        source=S("torch.erf($0)", "torch._foreach_erf($0)", out="torch.erf($0, out=$out)"),
+        kernel=unary_kernel("erf"),
     ),
     UnaryOp(
         "erfc",
@@ -167,7 +211,8 @@ UNARY_OPS: tuple[UnaryOp, ...] = (
         "erfc($0)",
         "\\operatorname{erfc}\\left($0\\right)",
         description="code 9",
-        source=S("torch.erfc($0)", "torch._foreach_erfc($0)"),
+        source=S("torch.erfc($0)", "torch._foreach_erfc($0)", out="torch.erfc($0, out=$out)"),
+        kernel=unary_kernel("erfc"),
     ),
     UnaryOp(
         "asinh",
@@ -175,7 +220,8 @@ UNARY_OPS: tuple[UnaryOp, ...] = (
         "arcsinh($0)",
         "\\operatorname{arcsinh}\\left($0\\right)",
         description="code 10",
-        source=S("torch.asinh($0)"),
+        source=S("torch.asinh($0)", out="torch.asinh($0, out=$out)"),
+        kernel=unary_kernel("asinh"),
     ),
     UnaryOp(
         "tanh",
@@ -183,7 +229,8 @@ UNARY_OPS: tuple[UnaryOp, ...] = (
         "tanh($0)",
         "\\tanh\\left($0\\right)",
         description="code 11",
-        source=S("torch.tanh($0)", "torch._foreach_tanh($0)"),
+        source=S("torch.tanh($0)", "torch._foreach_tanh($0)", out="torch.tanh($0, out=$out)"),
+        kernel=unary_kernel("tanh"),
     ),
     UnaryOp(
         "atan",
@@ -191,7 +238,8 @@ UNARY_OPS: tuple[UnaryOp, ...] = (
         "arctan($0)",
         "\\arctan\\left($0\\right)",
         description="code 12",
-        source=S("torch.atan($0)", "torch._foreach_atan($0)"),
+        source=S("torch.atan($0)", "torch._foreach_atan($0)", out="torch.atan($0, out=$out)"),
+        kernel=unary_kernel("atan"),
     ),
     UnaryOp(
         "recip",
@@ -199,7 +247,12 @@ UNARY_OPS: tuple[UnaryOp, ...] = (
         "1/($0)",
         "\\frac{1}{$0}",
         description="1/(x + eps), eps added not |x|+eps (code 13)",
-        source=S(f"1.0 / ($0 + {EPS!r})", f"torch._foreach_reciprocal(torch._foreach_add($0, {EPS!r}))"),
+        source=S(
+            f"1.0 / ($0 + {EPS!r})",
+            f"torch._foreach_reciprocal(torch._foreach_add($0, {EPS!r}))",
+            out="torch.add($0, 1e-07, out=$out)\n$out.reciprocal_()",
+        ),
+        kernel=unary_kernel("recip"),
     ),
     UnaryOp(
         "bessel_i1e",
@@ -207,7 +260,8 @@ UNARY_OPS: tuple[UnaryOp, ...] = (
         "bessel_i1e($0)",
         "I_{1e}\\left($0\\right)",
         description="exp(-|x|) I1(x) (code 14)",
-        source=S("torch.special.i1e($0)"),
+        source=S("torch.special.i1e($0)", out="torch.special.i1e($0, out=$out)"),
+        kernel=unary_kernel("bessel_i1e"),
     ),
     UnaryOp(
         "relu",
@@ -215,7 +269,10 @@ UNARY_OPS: tuple[UnaryOp, ...] = (
         "max($0, 0)",
         "\\max\\left($0, 0\\right)",
         description="code 15",
-        source=S("torch.relu($0)", "torch._foreach_clamp_min($0, 0.0)"),
+        source=S(
+            "torch.relu($0)", "torch._foreach_clamp_min($0, 0.0)", out="torch.clamp_min($0, 0.0, out=$out)"
+        ),
+        kernel=unary_kernel("relu"),
     ),
     UnaryOp(
         "min0",
@@ -223,37 +280,39 @@ UNARY_OPS: tuple[UnaryOp, ...] = (
         "min($0, 0)",
         "\\min\\left($0, 0\\right)",
         description="code 16",
-        source=S("torch.clamp($0, max=0.0)", "torch._foreach_clamp_max($0, 0.0)"),
+        source=S(
+            "torch.clamp($0, max=0.0)",
+            "torch._foreach_clamp_max($0, 0.0)",
+            out="torch.clamp($0, max=0.0, out=$out)",
+        ),
+        kernel=unary_kernel("min0"),
     ),
-    UnaryOp(
+    stochastic_unary(
         "drop0.5",
         _dropout(0.5),
         "drop($0, 0.5)",
         "\\operatorname{drop}_{0.5}\\left($0\\right)",
-        needs_ctx=True,
-        stochastic=True,
         description="dropout p=0.5, survivors x2 (code 17)",
         source=_dropout_source(0.5),
+        kernel=dropout_kernel(1.0 - 0.5),
     ),
-    UnaryOp(
+    stochastic_unary(
         "drop0.3",
         _dropout(0.3),
         "drop($0, 0.3)",
         "\\operatorname{drop}_{0.3}\\left($0\\right)",
-        needs_ctx=True,
-        stochastic=True,
         description="dropout p=0.3 (code 18)",
         source=_dropout_source(0.3),
+        kernel=dropout_kernel(1.0 - 0.3),
     ),
-    UnaryOp(
+    stochastic_unary(
         "drop0.1",
         _dropout(0.1),
         "drop($0, 0.1)",
         "\\operatorname{drop}_{0.1}\\left($0\\right)",
-        needs_ctx=True,
-        stochastic=True,
         description="dropout p=0.1 (code 19)",
         source=_dropout_source(0.1),
+        kernel=dropout_kernel(1.0 - 0.1),
     ),
     UnaryOp(
         "clip_norm",
@@ -262,7 +321,12 @@ UNARY_OPS: tuple[UnaryOp, ...] = (
         "\\operatorname{clipnorm}\\left($0\\right)",
         needs_ctx=True,
         description="clip by L2 norm 1 over each parameter tensor (code 20)",
-        source=S("_clip_norm($0)", helpers=_CLIP_NORM_HELPER),  # a per-tensor reduction: no foreach
+        kernel=clip_norm_kernel(_clip_norm),
+        source=S(
+            "_clip_norm($0)",
+            helpers=_CLIP_NORM_HELPER,
+            out="torch.mul($0, $0, out=$tmp)\ntorch.mul($0, _clip_factor($tmp.sum().sqrt()), out=$out)",
+        ),  # a per-tensor reduction: no foreach
     ),
     UnaryOp(
         "softsign",
@@ -271,8 +335,11 @@ UNARY_OPS: tuple[UnaryOp, ...] = (
         "\\frac{$0}{1+\\left|$0\\right|}",
         description="x/(1+|x|) (code 21)",
         source=S(
-            "$0 / (1.0 + $0.abs())", "torch._foreach_div($0, torch._foreach_add(torch._foreach_abs($0), 1.0))"
+            "$0 / (1.0 + $0.abs())",
+            "torch._foreach_div($0, torch._foreach_add(torch._foreach_abs($0), 1.0))",
+            out="torch.abs($0, out=$tmp)\n$tmp.add_(1.0)\ntorch.div($0, $tmp, out=$out)",
         ),
+        kernel=unary_kernel("softsign"),
     ),
 )
 
@@ -325,7 +392,13 @@ STATEFUL_OPS: tuple[StatefulOp, ...] = (
         "ema95($0)",
         "\\operatorname{EMA}_{0.95}\\left($0\\right)",
         description="bias-corrected EMA, beta 0.95 (code 22; the reference divides by zero, see docs)",
-        source=S(None, "_ema95($0, $state, $step)", _EMA95_HELPERS),
+        source=S(
+            None,
+            "_ema95($0, $state, $step)",
+            _EMA95_HELPERS,
+            out="$state.lerp_($0, 0.05)\ntorch.div($state, 1.0 - 0.95**$step, out=$out)",
+        ),
+        kernel=stateful_kernel("ema95"),
     ),
     StatefulOp(
         "delta_change",
@@ -333,7 +406,13 @@ STATEFUL_OPS: tuple[StatefulOp, ...] = (
         "delta($0)",
         "\\Delta\\left($0\\right)",
         description="n <- x - n, as the reference code computes it (code 23)",
-        source=S(None, "_delta_change($0, $state)", _DELTA_CHANGE_HELPERS),
+        source=S(
+            None,
+            "_delta_change($0, $state)",
+            _DELTA_CHANGE_HELPERS,
+            out="torch.sub($0, $state, out=$state)\n$out.copy_($state)",
+        ),
+        kernel=stateful_kernel("delta_change"),
     ),
     StatefulOp(
         "max_value",
@@ -341,7 +420,13 @@ STATEFUL_OPS: tuple[StatefulOp, ...] = (
         "maxval($0)",
         "\\operatorname{maxval}\\left($0\\right)",
         description="running elementwise max, starting at 0 (code 24)",
-        source=S(None, "_max_value($0, $state)", _MAX_VALUE_HELPERS),
+        source=S(
+            None,
+            "_max_value($0, $state)",
+            _MAX_VALUE_HELPERS,
+            out="torch.maximum($0, $state, out=$state)\n$out.copy_($state)",
+        ),
+        kernel=stateful_kernel("max_value"),
     ),
 )
 
@@ -367,7 +452,8 @@ BINARY_OPS: tuple[BinaryOp, ...] = (
         commutative=True,
         infix=True,
         description="code 0",
-        source=S("$0 + $1", "torch._foreach_add($0, $1)"),
+        source=S("$0 + $1", "torch._foreach_add($0, $1)", out="torch.add($0, $1, out=$out)"),
+        kernel=binary_kernel("add"),
     ),
     BinaryOp(
         "sub",
@@ -376,7 +462,8 @@ BINARY_OPS: tuple[BinaryOp, ...] = (
         "$0 - $1",
         infix=True,
         description="code 1",
-        source=S("$0 - $1", "torch._foreach_sub($0, $1)"),
+        source=S("$0 - $1", "torch._foreach_sub($0, $1)", out="torch.sub($0, $1, out=$out)"),
+        kernel=binary_kernel("sub"),
     ),
     BinaryOp(
         "mul",
@@ -386,7 +473,8 @@ BINARY_OPS: tuple[BinaryOp, ...] = (
         commutative=True,
         infix=True,
         description="code 2",
-        source=S("$0 * $1", "torch._foreach_mul($0, $1)"),
+        source=S("$0 * $1", "torch._foreach_mul($0, $1)", out="torch.mul($0, $1, out=$out)"),
+        kernel=binary_kernel("mul"),
     ),
     BinaryOp(
         "max",
@@ -395,7 +483,10 @@ BINARY_OPS: tuple[BinaryOp, ...] = (
         "\\max\\left($0, $1\\right)",
         commutative=True,
         description="code 3",
-        source=S("torch.maximum($0, $1)", "torch._foreach_maximum($0, $1)"),
+        source=S(
+            "torch.maximum($0, $1)", "torch._foreach_maximum($0, $1)", out="torch.maximum($0, $1, out=$out)"
+        ),
+        kernel=binary_kernel("max"),
     ),
     BinaryOp(
         "min",
@@ -404,7 +495,10 @@ BINARY_OPS: tuple[BinaryOp, ...] = (
         "\\min\\left($0, $1\\right)",
         commutative=True,
         description="code 4",
-        source=S("torch.minimum($0, $1)", "torch._foreach_minimum($0, $1)"),
+        source=S(
+            "torch.minimum($0, $1)", "torch._foreach_minimum($0, $1)", out="torch.minimum($0, $1, out=$out)"
+        ),
+        kernel=binary_kernel("min"),
     ),
     BinaryOp(
         "div",
@@ -412,7 +506,12 @@ BINARY_OPS: tuple[BinaryOp, ...] = (
         "$0 / ($1 + eps)",
         "\\frac{$0}{$1 + \\epsilon}",
         description="x / (y + eps) (code 5)",
-        source=S(f"$0 / ($1 + {EPS!r})", f"torch._foreach_div($0, torch._foreach_add($1, {EPS!r}))"),
+        source=S(
+            f"$0 / ($1 + {EPS!r})",
+            f"torch._foreach_div($0, torch._foreach_add($1, {EPS!r}))",
+            out="torch.add($1, 1e-07, out=$tmp)\ntorch.div($0, $tmp, out=$out)",
+        ),
+        kernel=binary_kernel("div"),
     ),
     BinaryOp(
         "div_sqrt1p",
@@ -424,7 +523,9 @@ BINARY_OPS: tuple[BinaryOp, ...] = (
             "$0 / torch.sqrt(1.0 + $1 * $1)",
             "torch._foreach_div($0, torch._foreach_sqrt("
             "torch._foreach_add(torch._foreach_mul($1, $1), 1.0)))",
+            out="torch.mul($1, $1, out=$tmp)\n$tmp.add_(1.0).sqrt_()\ntorch.div($0, $tmp, out=$out)",
         ),
+        kernel=binary_kernel("div_sqrt1p"),
     ),
     BinaryOp(
         "clip",
@@ -432,7 +533,17 @@ BINARY_OPS: tuple[BinaryOp, ...] = (
         "clip($0, $1)",
         "\\operatorname{clip}\\left($0, \\pm\\left|$1\\right|\\right)",
         description="clip x to [-|y|, |y|] (code 7)",
-        source=S("torch.maximum(torch.minimum($0, $1.abs()), -$1.abs())", "_clip($0, $1)", _CLIP_HELPERS),
+        source=S(
+            "torch.maximum(torch.minimum($0, $1.abs()), -$1.abs())",
+            "_clip($0, $1)",
+            _CLIP_HELPERS,
+            out=(
+                "torch.abs($1, out=$tmp)\n"
+                "torch.minimum($0, $tmp, out=$out)\n"
+                "torch.maximum($out, $tmp.neg_(), out=$out)"
+            ),
+        ),
+        kernel=binary_kernel("clip"),
     ),
     BinaryOp(
         "interp95",
@@ -440,7 +551,12 @@ BINARY_OPS: tuple[BinaryOp, ...] = (
         "(0.95*$0 + 0.05*$1)",
         "\\left(0.95\\,$0 + 0.05\\,$1\\right)",
         description="0.95 x + 0.05 y (code 8)",
-        source=S("torch.lerp($0, $1, 0.05)", "torch._foreach_lerp($0, $1, 0.05)"),
+        source=S(
+            "torch.lerp($0, $1, 0.05)",
+            "torch._foreach_lerp($0, $1, 0.05)",
+            out="torch.lerp($0, $1, 0.05, out=$out)",
+        ),
+        kernel=binary_kernel("interp95"),
     ),
     BinaryOp(
         "pow_abs",
@@ -448,7 +564,12 @@ BINARY_OPS: tuple[BinaryOp, ...] = (
         "|$0|^($1)",
         "\\left|$0\\right|^{$1}",
         description="|x|^y (code 9)",
-        source=S("torch.pow($0.abs(), $1)", "torch._foreach_pow(torch._foreach_abs($0), $1)"),
+        source=S(
+            "torch.pow($0.abs(), $1)",
+            "torch._foreach_pow(torch._foreach_abs($0), $1)",
+            out="torch.abs($0, out=$tmp)\ntorch.pow($tmp, $1, out=$out)",
+        ),
+        kernel=binary_kernel("pow_abs"),
     ),
     BinaryOp(
         "div_exact",
@@ -457,7 +578,8 @@ BINARY_OPS: tuple[BinaryOp, ...] = (
         "\\frac{$0}{$1}",
         tags=_EXTRA,
         description="x / y without epsilon (outside the paper's space; the zoo uses it for torch parity)",
-        source=S("$0 / $1", "torch._foreach_div($0, $1)"),
+        source=S("$0 / $1", "torch._foreach_div($0, $1)", out="torch.div($0, $1, out=$out)"),
+        kernel=binary_kernel("div_exact"),
     ),
 )
 

@@ -13,7 +13,7 @@ import torch
 from torch import Tensor
 
 from nosplug.optim.program import Program
-from nosplug.primitives.base import ExecContext
+from nosplug.primitives.base import ExecContext, generator_on
 
 
 class BatchedProgramOptimizer:
@@ -21,7 +21,9 @@ class BatchedProgramOptimizer:
 
     ``lrs`` are the copies' peak learning rates; ``step(factor, momentum)`` scales them by the
     schedule's factor. A copy whose update turns non-finite is frozen (``alive[k] = False``)
-    and its weights are left untouched; the other copies carry on.
+    and its weights are left untouched; the other copies carry on. ``generator`` seeds the
+    stochastic ops; one on another device than the parameters is replaced by a generator on
+    theirs with the same seed (a generator fills only tensors of its own device).
     """
 
     def __init__(
@@ -49,7 +51,7 @@ class BatchedProgramOptimizer:
             numel=sum(self.sizes),
             segment_ids=torch.cat(seg),
             num_segments=self.k * len(self.params),
-            generator=generator,
+            generator=generator_on(generator, ref.device),
         )
         self.state = program.init_state(torch.zeros(sum(self.sizes), dtype=ref.dtype, device=ref.device))
         self.alive = torch.ones(self.k, dtype=torch.bool, device=ref.device)

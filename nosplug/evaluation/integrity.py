@@ -22,6 +22,8 @@ from dataclasses import asdict, dataclass, field
 
 import torch
 
+from nosplug.evaluation import integrity_batch as stacked
+from nosplug.evaluation.sphere import IntegrityConfig, Layout, runs_of
 from nosplug.genome.graph import DecayGraph
 from nosplug.genome.model import Genome
 from nosplug.optim.program import Program, compile_genome
@@ -29,43 +31,6 @@ from nosplug.optim.schedules import cycled_momentum, warmup_hold_cosine_factor
 from nosplug.primitives.base import ExecContext
 from nosplug.primitives.registry import Registry
 from nosplug.primitives.registry import registry as default_registry
-
-
-@dataclass(frozen=True)
-class IntegrityConfig:
-    """The problem and thresholds of the check; the defaults are the paper's (spec §6)."""
-
-    start: tuple[float, ...] = (1.1, 0.9, 1.1, 0.9, 1.0)
-    shift: tuple[float, ...] = (0.5, 1.5, -0.3, -1.2, 0.75)
-    iterations: int = 35
-    warmup_steps: int = 6
-    learning_rates: tuple[float, ...] = (1.0, 0.1, 0.01, 1e-3, 1e-4, 1e-5)
-    threshold: float = 3.5
-    try_flip: bool = True
-    decay_check_steps: int = 100
-
-    def __post_init__(self) -> None:
-        if len(self.start) != len(self.shift) or not self.start:
-            raise ValueError("integrity check: start and shift must have the same, non-zero length")
-        if self.iterations < 2 or not self.learning_rates:
-            raise ValueError("integrity check: need at least 2 iterations and one learning rate")
-
-    @property
-    def initial_value(self) -> float:
-        return sum((a - b) ** 2 for a, b in zip(self.start, self.shift))
-
-    @classmethod
-    def from_dict(cls, d: dict) -> IntegrityConfig:
-        from nosplug.errors import UserError
-
-        unknown = set(d) - set(cls.__dataclass_fields__)
-        if unknown:
-            raise UserError(f"integrity: unknown key(s) {', '.join(sorted(unknown))}")
-        kw = {k: tuple(v) if isinstance(v, list) else v for k, v in d.items()}
-        try:
-            return cls(**kw)
-        except (TypeError, ValueError) as exc:
-            raise UserError(str(exc)) from None
 
 
 @dataclass(frozen=True)
@@ -141,60 +106,6 @@ def _check_one(
     return _decide(tuple(float(v) for v in finals), lay.runs, cfg)
 
 
-#: Elements are padded to a multiple of this: ATen's element-wise kernels run vectorised blocks
-#: (up to 2 x 8 doubles) and a scalar tail, whose math functions (exp, erf, pow, ...) can round
-#: the last bit differently. With no tail, every element takes the vectorised path wherever it
-#: sits, so a genome's values do not depend on which genomes share a stacked pass.
-BLOCK = 16
-
-
-@dataclass(frozen=True)
-class Layout:
-    """The sphere runs laid end to end: ``r`` runs of ``n`` variables, then zero padding up to
-    ``e`` elements (a segment of its own, so per-tensor ops never mix it with a run)."""
-
-    runs: list[tuple[float, float]]
-    n: int
-    r: int
-    e: int
-    x0: torch.Tensor
-    b: torch.Tensor
-    signed_lr: torch.Tensor
-    seg: torch.Tensor  # run of each element; the padding is run ``r``
-
-    @classmethod
-    def of(cls, cfg: IntegrityConfig) -> Layout:
-        runs = _runs(cfg)
-        n, r = len(cfg.start), len(runs)
-        e = -(-(n * r) // BLOCK) * BLOCK
-        pad = torch.zeros(e - n * r, dtype=torch.float64)
-
-        def full(v: torch.Tensor) -> torch.Tensor:
-            return torch.cat([v, pad])
-
-        # the genome's own flip is applied by the program; runs with sign -1 flip it once more
-        lrs = torch.tensor([s * lr for s, lr in runs], dtype=torch.float64).repeat_interleave(n)
-        seg = torch.cat([torch.arange(r).repeat_interleave(n), torch.full((e - n * r,), r)])
-        start = torch.tensor(cfg.start, dtype=torch.float64).repeat(r)
-        shift = torch.tensor(cfg.shift, dtype=torch.float64).repeat(r)
-        return cls(runs, n, r, e, full(start), full(shift), full(lrs), seg)
-
-    def finals(self, x: torch.Tensor) -> torch.Tensor:
-        """The sphere value of every run (``x`` is ``[..., e]``): ``[..., r]``, summed in a fixed
-        order (a reduction kernel may order the sum by the tensor's shape)."""
-        sq = ((x - self.b) ** 2)[..., : self.n * self.r].unflatten(-1, (self.r, self.n))
-        total = sq[..., 0]
-        for i in range(1, self.n):
-            total = total + sq[..., i]
-        return total
-
-
-def _runs(cfg: IntegrityConfig) -> list[tuple[float, float]]:
-    """(sign, learning rate) of every sphere run, in the order the rates are tried."""
-    signs = (1.0, -1.0) if cfg.try_flip else (1.0,)
-    return [(s, lr) for s in signs for lr in cfg.learning_rates]
-
-
 def _prepare(
     genome: Genome,
     cfg: IntegrityConfig,
@@ -259,12 +170,10 @@ def integrity_check_batch(
 def _check_batch(
     genomes: list[Genome], config: IntegrityConfig | None, reg: Registry | None, seed: int, batch_size: int
 ) -> list[IntegrityResult]:
-    from nosplug.evaluation.integrity_batch import DecayValues, sphere_finals, stackable
-
     cfg = config or IntegrityConfig()
     reg = reg or default_registry()
-    runs = _runs(cfg)
-    decays = DecayValues(reg)
+    runs = runs_of(cfg)
+    decays = stacked.DecayValues(reg)
     keys: list[str | None] = []
     for g in genomes:
         try:
@@ -282,7 +191,7 @@ def _check_batch(
         prepared = _prepare(g, cfg, reg, decays.check)
         if isinstance(prepared, IntegrityResult):
             done[i] = prepared
-        elif stackable(prepared):
+        elif stacked.stackable(prepared):
             pending.append((i, prepared))
         else:
             done[i] = _check_one(g, cfg, reg, seed)
@@ -290,7 +199,7 @@ def _check_batch(
         part = pending[start : start + batch_size]
         try:
             tables = [decays.table(p, cfg.iterations) for _, p in part]
-            finals = sphere_finals([p for _, p in part], cfg, seed, tables).tolist()
+            finals = stacked.sphere_finals([p for _, p in part], cfg, seed, tables).tolist()
         except Exception:  # let the single check say which genome fails and how
             for i, _ in part:
                 done[i] = _check_one(genomes[i], cfg, reg, seed)

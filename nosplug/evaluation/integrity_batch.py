@@ -14,39 +14,34 @@ genome's values live in one register file ``[G * registers, 60]``, and each step
 * momentum, the sign flip and the per-run learning rates as in :meth:`Program.delta`.
 
 Per-parameter ops (clip-by-norm) see each run of each genome as its own segment, state-holding
-ops a state row per genome and node, and dropout the very random numbers the single check would
-draw: the generator is seeded alike for every genome, so its d-th draw (in the order the single
-check makes them) is precomputed once and each genome picks its own. Every genome therefore
-computes the single check's operations on the same values, and the results are the single
-check's up to the last bit of some vectorised math functions (tested: identical decisions on
-random genomes of the paper's space).
+ops a state row per genome and node, and stochastic ops (dropout) the very random numbers the
+single check would draw: the generator is seeded alike for every genome, so its d-th draw (in the
+order the single check makes them) is precomputed once, each genome picks its own, and the op's
+``batched`` form (the op given its draws, a field of its record) applies it. Every genome
+therefore computes the single check's operations on the same values, and the results are the
+single check's up to the last bit of some vectorised math functions (tested: identical decisions
+on random genomes of the paper's space).
 
-Genomes the stacked pass cannot reproduce exactly (a plugin's stochastic op) are left to the
-single check by the caller (:func:`stackable`).
+Genomes the stacked pass cannot reproduce exactly (a stochastic op without a ``batched`` form)
+are left to the single check by the caller (:func:`stackable`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 from torch import Tensor
 
-from nosplug.builtin import operations as builtin_ops
+from nosplug.evaluation.sphere import IntegrityConfig, Layout
 from nosplug.genome.graph import DecayGraph, DecayNode
 from nosplug.genome.ids import HIDDEN
 from nosplug.optim.program import Program
 from nosplug.optim.schedules import cycled_momentum, warmup_hold_cosine_factor
 from nosplug.primitives.base import ExecContext, OperandContext, StatefulOp
 from nosplug.primitives.registry import Registry
-
-if TYPE_CHECKING:
-    from nosplug.evaluation.integrity import IntegrityConfig
-
-_DROPOUT = {r.name: 1.0 - float(r.name[4:]) for r in builtin_ops.UNARY_OPS if r.name.startswith("drop")}
-_BUILTIN = {r.name: r for r in builtin_ops.UNARY_OPS}
 
 
 class DecayValues:
@@ -94,12 +89,13 @@ class DecayValues:
 
 
 def stackable(program: Program) -> bool:
-    """False if a stochastic op is not a built-in dropout (its random draws cannot be replayed)."""
-    for ins in program.instructions:
-        rec = ins.record
-        if getattr(rec, "stochastic", False) and not (rec.name in _DROPOUT and _BUILTIN.get(rec.name) is rec):
-            return False
-    return True
+    """False if a stochastic op has no ``batched`` form (its random draws cannot be replayed)."""
+    return all(not _draws(ins.record) or ins.record.batched is not None for ins in program.instructions)
+
+
+def _draws(rec: Any) -> bool:
+    """Whether the op draws random numbers (one uniform draw shaped like its input per call)."""
+    return bool(getattr(rec, "stochastic", False))
 
 
 @dataclass
@@ -111,8 +107,8 @@ class _Group:
     outs: list[int] = field(default_factory=list)  # register of the result, per row
     args: list[list[int]] = field(default_factory=list)  # per argument: register per row
     decays: list[list[Tensor | None]] = field(default_factory=list)  # per argument: d(t) per row
-    ranks: list[int] = field(default_factory=list)  # dropout: this node's rank among its genome's
-    per_step: list[int] = field(default_factory=list)  # dropout: the genome's draws per step
+    ranks: list[int] = field(default_factory=list)  # stochastic: this node's rank among its genome's
+    per_step: list[int] = field(default_factory=list)  # stochastic: the genome's draws per step
 
     def freeze(self, n_regs: int, steps: int) -> _Frozen:
         k = len(self.rows)
@@ -140,7 +136,7 @@ class _Frozen:
     out: Tensor  # flat register index per row
     args: list[Tensor]
     factors: list[Tensor | None]  # [steps, k, 1] decay values, or None (no decayed edge)
-    draws: tuple[Tensor, Tensor] | None  # dropout: (draws per step, rank) per row
+    draws: tuple[Tensor, Tensor] | None  # stochastic: (draws per step, rank) per row
 
 
 def sphere_finals(
@@ -152,8 +148,6 @@ def sphere_finals(
     """Run the integrity check's sphere problems for every program; the sphere value after
     ``iterations - 1`` updates per (program, run): ``[len(programs), runs]`` float64.
     ``tables``: each program's :meth:`Program.decay_table` for ``cfg.iterations``, if known."""
-    from nosplug.evaluation.integrity import Layout
-
     lay = Layout.of(cfg)
     e = lay.e
     G, T = len(programs), cfg.iterations
@@ -182,7 +176,7 @@ def sphere_finals(
         table = tables[j] if tables is not None else (p.decay_table(T) if p.decays else None)
         op_reg = [operand_refs[op.name] for op in p.operands]
         regs: list[int] = []  # register of each instruction's value (identity nodes alias)
-        n_drop = sum(1 for ins in p.instructions if ins.record.name in _DROPOUT and ins.record.stochastic)
+        n_drop = sum(1 for ins in p.instructions if _draws(ins.record))
         rank = 0
         for i, ins in enumerate(p.instructions):
             arg_regs = [op_reg[a.index] if a.kind == "operand" else regs[a.index] for a in ins.args]
@@ -199,7 +193,7 @@ def sphere_finals(
             for a, reg, d in zip(range(len(arg_regs)), arg_regs, arg_decays):
                 grp.args[a].append(reg)
                 grp.decays[a].append(d)
-            if ins.record.name in _DROPOUT and ins.record.stochastic:
+            if _draws(ins.record):
                 grp.ranks.append(rank)
                 grp.per_step.append(n_drop)
                 rank += 1
@@ -290,11 +284,9 @@ def _apply(
     rec, k = grp.record, grp.k
     e, n_seg = seg.numel(), int(seg[-1]) + 1
     flat = [v.reshape(-1) for v in xs]
-    if grp.draws is not None:  # built-in dropout: the single check's own draws
+    if grp.draws is not None:  # a stochastic op: the single check's own draws, replayed
         per_step, rank = grp.draws
-        keep = _DROPOUT[rec.name]
-        mask = draws.index_select(0, per_step * t + rank) < keep  # type: ignore[union-attr]
-        return xs[0] * mask / keep
+        return rec.batched(xs[0], draws.index_select(0, per_step * t + rank))  # type: ignore[union-attr]
     needs_ctx = isinstance(rec, StatefulOp) or getattr(rec, "needs_ctx", False)
     if not needs_ctx:
         return rec.fn(*flat).view(k, e)

@@ -9,6 +9,7 @@ without one and the plugin that registered it, in one message.
 from __future__ import annotations
 
 import ast
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 
@@ -17,7 +18,7 @@ from nosplug.genome.graph import DecayGraph
 from nosplug.genome.ids import HIDDEN
 from nosplug.genome.model import Genome
 from nosplug.optim.program import Program
-from nosplug.primitives.base import SourceForm, StatefulOp, UnaryOp
+from nosplug.primitives.base import SourceForm, StatefulOp
 from nosplug.primitives.registry import Registry
 
 #: The only modules an exported optimizer imports.
@@ -88,6 +89,15 @@ def decay_primitives(decay: DecayGraph, reg: Registry) -> Iterator[tuple[str, st
             yield "decay binary op", "decay_binary_ops", node.binary, reg.decay_binary(node.binary)
 
 
+def templates(src: SourceForm | None) -> list[str]:
+    """The templates of a source form the export may use: its out form and expr, or else its
+    foreach form."""
+    if src is None:
+        return []
+    chosen = [t for t in (src.out, src.expr) if t]
+    return chosen or ([src.foreach] if src.foreach else [])
+
+
 def check_exportable(genome: Genome, used: list[Used]) -> None:
     """Raise :class:`ExportError` naming every primitive without a usable source form."""
     problems = []
@@ -95,13 +105,11 @@ def check_exportable(genome: Genome, used: list[Used]) -> None:
         src = u.source
         if src is None:
             problems.append(f"{u.describe()} has no source form")
-        elif isinstance(u.record, UnaryOp) and u.record.stochastic and not src.foreach:
-            problems.append(f"{u.describe()} is stochastic and its source form has no foreach form")
         elif u.label.startswith(("schedule", "decay", "operand")) and not src.expr:
             problems.append(f"{u.describe()} needs an expr in its source form")
-        elif not (src.expr or src.foreach):
+        elif not (src.expr or src.foreach or src.out):
             problems.append(f"{u.describe()} has an empty source form")
-        elif isinstance(u.record, StatefulOp) and "$state" not in (src.foreach or src.expr or ""):
+        elif isinstance(u.record, StatefulOp) and not any("$state" in t for t in templates(src)):
             problems.append(f"{u.describe()} is state-holding but its source form never reads $state")
     if problems:
         raise ExportError(
@@ -113,15 +121,22 @@ def check_exportable(genome: Genome, used: list[Used]) -> None:
 
 
 def collect_helpers(used: list[Used], taken: set[str]) -> list[str]:
-    """The helper sources of ``used``, each once, checked: top-level names must not clash with each
-    other or with ``taken`` (names the module defines itself), and only torch and math may be
-    imported."""
+    """The helper sources of ``used`` that the export calls (the templates it uses name one of
+    their functions), each once, checked: top-level names must not clash with each other or with
+    ``taken`` (names the module defines itself), and only torch and math may be imported."""
     helpers: list[str] = []
     owner: dict[str, tuple[str, str]] = {}
     for u in used:
         text = u.source.helpers.strip("\n") if u.source else ""
         if not text or text in helpers:
             continue
+        defined = set(re.findall(r"^(?:def|class) (\w+)|^(\w+)\s*=", text, re.M))
+        names = {a or b for a, b in defined}
+        used_here = [
+            t for t in templates(u.source) if any(re.search(rf"\b{re.escape(n)}\b", t) for n in names)
+        ]
+        if names and not used_here:
+            continue  # e.g. the helper of a foreach form the export does not use
         try:
             tree = ast.parse(text)
         except SyntaxError as exc:

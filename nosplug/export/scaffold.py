@@ -1,22 +1,17 @@
 """The parts of an exported module that do not depend on the genome, as source text.
 
-They restate, for a module that cannot import nosplug, what GraphOptimizer does: the per-chunk
-partition of a param group, lazily created per-parameter state and the finiteness check. The
-paper's warmup-hold-cosine schedule is :mod:`nosplug.optim.schedules`'s own source
+The layout, guard and direct step are nosplug's own code (:func:`nosplug.optim.chunks.layout_source`,
+embedded verbatim); what is here restates, for a module that cannot import nosplug, what
+GraphOptimizer does around it: the step loop over parts and chunks, the cached partition, the
+workspace, constants on the device, the dropout generators. The paper's warmup-hold-cosine
+schedule is :mod:`nosplug.optim.schedules`'s own source
 (:func:`~nosplug.optim.schedules.schedule_source`), followed by ``RECOMMENDED_SCHEDULER``;
 tests/test_export.py checks the exported schedule against nosplug's.
 """
 
 from __future__ import annotations
 
-ALL_FINITE = '''\
-def _all_finite(tensors: list[torch.Tensor]) -> bool:
-    """True if no element is NaN or inf (cheap: a sum per tensor; exact only when the total is not finite)."""
-    if bool(torch.isfinite(torch.stack([t.sum() for t in tensors]).sum())):
-        return True
-    return all(bool(torch.isfinite(t).all()) for t in tensors)
-'''
-
+#: The step loop; ``{direct}`` is the direct step's line for gradient-only genomes, else empty.
 STEP = '''\
     @torch.no_grad()
     def step(self, closure=None):
@@ -26,9 +21,19 @@ STEP = '''\
             with torch.enable_grad():
                 loss = closure()
         self.last_step_nonfinite = False
-        for group in self.param_groups:
-            for params in self._partition(group):
-                self._update(group, params)
+        guards: dict = {{}}
+        for gi, group in enumerate(self.param_groups):
+            for part in self._parts_of(gi, group):
+                guard = guards.get(part.device.type)
+                if guard is None:
+                    guard = guards[part.device.type] = Guard.for_device(part.device)
+                step = part.step
+{direct}                ws = self._workspace(part)
+                for chunk in part.chunks:
+                    if self._update(group, chunk, step, ws, guard) is False:
+                        self._skipped(1)
+                part.advance(step)
+        self._skipped(sum(len(guard.settle()) for guard in guards.values()))  # accelerators: one read
         return loss
 
     def state_dict(self) -> dict:
@@ -40,39 +45,73 @@ STEP = '''\
     def load_state_dict(self, state_dict: dict) -> None:
         """Load a state dict of this class, or of nosplug's GraphOptimizer running the same genome
         (the state keys are the same, so a run started with nosplug can continue here)."""
-        saved = state_dict.get("genome_hash") or (state_dict.get("nosplug") or {}).get("genome_hash")
+        saved = state_dict.get("genome_hash") or (state_dict.get("nosplug") or {{}}).get("genome_hash")
         if saved is not None and saved != GENOME_HASH:
-            raise ValueError(f"this state was saved for genome {saved}, not for {GENOME_HASH}")
+            raise ValueError(f"this state was saved for genome {{saved}}, not for {{GENOME_HASH}}")
         super().load_state_dict(state_dict)
+        self._parts.clear()  # the loaded per-parameter state goes into new flat buffers
 
-    def _partition(self, group: dict) -> list[list[torch.Tensor]]:
-        """The group's parameters that have a gradient, split by device, dtype and step count.
+    def _parts_of(self, gi: int, group: dict) -> list:
+        """The group's parts (its parameters with a gradient that share device, dtype and step
+        count) with their flat state and chunks, rebuilt only when that set of parameters changes."""
+        params = group["params"]
+        missing = tuple(p.grad is None for p in params)
+        cached = self._parts.get(gi)
+        if cached is not None and cached[0] is params and cached[1] == missing:
+            return cached[2]
+        parts = []
+        for members in partition(params, self.state):
+            size = self.chunk_size or chunk_size_for(members[0].device)
+            part = Part(members, [self.state[p] for p in members], STATE_KEYS, size, SPLIT_TENSORS)
+            self._workspace(part).reserve(max(c.numel for c in part.chunks))
+            parts.append(part)
+        self._parts[gi] = (params, missing, parts)
+        return parts
 
-        Each part is updated with multi-tensor (foreach) ops and skipped as a whole if its update
-        is not finite; these are the chunks nosplug's GraphOptimizer uses.
-        """
-        parts: dict[tuple, list[torch.Tensor]] = {}
-        for p in group["params"]:
-            if p.grad is None:
-                continue
-            if p.grad.is_sparse:
-                raise RuntimeError(f"{type(self).__name__} does not support sparse gradients")
-            step = self.state[p].get("step", 0) if p in self.state else 0
-            parts.setdefault((p.device, p.dtype, int(step)), []).append(p)
-        return list(parts.values())
+    def _workspace(self, part) -> Workspace:
+        """The scratch buffers of the chunks of ``part``'s device and dtype (one chunk's worth)."""
+        key = (part.device, part.dtype)
+        ws = self._workspaces.get(key)
+        if ws is None:
+            ws = self._workspaces[key] = Workspace(part.dtype, part.device)
+        return ws
 
-    def _state(self, p: torch.Tensor) -> dict:
-        """The state of parameter ``p``, its slots created as zeros on first use."""
-        state = self.state[p]
-        state.setdefault("step", 0)
-        for key in STATE_KEYS:
-            if key not in state:
-                state[key] = torch.zeros_like(p, memory_format=torch.preserve_format)
-        return state
+    def _constant(self, value: float, like: torch.Tensor) -> torch.Tensor:
+        """``value`` as a 0-d tensor of ``like``'s dtype on its device (filled there, so no copy
+        from the host waits for the device), kept for later steps."""
+        key = (value, like.dtype, like.device)
+        c = self._constants.get(key)
+        if c is None:
+            if len(self._constants) > 64:
+                self._constants.clear()
+            c = self._constants[key] = torch.full((), value, dtype=like.dtype, device=like.device)
+        return c
+
+    def _skipped(self, n: int) -> None:
+        if n:
+            self.nonfinite_steps += n
+            self.last_step_nonfinite = True
 '''
 
-RNG = '''\
+DIRECT_LINE = """\
+                if self._direct(group, part, guard):
+                    part.advance(step)
+                    continue
+"""
 
+DIRECT = '''
+    def _direct(self, group: dict, part, guard) -> bool:
+        """U is the gradient itself: ``p += c g`` straight from the gradients (see direct_sgd)."""
+        if len(part.params) < 2:
+            return False
+        checks = self._checks.get(part.device)
+        if checks is None:
+            found, one = torch.zeros(1, device=part.device), torch.ones(1, device=part.device)
+            checks = self._checks[part.device] = (found, one)
+        return direct_sgd(part.params, {c_sign!r} * group["lr"], guard, *checks)
+'''
+
+RNG = '''
     def _rng(self, device: torch.device) -> torch.Generator | None:
         """The dropout generator of ``device`` (seeded), or None for torch's global generator."""
         if self._seed is None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import keyword
 import re
 from collections.abc import Mapping
@@ -23,15 +24,40 @@ from nosplug.genome.graph import DecayGraph, DecayNode
 from nosplug.genome.ids import HIDDEN
 from nosplug.genome.model import Genome
 from nosplug.genome.render import render_decay
+from nosplug.optim.chunks import layout_source
+from nosplug.optim.lowering import Plan
 from nosplug.optim.program import Program, compile_genome
 from nosplug.optim.schedules import schedule_source
 from nosplug.primitives.registry import Registry
 from nosplug.primitives.registry import registry as default_registry
 
+
+def _layout_names() -> frozenset[str]:
+    """The top-level names of the embedded layout code (nosplug.optim.chunks)."""
+    tree = ast.parse(layout_source())
+    names = set()
+    for node in tree.body:
+        if isinstance(node, (ast.FunctionDef, ast.ClassDef)):
+            names.add(node.name)
+        elif isinstance(node, ast.Assign):
+            names |= {t.id for t in node.targets if isinstance(t, ast.Name)}
+    return frozenset(names)
+
+
 #: Module-level names of every export; a class name or a plugin helper may not take them.
-MODULE_NAMES = frozenset(
-    {"GENOME_HASH", "STATE_KEYS", "SCHEDULE", "WarmupHoldCosine", "recommended_scheduler"}
-    | {"warmup_hold_cosine_factor", "cycled_momentum", "_all_finite", "torch", "math"}
+MODULE_NAMES = (
+    frozenset(
+        {
+            "GENOME_HASH",
+            "STATE_KEYS",
+            "SCHEDULE",
+            "SPLIT_TENSORS",
+            "WarmupHoldCosine",
+            "recommended_scheduler",
+        }
+        | {"warmup_hold_cosine_factor", "cycled_momentum", "torch", "math"}
+    )
+    | _layout_names()
 )
 MIN_TORCH = "2.3"
 #: What the module exports besides the optimizer class.
@@ -78,15 +104,18 @@ def to_torch_source(
     decay_funcs, decay_rows = _decay_functions(program.decays, reg)
     taken = set(MODULE_NAMES) | {name} | {f"decay_{i}" for i in range(len(decay_funcs))}
     helpers = collect_helpers(used, taken)
+    plan = Plan(program)
+    direct = plan.gradient_only and genome.momentum == "none"
+    c_sign = plan.gradient_sign * program.sign if direct else None
     helper_names = {n for text in helpers for n in re.findall(r"^def (\w+)", text, re.M)}
     names = Names(STEP_NAMES | taken | helper_names)
-    body = step_body(genome, program, reg, names, decay_rows)
+    body = step_body(genome, program, reg, names, decay_rows, plan)
 
     meta = genome.meta if isinstance(genome.meta, dict) else {}
     lr = genome.default_lr
     momentum = genome.default("momentum", 0.9)
     schedule = _schedule(meta)
-    info = _Info(genome, program, reg, name, dict(provenance or {}), lr, momentum, schedule)
+    info = _Info(genome, program, reg, name, dict(provenance or {}), lr, momentum, schedule, c_sign)
 
     parts = [
         "\n".join(docstring(info.module_doc(), "")),
@@ -104,6 +133,8 @@ def to_torch_source(
         "#: The schedule the genome was evaluated with (warmup and hold as fractions of total_steps);",
         "#: None: a constant learning rate.",
         f"SCHEDULE = {_dict(schedule)}",
+        "#: Whether a parameter may be cut across chunks (not when the genome has per-tensor ops).",
+        f"SPLIT_TENSORS = {not program.needs_segments}",
         "",
     ]
     if helpers:
@@ -117,7 +148,14 @@ def to_torch_source(
             "",
         ]
         parts += ["\n\n\n".join(decay_funcs), ""]
-    parts += ["", scaffold.ALL_FINITE, ""]
+    parts += [
+        "",
+        "# -- parts, chunks, workspace and guard: nosplug's own layout code (nosplug.optim.chunks) --",
+        "",
+        "",
+        layout_source(),
+        "",
+    ]
     parts += [info.class_source(body)]
     parts += ["", "", "# -- the paper's learning-rate schedule --", "", "", schedule_source()]
     parts += ["", "", scaffold.RECOMMENDED_SCHEDULER]
@@ -222,9 +260,11 @@ class _Info:
         lr: float,
         momentum: float,
         schedule: dict[str, Any] | None,
+        c_sign: float | None = None,
     ) -> None:
         self.genome, self.program, self.reg, self.name = genome, program, reg, name
         self.provenance, self.lr, self.momentum, self.schedule = provenance, lr, momentum, schedule
+        self.c_sign = c_sign  # gradient-only genomes without momentum: the update is c_sign * lr * g
 
     @property
     def meta(self) -> dict[str, Any]:
@@ -309,12 +349,17 @@ class _Info:
                 "",
             ]
         lines += [
-            "Non-finite updates: if the update of a part of a param group (its parameters with a",
-            "gradient that share device, dtype and step count) contains a NaN or inf, that part is not",
+            "Parameters are stepped as nosplug's GraphOptimizer steps them: the parameters of a param",
+            "group that have a gradient and share device, dtype and step count (a part) keep their",
+            "state in flat buffers, and the update runs on chunks of at most ``chunk_size`` elements",
+            "with the scratch buffers of one chunk (the workspace), so a step allocates nothing.",
+            "",
+            "Non-finite updates: if the update of a chunk contains a NaN or inf, that chunk is not",
             "changed in this step: the weights and the momentum buffer stay, while the EMA slots and the",
             "state of state-holding nodes have already seen the gradient, and the step counts. This is",
             'GraphOptimizer\'s nonfinite="skip"; the skips are counted in ``nonfinite_steps``, and',
-            "``last_step_nonfinite`` tells whether the last ``step()`` skipped anything.",
+            "``last_step_nonfinite`` tells whether the last ``step()`` skipped anything. On an",
+            "accelerator the check stays on the device and a step reads it back once, at its end.",
             "",
             "Args:",
             "    params: parameters or param-group dicts, as for any torch.optim.Optimizer.",
@@ -331,9 +376,13 @@ class _Info:
             )
         if p.stochastic:
             lines.append(
-                "    seed: seeds the generator of the dropout nodes (the random stream of GraphOptimizer's"
-                " seed); None uses torch's global generator."
+                "    seed: seeds the generators of the dropout nodes, one per device (the random stream of"
+                " GraphOptimizer's seed); None uses torch's global generator."
             )
+        lines.append(
+            "    chunk_size: elements per chunk (default: 2**22 on the CPU, 10**7 on accelerators, as"
+            " GraphOptimizer's)."
+        )
         return "\n".join(lines)
 
     def signature(self) -> str:
@@ -346,8 +395,8 @@ class _Info:
             kw.append("total_steps: int")
         if p.stochastic:
             kw.append("seed: int | None = None")
-        if kw:
-            args += ["*", *kw]
+        kw.append("chunk_size: int | None = None")
+        args += ["*", *kw]
         one = f"    def __init__({', '.join(args)}) -> None:"
         if len(one) <= 110:
             return one
@@ -355,6 +404,7 @@ class _Info:
 
     def class_source(self, body: list[str]) -> str:
         g, p = self.genome, self.program
+        direct = self.c_sign is not None
         init = [
             self.signature(),
             "        if lr < 0:",
@@ -368,25 +418,33 @@ class _Info:
                 '            raise ValueError(f"total_steps must be positive, got {total_steps}")',
                 "        self.total_steps = T = int(total_steps)",
                 "        t = torch.arange(T, dtype=torch.float64)",
-                "        #: d(t) of each decay function (rows) at each step (columns), computed once",
-                *statement(f"self._decays = torch.stack([{calls}])", " " * 8),
+                "        #: d(t) of each decay function at each step t (one list per step), computed once",
+                *statement(f"self._decay_rows = torch.stack([{calls}]).t().tolist()", " " * 8),
             ]
         if p.stochastic:
             init += [
                 "        self._seed = seed",
                 "        self._generators: dict[torch.device, torch.Generator] = {}",
             ]
+        if self.c_sign is not None:
+            init.append(
+                "        self._checks: dict = {}  # the direct step's gradient check buffers, per device"
+            )
         init += [
-            "        #: how many times a part of a param group skipped its update because it was not finite",
+            "        self.chunk_size = chunk_size",
+            "        #: how many times a chunk skipped its update because it was not finite",
             "        self.nonfinite_steps = 0",
             "        self.last_step_nonfinite = False",
+            "        self._parts: dict = {}  # group index -> (params, which had no gradient, parts)",
+            "        self._workspaces: dict = {}  # (device, dtype) -> Workspace",
+            "        self._constants: dict = {}  # (value, dtype, device) -> 0-d tensor",
             "        super().__init__(params, "
             + ('{"lr": lr, "momentum": momentum})' if g.momentum != "none" else '{"lr": lr})'),
         ]
         update = [
             "",
-            "    def _update(self, group: dict, params: list[torch.Tensor]) -> None:",
-            '        """One step of the genome for parameters of a group with equal device, dtype, step."""',
+            "    def _update(self, group: dict, chunk: Chunk, step: int, ws: Workspace, guard: Guard):",
+            '        """One step of the genome on a chunk: its parameters as flat tensors, end to end."""',
             *body,
         ]
         return "\n".join(
@@ -396,7 +454,8 @@ class _Info:
                 "",
                 *init,
                 "",
-                scaffold.STEP.rstrip("\n"),
+                scaffold.STEP.format(direct=scaffold.DIRECT_LINE if direct else "").rstrip("\n"),
+                *([scaffold.DIRECT.format(c_sign=self.c_sign).rstrip("\n")] if direct else []),
                 *([scaffold.RNG.rstrip("\n")] if p.stochastic else []),
                 *update,
             ]

@@ -1,9 +1,12 @@
 """GraphOptimizer: a ``torch.optim.Optimizer`` that executes any genome.
 
-Parameters of a group are processed as flat chunks (one per device/dtype/step), so a genome
-costs one tensor op per primitive per chunk instead of one per parameter tensor. Per-parameter
-state (what ``state_dict()`` saves) consists of views into the chunk's flat buffers; after
-``load_state_dict`` the flat buffers are rebuilt from the loaded per-parameter tensors.
+Parameters of a group are processed as flat *parts* (those with a gradient that share device,
+dtype and step count), each stepped in *chunks* of at most ``chunk_size`` elements
+(:mod:`nosplug.optim.chunks`), so a genome costs one tensor op per primitive per chunk instead
+of one per parameter tensor, and the optimizer holds its state plus one workspace of a chunk's
+scratch buffers per device and dtype. Per-parameter state (what ``state_dict()`` saves) consists
+of views into the part's flat buffers; after ``load_state_dict`` the flat buffers are rebuilt
+from the loaded per-parameter tensors.
 
 The eager step runs the genome lowered (:mod:`nosplug.optim.lowering`: scalars folded into the
 tensor ops, preallocated buffers) through :mod:`nosplug.optim.executor`; the reference
@@ -23,8 +26,9 @@ from torch.optim import Optimizer
 
 from nosplug.errors import UserError
 from nosplug.genome.model import Genome
+from nosplug.optim.chunks import Chunk, Guard, Part, Workspace, chunk_size_for, partition
 from nosplug.optim.compiled import compile_program, compiled_step
-from nosplug.optim.executor import EagerChunk, add_update, all_finite, eager_step
+from nosplug.optim.executor import SgdCheck, eager_step, sgd_step
 from nosplug.optim.lowering import Plan
 from nosplug.optim.program import MOMENTUM_KEY, Program, compile_genome
 from nosplug.primitives.base import ExecContext
@@ -38,19 +42,14 @@ class NonFiniteUpdateError(FloatingPointError):
 
 
 @dataclass
-class _Chunk:
-    params: list[Tensor]
-    sizes: list[int]
-    state: dict[str, Tensor]
-    ctx: ExecContext
+class _Part:
+    """A part of a param group (:class:`~nosplug.optim.chunks.Part`) with what its chunks run
+    with: one execution context per chunk (segments, generator)."""
+
+    layout: Part
+    contexts: list[ExecContext]
     generation: int
     key: tuple[int, ...] = field(default_factory=tuple)
-    eager: EagerChunk | None = None  # buffers of the lowered eager step, made on first use
-    states: list[dict[str, Any]] = field(default_factory=list)  # optimizer.state[p] of each param
-
-    def advance(self, step: int) -> None:
-        for st in self.states:
-            st["step"] = step + 1
 
 
 class GraphOptimizer(Optimizer):
@@ -67,7 +66,9 @@ class GraphOptimizer(Optimizer):
         nonfinite: ``"raise"`` raises :class:`NonFiniteUpdateError`, ``"skip"`` skips the
             update of that chunk and counts it in :attr:`nonfinite_steps`. Either way a NaN/inf
             is never written into the weights. (EMA state has already seen the gradient.)
-        seed: seeds the generator of stochastic ops (dropout nodes).
+        seed: seeds the generators of stochastic ops (dropout nodes): one per device, made on that
+            device, so every draw comes from a generator on the parameters' own device (a
+            rerun on the same device draws the same numbers; devices differ in their streams).
         compile: run each step's arithmetic as one ``torch.compile``d function, which fuses the
             genome's element-wise ops into one loop (:mod:`nosplug.optim.compiled`; close to
             torch's fused Adam kernel, see docs/performance.md). The first step pays the
@@ -83,6 +84,15 @@ class GraphOptimizer(Optimizer):
             which saves a pass over the parameters per folded scalar but rounds differently:
             results then differ from the exported optimizer in the last bits, which genomes with
             cancellations amplify.
+        chunk_size: elements per chunk (default :func:`nosplug.optim.chunks.chunk_size_for` the
+            device: 2**22 on the CPU, 10**7 elsewhere). The optimizer's memory beyond torch's for
+            the same update is one workspace: a few buffers of one chunk's size per device and
+            dtype. A non-finite update skips its chunk; dropout draws once per chunk. Parts no
+            larger than a chunk (models up to 4M parameters on the CPU) are one chunk.
+
+    Non-finite updates are checked per chunk. On the CPU each check is read at once; on an
+    accelerator it stays on the device (the update applied only where finite) and the step reads
+    all checks with one synchronisation at its end, where ``nonfinite="raise"`` then raises.
     """
 
     def __init__(
@@ -98,6 +108,7 @@ class GraphOptimizer(Optimizer):
         registry: Registry | None = None,
         compile: bool = False,
         exact: bool = True,
+        chunk_size: int | None = None,
     ) -> None:
         if isinstance(genome, str):
             from nosplug import zoo
@@ -111,6 +122,8 @@ class GraphOptimizer(Optimizer):
             raise ValueError(f"invalid learning rate: {lr}")
         if total_steps is not None and total_steps <= 0:
             raise ValueError(f"total_steps must be positive, got {total_steps}")
+        if chunk_size is not None and chunk_size <= 0:
+            raise ValueError(f"chunk_size must be positive, got {chunk_size}")
         self.genome = genome
         self.program: Program = compile_genome(genome, registry)
         if self.program.decays and total_steps is None:
@@ -122,13 +135,15 @@ class GraphOptimizer(Optimizer):
         self.nonfinite = nonfinite
         self.nonfinite_steps = 0
         self.last_step_nonfinite = False
+        self.chunk_size = chunk_size
         self._generation = 0
-        self._chunks: dict[tuple, _Chunk] = {}
-        # group index -> (params list, its length, which grads were None, generation, chunks)
-        self._partitions: dict[int, tuple[list[Tensor], int, tuple[bool, ...], int, list[_Chunk]]] = {}
-        self._generator: torch.Generator | None = None
-        if seed is not None:
-            self._generator = torch.Generator().manual_seed(seed)
+        self._parts: dict[tuple, _Part] = {}
+        # group index -> (params list, its length, which grads were None, generation, parts)
+        self._partitions: dict[int, tuple[list[Tensor], int, tuple[bool, ...], int, list[_Part]]] = {}
+        self._workspaces: dict[tuple[torch.device, torch.dtype], Workspace] = {}
+        self._sgd_checks: dict[torch.device, SgdCheck] = {}
+        self._seed = seed
+        self._generators: dict[torch.device, torch.Generator] = {}
         self.compiled = bool(compile) and not self.program.stochastic
         self._fused = compile_program(self.program) if self.compiled else None
         self.exact = bool(exact)
@@ -143,9 +158,17 @@ class GraphOptimizer(Optimizer):
             with torch.enable_grad():
                 loss = closure()
         self.last_step_nonfinite = False
+        guards: dict[str, Guard] = {}
         for gi, group in enumerate(self.param_groups):
-            for chunk in self._group_chunks(gi, group):
-                self._step_chunk(group, chunk)
+            for part in self._group_parts(gi, group):
+                kind = part.layout.device.type
+                guard = guards.get(kind)
+                if guard is None:
+                    guard = guards[kind] = Guard.for_device(part.layout.device)
+                self._step_part(group, part, guard)
+        bad = [tag for guard in guards.values() for tag in guard.settle()]  # one sync per device
+        if bad:
+            self._nonfinite(len(bad), bad[0])  # type: ignore[arg-type]
         return loss
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
@@ -159,7 +182,7 @@ class GraphOptimizer(Optimizer):
         if meta is not None:
             self.nonfinite_steps = int(meta.get("nonfinite_steps", 0))
         self._generation += 1
-        self._chunks.clear()
+        self._parts.clear()
 
     def state_dict(self) -> dict[str, Any]:
         sd = super().state_dict()
@@ -171,9 +194,9 @@ class GraphOptimizer(Optimizer):
         return sd
 
     # -- internals ------------------------------------------------------------------------
-    def _group_chunks(self, gi: int, group: dict[str, Any]) -> list[_Chunk]:
-        """The group's chunks, recomputed only when the set of parameters with a gradient changes
-        (chunk members share their step count, and only steps without a gradient split them)."""
+    def _group_parts(self, gi: int, group: dict[str, Any]) -> list[_Part]:
+        """The group's parts, recomputed only when the set of parameters with a gradient changes
+        (part members share their step count, and only steps without a gradient split them)."""
         params = group["params"]
         missing = tuple(p.grad is None for p in params)
         cached = self._partitions.get(gi)
@@ -185,138 +208,139 @@ class GraphOptimizer(Optimizer):
             and cached[3] == self._generation
         ):
             return cached[4]
-        chunks = [self._chunk(gi, ps) for ps in self._partition(group)]
-        self._partitions[gi] = (params, len(params), missing, self._generation, chunks)
-        return chunks
+        parts = [self._part(gi, ps) for ps in partition(params, self.state)]
+        self._partitions[gi] = (params, len(params), missing, self._generation, parts)
+        return parts
 
-    def _partition(self, group: dict[str, Any]) -> list[list[Tensor]]:
-        parts: dict[tuple, list[Tensor]] = {}
-        for p in group["params"]:
-            if p.grad is None:
-                continue
-            if p.grad.is_sparse:
-                raise RuntimeError("GraphOptimizer does not support sparse gradients")
-            step = self.state[p].get("step", 0) if p in self.state else 0
-            parts.setdefault((p.device, p.dtype, int(step)), []).append(p)
-        return list(parts.values())
-
-    def _chunk(self, gi: int, params: list[Tensor]) -> _Chunk:
+    def _part(self, gi: int, params: list[Tensor]) -> _Part:
         key = (gi, *(id(p) for p in params))
-        chunk = self._chunks.get(key)
-        if chunk is not None and chunk.generation == self._generation:
-            return chunk
-        prog = self.program
-        sizes = [p.numel() for p in params]
-        ref = params[0]
-        n = sum(sizes)
-        flat_state: dict[str, Tensor] = {}
-        for k in prog.state_keys():
-            parts = []
-            for p in params:
-                st = self.state[p]
-                parts.append(
-                    st[k].reshape(-1) if k in st else torch.zeros(p.numel(), dtype=p.dtype, device=p.device)
-                )
-            flat_state[k] = torch.cat(parts) if len(parts) > 1 else parts[0].clone()
-        # per-parameter state entries become views into the flat buffers
-        offset = 0
-        for p, size in zip(params, sizes):
-            st = self.state[p]
-            st.setdefault("step", 0)
-            for k, buf in flat_state.items():
-                st[k] = buf[offset : offset + size].view_as(p)
-            offset += size
-        seg_ids = None
-        if prog.needs_segments and len(params) > 1:
-            seg_ids = torch.repeat_interleave(
-                torch.arange(len(params), device=ref.device), torch.tensor(sizes, device=ref.device)
-            )
-        ctx = ExecContext(numel=n, segment_ids=seg_ids, num_segments=len(params), generator=self._generator)
-        # drop chunks of the same group that these params no longer belong to
-        for other in [k for k in self._chunks if k[0] == gi and set(k[1:]) & set(key[1:])]:
-            del self._chunks[other]
-        chunk = _Chunk(params, sizes, flat_state, ctx, self._generation, key)
-        chunk.states = [self.state[p] for p in params]
-        self._chunks[key] = chunk
-        return chunk
+        part = self._parts.get(key)
+        if part is not None and part.generation == self._generation:
+            return part
+        prog, ref = self.program, params[0]
+        size = self.chunk_size or chunk_size_for(ref.device)
+        states = [self.state[p] for p in params]
+        layout = Part(params, states, prog.state_keys(), size, split=not prog.needs_segments)
+        gen = self._generator(ref.device)
+        contexts = [
+            ExecContext(numel=c.numel, generator=gen, segment_sizes=c.sizes if prog.needs_segments else None)
+            for c in layout.chunks
+        ]
+        self._workspace(ref).reserve(max(c.numel for c in layout.chunks))
+        # drop parts of the same group that these params no longer belong to
+        for other in [k for k in self._parts if k[0] == gi and set(k[1:]) & set(key[1:])]:
+            del self._parts[other]
+        part = _Part(layout, contexts, self._generation, key)
+        self._parts[key] = part
+        return part
 
-    def _step_chunk(self, group: dict[str, Any], chunk: _Chunk) -> None:
-        prog, params = self.program, chunk.params
+    def _workspace(self, ref: Tensor) -> Workspace:
+        ws = self._workspaces.get((ref.device, ref.dtype))
+        if ws is None:
+            ws = self._workspaces[(ref.device, ref.dtype)] = Workspace(ref.dtype, ref.device)
+        return ws
+
+    def _generator(self, device: torch.device) -> torch.Generator | None:
+        """The seeded generator of ``device`` (None without a seed: torch's default generator)."""
+        if self._seed is None:
+            return None
+        gen = self._generators.get(device)
+        if gen is None:
+            gen = self._generators[device] = torch.Generator(device=device).manual_seed(self._seed)
+        return gen
+
+    def _step_part(self, group: dict[str, Any], part: _Part, guard: Guard) -> None:
+        prog, layout = self.program, part.layout
         lr, mu = group["lr"], group["momentum"]
-        step = int(chunk.states[0]["step"])
-        if chunk.eager is None:
-            chunk.eager = EagerChunk.create(params, self._plan, chunk.state)
-        if self._fused is not None:
-            finite, nxt = compiled_step(
-                self._fused,
-                prog,
-                chunk.eager,
-                chunk.state,
-                chunk.ctx,
-                step=step,
-                total_steps=self.total_steps,
-                lr=lr,
-                momentum=mu,
-            )
-        elif not isinstance(lr, Tensor) and not isinstance(mu, Tensor):
-            decays = prog.decay_values(step, self.total_steps) if prog.decays else ()
-            finite, nxt = eager_step(
-                prog,
-                self._plan,
-                chunk.eager,
-                chunk.state,
-                chunk.ctx,
-                step=step,
-                decays=decays,
-                lr=float(lr),
-                momentum=float(mu),
-            )
-        else:  # tensor-valued lr or momentum: the reference interpreter
-            finite, nxt = self._step_reference(chunk, step, lr, mu)
-        if not finite:
-            self._nonfinite(chunk, step)
+        step = layout.step
+        ws = self._workspace(layout.params[0])
+        tensor_valued = isinstance(lr, Tensor) or isinstance(mu, Tensor)
+        if (
+            self._fused is None
+            and not tensor_valued
+            and self._plan.gradient_only
+            and prog.momentum == "none"
+            and len(layout.params) > 1
+            and sgd_step(prog, self._plan, layout.params, float(lr), guard, self._sgd_check(layout), step)
+        ):
+            layout.advance(step)
             return
-        if nxt is not None:  # swap the written momentum buffer in; the old one is the next spare
-            chunk.eager.spare = chunk.state[MOMENTUM_KEY]
-            chunk.state[MOMENTUM_KEY] = nxt
-            for st, view in zip(chunk.states, chunk.eager.views(nxt)):
-                st[MOMENTUM_KEY] = view
-        chunk.advance(step)
+        decays = prog.decay_values(step, self.total_steps) if prog.decays and not tensor_valued else ()
+        for chunk, ctx in zip(layout.chunks, part.contexts):
+            if self._fused is not None:
+                finite = compiled_step(
+                    self._fused,
+                    prog,
+                    chunk,
+                    ws,
+                    ctx,
+                    guard,
+                    step=step,
+                    total_steps=self.total_steps,
+                    lr=lr,
+                    momentum=mu,
+                    tag=step,
+                )
+            elif not tensor_valued:
+                finite = eager_step(
+                    prog,
+                    self._plan,
+                    chunk,
+                    ws,
+                    ctx,
+                    guard,
+                    step=step,
+                    decays=decays,
+                    lr=float(lr),
+                    momentum=float(mu),
+                    tag=step,
+                )
+            else:  # tensor-valued lr or momentum: the reference interpreter
+                finite = self._step_reference(chunk, ws, ctx, guard, step, lr, mu)
+            if finite is False:
+                self._nonfinite(1, step)
+        layout.advance(step)
+
+    def _sgd_check(self, layout: Part) -> SgdCheck:
+        device = layout.device
+        check = self._sgd_checks.get(device)
+        if check is None:
+            check = self._sgd_checks[device] = SgdCheck(
+                torch.zeros(1, device=device), torch.ones(1, device=device)
+            )
+        return check
 
     def _step_reference(
-        self, chunk: _Chunk, step: int, lr: float | Tensor, mu: float | Tensor
-    ) -> tuple[bool, Tensor | None]:
-        prog, eager = self.program, chunk.eager
-        assert eager is not None
-        g, w = eager.gather(prog.needs_weight)
+        self, chunk: Chunk, ws: Workspace, ctx: ExecContext, guard: Guard, step: int, lr, mu
+    ) -> bool | None:
+        prog = self.program
+        g = chunk.gradient(chunk.scratch(ws, "grad") if not chunk.single else None)  # type: ignore[arg-type]
+        w = g
+        if prog.needs_weight:
+            w = chunk.weight(chunk.scratch(ws, "weight") if not chunk.single else None)  # type: ignore[arg-type]
+        state = dict(chunk.state)
         delta = prog.delta(
-            chunk.state,
-            w if w is not None else g,
+            state,
+            w,
             g,
             step=step,
             total_steps=self.total_steps,
             lr=lr,
             momentum=mu,
-            ctx=chunk.ctx,
+            ctx=ctx,
             commit_momentum=False,
         )
-        nxt = chunk.state.pop("_momentum_next", None)
-        if not all_finite(delta):
-            return False, None
+        nxt = state.pop("_momentum_next", None)
         if delta.dim() == 0 or delta.numel() != g.numel():
             delta = delta.expand(g.numel()).contiguous()
-        add_update(eager, delta)
-        if nxt is None:
-            return True, None
-        return True, eager.own("spare").copy_(nxt)
+        return guard.commit(chunk, delta, nxt, chunk.state.get(MOMENTUM_KEY), tag=step)
 
-    def _nonfinite(self, chunk: _Chunk, step: int) -> None:
-        """Count a skipped step (the weights were not touched) or raise."""
+    def _nonfinite(self, count: int, step: int) -> None:
+        """Count ``count`` skipped chunks (their weights were not touched) or raise."""
         self.last_step_nonfinite = True
-        self.nonfinite_steps += 1
+        self.nonfinite_steps += count
         if self.nonfinite == "raise":
             raise NonFiniteUpdateError(
                 f"genome {self.genome.canonical_hash()} produced a non-finite update at step {step + 1}; "
-                "the weights were not changed"
+                "the weights were not changed where it was not finite"
             )
-        chunk.advance(step)

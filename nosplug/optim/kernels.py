@@ -1,201 +1,41 @@
-"""Allocation-free, scalar-folding forms of the built-in primitives, for the eager executor.
+"""Choose the kernel of every op node of a lowered genome (:mod:`nosplug.optim.lowering`).
 
-A value travels through the lowered program as ``(tensor, scale)``: ``scale * tensor`` with the scale
-a Python float that is the same for every element (a bias correction, a decay value, a constant, a
-weight operand's factor). ``(None, x)`` is the scalar ``x`` (a constant). Keeping the scale apart
-lets a kernel fold it into the one tensor op it has to run anyway instead of spending a pass over
-memory on a multiplication: ``m / (1 - beta**t)`` is the EMA buffer itself with scale
-``1 / (1 - beta**t)``, ``sqrt(|s v|)`` is ``sqrt(v)`` with scale ``sqrt(|s|)``, ``s_a a + s_b b``
-is one ``torch.add(a, b, alpha=s_b / s_a)`` with scale ``s_a``, the eps of a division moves to
-``eps / s``. Scales are only moved where the identity holds for every value of the tensor
-(including inf and NaN) and divided by only when they are finite and non-zero (checked every step,
-so a decay that reaches 0 takes the plain path). The results equal the reference interpreter
-(:meth:`nosplug.optim.program.Program.update_value`) up to float rounding; tests/test_lowering.py
-checks every kernel against its record's function.
-
-Each kernel writes into buffers that the plan assigns once per chunk (``out`` and ``temps``), so
-a step allocates nothing. Primitives of plugins, and built-ins replaced by a plugin of the same
-name, run through their record's function (correct, allocating): only records that *are* the
-built-in ones get a kernel.
+A record's ``kernel`` field (:mod:`nosplug.primitives.kernel`) says how it runs allocation-free; the
+built-in ops carry theirs (:mod:`nosplug.builtin.operation_kernels`) and a plugin's op may carry
+one too. Here only what every op shares: ops whose arguments are all constants are computed once
+as scalars, and an op without a kernel (or whose kernel declines the request) runs through its
+record's function, correct and allocating. Nothing here knows a primitive by name.
 """
 
 from __future__ import annotations
 
-import math
-from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
-
-import torch
 from torch import Tensor
 
-from nosplug.builtin import operations as builtin_ops
-from nosplug.primitives.base import BinaryOp, ExecContext, StatefulOp, UnaryOp
+from nosplug.primitives.base import BinaryOp, StatefulOp, UnaryOp
+from nosplug.primitives.kernel import (
+    ArgInfo,
+    Kernel,
+    KernelRequest,
+    Runtime,
+    Val,
+    as_tensor,
+    fdiv,
+)
 
-#: ``scale * tensor``; ``(None, x)`` is the scalar x.
-Val = tuple[Tensor | None, float]
-EPS = builtin_ops.EPS
-
-
-@dataclass
-class Runtime:
-    """What kernels read besides their arguments during one step."""
-
-    dtype: torch.dtype
-    device: torch.device
-    step: int  # 1-based, as operands and stateful ops see it
-    ctx: ExecContext
-    state: dict[str, Tensor]
-
-    def scalar(self, x: float) -> Tensor:
-        """``x`` as the 0-d tensor the reference interpreter would hold."""
-        return torch.tensor(x, dtype=self.dtype, device=self.device)
-
-
-Run = Callable[[list[Val], Tensor | None, list[Tensor], Runtime], Val]
-
-
-@dataclass(frozen=True)
-class Kernel:
-    """How one primitive runs.
-
-    ``out`` says where the result's tensor lives, which the plan needs to reuse buffers:
-    ``"slot"`` (the ``out`` buffer the plan assigns), ``"alias0"``/``"alias1"`` (argument 0's/1's
-    tensor with another scale), ``"state"`` (the node's state buffer), ``"new"`` (allocated by the
-    kernel, e.g. a plugin op) or ``"scalar"`` (no tensor). ``nonneg``: every element of the tensor
-    is +0 or more, or NaN (so a later ``|.|`` can be skipped).
-    """
-
-    run: Run
-    out: str
-    temps: int = 0
-    nonneg: bool = False
-    negates: bool = False  # an alias that flips the scale's sign (the result's scale is not 1)
-
-
-@dataclass(frozen=True)
-class ArgInfo:
-    """What the plan knows about an argument before running: scalar or tensor, sign, and
-    whether it may arrive with a scale other than +-1 (through a decayed edge)."""
-
-    scalar: bool
-    nonneg: bool = False
-    scaled: bool = True
-
-
-def safe(s: float) -> bool:
-    """A scale we may divide by and move through an op: finite and non-zero."""
-    return s != 0.0 and math.isfinite(s)
-
-
-def fdiv(a: float, b: float) -> float:
-    """``a / b`` with IEEE results (inf, NaN) instead of ZeroDivisionError."""
-    if b != 0.0:
-        return a / b
-    if a == 0.0 or math.isnan(a):
-        return math.nan
-    return math.copysign(math.inf, a) * math.copysign(1.0, b)
-
-
-def materialize(v: Val, buf: Tensor) -> Tensor:
-    """``scale * tensor`` as a tensor, written into ``buf`` unless the scale is 1."""
-    t, s = v
-    if s == 1.0:
-        return t  # type: ignore[return-value]
-    torch.mul(t, s, out=buf)  # type: ignore[arg-type]
-    return buf
-
-
-def as_tensor(v: Val, buf: Tensor | None, rt: Runtime) -> Tensor:
-    """Materialized tensor, or the 0-d tensor of a scalar (the reference's representation)."""
-    if v[0] is None:
-        return rt.scalar(v[1])
-    if buf is None:
-        t, s = v
-        return t if s == 1.0 else t * s
-    return materialize(v, buf)
-
-
-# ----------------------------------------------------------------------------- unary ops
-def _unary_out_forms() -> dict[str, Callable[[Tensor, Tensor, list[Tensor]], None]]:
-    """``form(x, out, temps)`` writes op(x) into ``out`` (which may be ``x``), op by op the same
-    arithmetic as the record's function in nosplug.builtin.operations."""
-
-    def ln_abs(x: Tensor, o: Tensor, _: list[Tensor]) -> None:
-        torch.abs(x, out=o)
-        o.add_(EPS).log_()
-
-    def dsoft(x: Tensor, o: Tensor, _: list[Tensor]) -> None:
-        torch.abs(x, out=o)
-        o.add_(1.0).reciprocal_()  # 1.0 / t is reciprocal(t) * 1.0 in torch
-
-    def softplus(x: Tensor, o: Tensor, _: list[Tensor]) -> None:
-        torch.exp(x, out=o)
-        o.add_(1.0 + EPS).log_()
-
-    def recip(x: Tensor, o: Tensor, _: list[Tensor]) -> None:
-        torch.add(x, EPS, out=o)
-        o.reciprocal_()
-
-    def softsign(x: Tensor, o: Tensor, temps: list[Tensor]) -> None:
-        d = temps[0]
-        torch.abs(x, out=d)
-        d.add_(1.0)
-        torch.div(x, d, out=o)
-
-    def sqrt_abs(x: Tensor, o: Tensor, _: list[Tensor]) -> None:
-        torch.abs(x, out=o)
-        o.sqrt_()
-
-    def simple(fn: Callable[..., Tensor]) -> Callable[[Tensor, Tensor, list[Tensor]], None]:
-        return lambda x, o, _: fn(x, out=o)
-
-    return {
-        "ln_abs": ln_abs,
-        "sqrt_abs": sqrt_abs,
-        "exp": simple(torch.exp),
-        "abs": simple(torch.abs),
-        "sigmoid": simple(torch.sigmoid),
-        "dsoft": dsoft,
-        "softplus": softplus,
-        "erf": simple(torch.erf),
-        "erfc": simple(torch.erfc),
-        "asinh": simple(torch.asinh),
-        "tanh": simple(torch.tanh),
-        "atan": simple(torch.atan),
-        "recip": recip,
-        "bessel_i1e": simple(torch.special.i1e),
-        "relu": lambda x, o, _: torch.clamp_min(x, 0.0, out=o),  # torch.relu is clamp_min(x, 0)
-        "min0": lambda x, o, _: torch.clamp(x, max=0.0, out=o),
-        "softsign": softsign,
-    }
-
-
-UNARY_FORMS = _unary_out_forms()
-#: ops whose output is >= +0 or NaN for every input
-NONNEG_UNARY = frozenset({"abs", "sqrt_abs", "exp", "sigmoid", "dsoft", "softplus", "erfc"})
-_BUILTIN_UNARY = {r.name: r for r in builtin_ops.UNARY_OPS}
-_BUILTIN_STATEFUL = {r.name: r for r in builtin_ops.STATEFUL_OPS}
-_BUILTIN_BINARY = {r.name: r for r in builtin_ops.BINARY_OPS}
-
-
-def builtin_name(rec: Any) -> str | None:
-    """The record's name if it is the built-in record itself (not a plugin's op of that name)."""
-    for table in (_BUILTIN_UNARY, _BUILTIN_STATEFUL, _BUILTIN_BINARY):
-        if table.get(rec.name) is rec:
-            return rec.name
-    return None
+__all__ = ["ArgInfo", "Kernel", "Runtime", "Val", "fdiv", "lower_binary", "lower_unary"]
 
 
 def _scalar_unary(rec: UnaryOp) -> Kernel:
+    """A unary op of a constant: computed in the parameters' dtype on the CPU (no device sync)."""
+
     def run(args: list[Val], out: Tensor | None, temps: list[Tensor], rt: Runtime) -> Val:
-        return None, float(rec.fn(rt.scalar(args[0][1])))
+        return None, float(rec.fn(rt.host_scalar(args[0][1])))
 
     return Kernel(run, "scalar")
 
 
 def _generic_unary(rec: UnaryOp | StatefulOp, node_key: str | None) -> Kernel:
-    """The record's own function on the materialized input (plugins, per-tensor ops)."""
+    """The record's own function on the materialized input (no kernel, per-tensor ops)."""
     if isinstance(rec, StatefulOp):
 
         def run(args: list[Val], out: Tensor | None, temps: list[Tensor], rt: Runtime) -> Val:
@@ -222,389 +62,36 @@ def lower_unary(rec: UnaryOp | StatefulOp, arg: ArgInfo, node_key: str, exact: b
     ``exact``: the same float operations in the same order as the reference interpreter (so the
     results are bit-identical), only without allocations and copies; otherwise scales are folded.
     """
-    name = builtin_name(rec)
-    if isinstance(rec, StatefulOp):
-        if name in ("ema95", "delta_change", "max_value"):
-            return _stateful(name, node_key, exact)
-        return _generic_unary(rec, node_key)
-    if arg.scalar and not (rec.needs_ctx or rec.stochastic):
-        return _scalar_unary(rec)
-    if name is None or rec.needs_ctx or rec.stochastic:
-        if name is not None and rec.stochastic and not arg.scalar and not exact:
-            return _dropout(rec)
-        return _generic_unary(rec, node_key)
-    if name in ("identity", "neg"):
-        if exact and arg.scaled:  # materialize fl(s x) first, as the reference holds it
-
-            def run_copy(a: list[Val], o: Tensor | None, t: list[Tensor], rt: Runtime) -> Val:
-                x, s = a[0]
-                torch.mul(x, s, out=o)  # type: ignore[arg-type]
-                return o, (1.0 if name == "identity" else -1.0)
-
-            return Kernel(run_copy, "slot")
-        if name == "identity":
-            return Kernel(lambda a, o, t, rt: a[0], "alias0", nonneg=arg.nonneg)
-        return Kernel(lambda a, o, t, rt: (a[0][0], -a[0][1]), "alias0", negates=True)  # -(s x) == (-s) x
-    if exact:
-        return _exact_unary(name, arg)
-    if name == "abs":  # |s x| == |s| |x| exactly
-        if arg.nonneg:
-            return Kernel(lambda a, o, t, rt: (a[0][0], abs(a[0][1])), "alias0", nonneg=True)
-
-        def run_abs(a: list[Val], o: Tensor | None, t: list[Tensor], rt: Runtime) -> Val:
-            torch.abs(a[0][0], out=o)  # type: ignore[arg-type]
-            return o, abs(a[0][1])
-
-        return Kernel(run_abs, "slot", nonneg=True)
-    if name == "sqrt_abs":  # sqrt|s x| == sqrt|s| sqrt|x|, inf and NaN included
-        nonneg = arg.nonneg
-
-        def run_sqrt(a: list[Val], o: Tensor | None, t: list[Tensor], rt: Runtime) -> Val:
-            x, s = a[0]
-            if nonneg:
-                torch.sqrt(x, out=o)  # type: ignore[arg-type]
-            else:
-                torch.abs(x, out=o)  # type: ignore[arg-type]
-                o.sqrt_()  # type: ignore[union-attr]
-            return o, math.sqrt(abs(s))
-
-        return Kernel(run_sqrt, "slot", nonneg=True)
-    if name in ("relu", "min0"):  # max(s x, 0) == s max(x, 0) for s > 0
-        form = UNARY_FORMS[name]
-
-        def run_clamp(a: list[Val], o: Tensor | None, t: list[Tensor], rt: Runtime) -> Val:
-            x, s = a[0]
-            if s > 0.0 and math.isfinite(s):
-                form(x, o, t)  # type: ignore[arg-type]
-                return o, s
-            form(materialize(a[0], o), o, t)  # type: ignore[arg-type]
-            return o, 1.0
-
-        return Kernel(run_clamp, "slot")
-    if name == "recip":  # 1 / (s x + eps) == (1/s) / (x + eps/s)
-
-        def run_recip(a: list[Val], o: Tensor | None, t: list[Tensor], rt: Runtime) -> Val:
-            x, s = a[0]
-            if safe(s):
-                torch.add(x, EPS / s, out=o)  # type: ignore[arg-type]
-                o.reciprocal_()  # type: ignore[union-attr]
-                return o, 1.0 / s
-            UNARY_FORMS["recip"](materialize(a[0], o), o, t)  # type: ignore[arg-type]
-            return o, 1.0
-
-        return Kernel(run_recip, "slot")
-    form = UNARY_FORMS.get(name)
-    if form is None:
-        return _generic_unary(rec, node_key)
-    temps = 1 if name == "softsign" else 0
-
-    def run(a: list[Val], o: Tensor | None, t: list[Tensor], rt: Runtime) -> Val:
-        form(materialize(a[0], o), o, t)  # type: ignore[arg-type]
-        return o, 1.0
-
-    return Kernel(run, "slot", temps=temps, nonneg=name in NONNEG_UNARY)
-
-
-def _exact_unary(name: str, arg: ArgInfo) -> Kernel:
-    """Materialize fl(s x) (as the reference's edge multiplication does), then the op's out-form;
-    |.| is skipped only when x >= +0 and the scale is exactly 1."""
-    form = UNARY_FORMS.get(name)
-    if form is None:
-        return _generic_unary(_BUILTIN_UNARY[name], None)
-    nonneg = arg.nonneg and name in ("abs", "sqrt_abs")
-    temps = 1 if name == "softsign" else 0
-
-    def run(a: list[Val], o: Tensor | None, t: list[Tensor], rt: Runtime) -> Val:
-        if nonneg and name == "sqrt_abs" and abs(a[0][1]) == 1.0:  # |-x| == |x| == x for x >= +0
-            torch.sqrt(a[0][0], out=o)  # type: ignore[arg-type]
-            return o, 1.0
-        form(materialize(a[0], o), o, t)  # type: ignore[arg-type]
-        return o, 1.0
-
-    if nonneg and name == "abs":  # an alias when the scale is 1, else the slot: not static
-        return (
-            Kernel(run, "slot", nonneg=True)
-            if arg.scaled
-            else Kernel(lambda a, o, t, rt: (a[0][0], 1.0), "alias0", nonneg=True)
-        )
-    return Kernel(run, "slot", temps=temps, nonneg=name in NONNEG_UNARY)
-
-
-def _dropout(rec: UnaryOp) -> Kernel:
-    """x * mask / keep: the mask does not depend on x, so the scale passes through."""
-
-    def run(a: list[Val], o: Tensor | None, t: list[Tensor], rt: Runtime) -> Val:
-        x, s = a[0]
-        return rec.fn(x, rt.ctx), s
-
-    return Kernel(run, "new")
-
-
-def _stateful(name: str, node_key: str, exact: bool) -> Kernel:
-    """ema95 / delta_change / max_value updating the node's state in place. The result of the
-    last two *is* the state buffer (the reference returns a copy); ema95's is the state with its
-    bias correction as scale, or (exact) the state divided by it, as the reference computes."""
-
-    def run(a: list[Val], o: Tensor | None, t: list[Tensor], rt: Runtime) -> Val:
-        state = rt.state[node_key]
-        x = rt.scalar(a[0][1]) if a[0][0] is None else materialize(a[0], t[0])
-        if name == "ema95":
-            state.lerp_(x, 0.05)
-            if exact:
-                torch.div(state, 1.0 - 0.95**rt.step, out=o)
-                return o, 1.0  # type: ignore[return-value]
-            return state, fdiv(1.0, 1.0 - 0.95**rt.step)
-        if name == "delta_change":
-            torch.sub(x, state, out=state)
-        else:
-            torch.maximum(x, state, out=state)
-        return state, 1.0
-
-    return Kernel(run, "slot" if exact and name == "ema95" else "state", temps=1)
-
-
-# ----------------------------------------------------------------------------- binary ops
-def _binary_out_forms() -> dict[str, Callable[[Tensor, Tensor, Tensor, list[Tensor]], None]]:
-    """``form(x, y, out, temps)``: op(x, y) into ``out``, which may be ``x`` (never ``y``); either
-    may be a 0-d tensor (a constant). Same arithmetic as nosplug.builtin.operations. Forms in
-    ``FORM_TEMPS`` use ``temps[0]`` as scratch."""
-
-    def clip(x: Tensor, y: Tensor, o: Tensor, t: list[Tensor]) -> None:
-        bound = _unary_into(torch.abs, y, t[0])
-        torch.minimum(x, bound, out=o)
-        torch.maximum(o, bound.neg_(), out=o)
-
-    def div_eps(x: Tensor, y: Tensor, o: Tensor, t: list[Tensor]) -> None:
-        torch.div(x, _unary_into(lambda v, **kw: torch.add(v, EPS, **kw), y, t[0]), out=o)
-
-    def div_sqrt1p(x: Tensor, y: Tensor, o: Tensor, t: list[Tensor]) -> None:
-        d = _unary_into(lambda v, **kw: torch.mul(v, v, **kw), y, t[0])
-        torch.div(x, d.add_(1.0).sqrt_(), out=o)
-
-    def pow_abs(x: Tensor, y: Tensor, o: Tensor, t: list[Tensor]) -> None:
-        torch.pow(_unary_into(torch.abs, x, t[0]), y, out=o)
-
-    return {
-        "add": lambda x, y, o, t: torch.add(x, y, out=o),
-        "sub": lambda x, y, o, t: torch.sub(x, y, out=o),
-        "mul": lambda x, y, o, t: torch.mul(x, y, out=o),
-        "max": lambda x, y, o, t: torch.maximum(x, y, out=o),
-        "min": lambda x, y, o, t: torch.minimum(x, y, out=o),
-        "div": div_eps,
-        "div_sqrt1p": div_sqrt1p,
-        "clip": clip,
-        "interp95": lambda x, y, o, t: torch.lerp(x, y, 0.05, out=o),
-        "pow_abs": pow_abs,
-        "div_exact": lambda x, y, o, t: torch.div(x, y, out=o),
-    }
-
-
-def _unary_into(fn: Callable[..., Tensor], x: Tensor, buf: Tensor) -> Tensor:
-    """``fn(x)`` into ``buf``, or a fresh 0-d tensor when ``x`` is a 0-d constant (writing a 0-d
-    result into a buffer would resize the buffer)."""
-    if x.dim() == 0:
-        return fn(x)
-    fn(x, out=buf)
-    return buf
-
-
-BINARY_FORMS = _binary_out_forms()
-FORM_TEMPS = frozenset({"clip", "div", "div_sqrt1p", "pow_abs"})
-
-
-def _full_binary(name: str, b: ArgInfo) -> Kernel:
-    """Materialize both arguments (x into the output, a tensor y into ``temps[0]``) and apply the
-    op's out-form, which gets the remaining temps: exactly the reference's arithmetic."""
-    form = BINARY_FORMS[name]
-    k = 0 if b.scalar or not b.scaled else 1
-
-    def run(a: list[Val], o: Tensor | None, t: list[Tensor], rt: Runtime) -> Val:
-        x = as_tensor(a[0], o, rt)
-        y = as_tensor(a[1], t[0] if k else None, rt)  # without a buffer: the scale is 1 here
-        form(x, y, o, t[k:])  # type: ignore[arg-type]
-        return o, 1.0
-
-    return Kernel(run, "slot", temps=k + (name in FORM_TEMPS))
+    stateful = isinstance(rec, StatefulOp)
+    if not stateful and arg.scalar and not (rec.needs_ctx or rec.stochastic):
+        return _scalar_unary(rec)  # type: ignore[arg-type]
+    lowering = getattr(rec, "kernel", None)
+    if lowering is not None:
+        kernel = lowering(KernelRequest((arg,), exact, node_key if stateful else None))
+        if kernel is not None:
+            return kernel
+    return _generic_unary(rec, node_key)
 
 
 def _scalar_binary(rec: BinaryOp) -> Kernel:
     def run(args: list[Val], out: Tensor | None, temps: list[Tensor], rt: Runtime) -> Val:
-        return None, float(rec.fn(rt.scalar(args[0][1]), rt.scalar(args[1][1])))
+        return None, float(rec.fn(rt.host_scalar(args[0][1]), rt.host_scalar(args[1][1])))
 
     return Kernel(run, "scalar")
 
 
 def lower_binary(rec: BinaryOp, a: ArgInfo, b: ArgInfo, exact: bool = True) -> Kernel:
     """The kernel of binary op ``rec`` for arguments of the given kinds (``exact``: see
-    :func:`lower_unary`; exactly the reference's arithmetic is materializing both arguments and
-    running the op's out-form)."""
+    :func:`lower_unary`)."""
     if a.scalar and b.scalar:
         return _scalar_binary(rec)
-    name = builtin_name(rec)
-    if name is None or name not in BINARY_FORMS:
+    lowering = getattr(rec, "kernel", None)
+    if lowering is not None:
+        kernel = lowering(KernelRequest((a, b), exact))
+        if kernel is not None:
+            return kernel
 
-        def run_generic(args: list[Val], o: Tensor | None, t: list[Tensor], rt: Runtime) -> Val:
-            return rec.fn(as_tensor(args[0], None, rt), as_tensor(args[1], None, rt)), 1.0
+    def run_generic(args: list[Val], o: Tensor | None, t: list[Tensor], rt: Runtime) -> Val:
+        return rec.fn(as_tensor(args[0], None, rt), as_tensor(args[1], None, rt)), 1.0
 
-        return Kernel(run_generic, "new")
-    full = _full_binary(name, b)
-    if exact:
-        return full
-    if name in ("add", "sub"):
-        return _add_sub(name == "sub", a, b) or full
-    if name == "mul":
-        return _mul(a, b)
-    if name == "div_exact":
-        return _div_exact(a, b)
-    if name == "div":
-        return _div_eps(a, b)
-    if name == "div_sqrt1p":
-        return _div_sqrt1p(a, b)
-    if name in ("max", "min", "clip", "interp95") and not (a.scalar or b.scalar):
-        return _same_scale(name, full)
-    return full
-
-
-def _add_sub(sub: bool, a: ArgInfo, b: ArgInfo) -> Kernel:
-    """s_a x + s_b y == s_a (x + (s_b / s_a) y): one op whatever the scales."""
-    sign = -1.0 if sub else 1.0
-    if not a.scalar and not b.scalar:
-
-        def run(args: list[Val], o: Tensor | None, t: list[Tensor], rt: Runtime) -> Val:
-            (x, sa), (y, sb) = args
-            if sa == sb:
-                (torch.sub if sub else torch.add)(x, y, out=o)  # type: ignore[call-overload]
-                return o, sa
-            if safe(sa):
-                torch.add(x, y, alpha=sign * sb / sa, out=o)  # type: ignore[arg-type]
-                return o, sa
-            if safe(sb):  # s_a x + sign s_b y == sign s_b (y + sign (s_a / s_b) x)
-                torch.add(y, x, alpha=sign * sa / sb, out=o)  # type: ignore[arg-type]
-                return o, sign * sb
-            torch.mul(x, sa, out=o)  # type: ignore[arg-type]
-            o.add_(y, alpha=sign * sb)  # type: ignore[union-attr, arg-type]
-            return o, 1.0
-
-        return Kernel(run, "slot")
-    tensor_first = not a.scalar
-
-    def run_scalar(args: list[Val], o: Tensor | None, t: list[Tensor], rt: Runtime) -> Val:
-        (x, s), c = (args[0], args[1][1]) if tensor_first else (args[1], args[0][1])
-        if safe(s):
-            # s x +/- c == s (x +/- c/s);  c + s x == s (x + c/s);  c - s x == -s (x - c/s)
-            torch.add(x, sign * c / s, out=o)  # type: ignore[arg-type]
-            return o, s if tensor_first else sign * s
-        torch.mul(x, s, out=o)  # type: ignore[arg-type]
-        if tensor_first:
-            o.add_(sign * c)  # type: ignore[union-attr]
-        elif sub:
-            torch.sub(rt.scalar(c), o, out=o)  # type: ignore[arg-type]
-        else:
-            o.add_(c)  # type: ignore[union-attr]
-        return o, 1.0
-
-    return Kernel(run_scalar, "slot")
-
-
-def _mul(a: ArgInfo, b: ArgInfo) -> Kernel:
-    if a.scalar:
-        return Kernel(lambda x, o, t, rt: (x[1][0], x[0][1] * x[1][1]), "alias1", nonneg=b.nonneg)
-    if b.scalar:
-        return Kernel(lambda x, o, t, rt: (x[0][0], x[0][1] * x[1][1]), "alias0", nonneg=a.nonneg)
-
-    def run(args: list[Val], o: Tensor | None, t: list[Tensor], rt: Runtime) -> Val:
-        (x, sa), (y, sb) = args
-        torch.mul(x, y, out=o)  # type: ignore[arg-type]
-        return o, sa * sb
-
-    return Kernel(run, "slot", nonneg=a.nonneg and b.nonneg)
-
-
-def _div_exact(a: ArgInfo, b: ArgInfo) -> Kernel:
-    if b.scalar:  # s x / c: IEEE scale arithmetic keeps c = 0, inf, NaN as the reference
-        return Kernel(lambda x, o, t, rt: (x[0][0], fdiv(x[0][1], x[1][1])), "alias0", nonneg=a.nonneg)
-    if a.scalar:
-
-        def run_recip(args: list[Val], o: Tensor | None, t: list[Tensor], rt: Runtime) -> Val:
-            (_, c), (y, s) = args
-            if safe(s):
-                torch.reciprocal(y, out=o)  # type: ignore[arg-type]
-                return o, c / s
-            torch.mul(y, s, out=o)  # type: ignore[arg-type]
-            o.reciprocal_()  # type: ignore[union-attr]
-            return o, c
-
-        return Kernel(run_recip, "slot")
-
-    def run(args: list[Val], o: Tensor | None, t: list[Tensor], rt: Runtime) -> Val:
-        (x, sa), (y, sb) = args
-        if safe(sb):
-            torch.div(x, y, out=o)  # type: ignore[arg-type]
-            return o, sa / sb
-        torch.mul(y, sb, out=o)  # type: ignore[arg-type]
-        torch.div(x, o, out=o)  # type: ignore[arg-type]
-        return o, sa
-
-    return Kernel(run, "slot", nonneg=a.nonneg and b.nonneg)
-
-
-def _div_eps(a: ArgInfo, b: ArgInfo) -> Kernel:
-    """s_a x / (s_b y + eps) == (s_a / s_b) x / (y + eps / s_b); the numerator's scale passes."""
-    if b.scalar:
-        return Kernel(lambda x, o, t, rt: (x[0][0], fdiv(x[0][1], x[1][1] + EPS)), "alias0")
-
-    def run(args: list[Val], o: Tensor | None, t: list[Tensor], rt: Runtime) -> Val:
-        (x, sa), (y, sb) = args
-        if safe(sb):
-            torch.add(y, EPS / sb, out=o)  # type: ignore[arg-type]
-            scale = fdiv(1.0, sb)
-        else:
-            torch.mul(y, sb, out=o)  # type: ignore[arg-type]
-            o.add_(EPS)  # type: ignore[union-attr]
-            scale = 1.0
-        if x is None:  # c / d
-            o.reciprocal_()  # type: ignore[union-attr]
-        else:
-            torch.div(x, o, out=o)  # type: ignore[arg-type]
-        return o, sa * scale
-
-    return Kernel(run, "slot")
-
-
-def _div_sqrt1p(a: ArgInfo, b: ArgInfo) -> Kernel:
-    """s_a x / sqrt(1 + y^2): the numerator's scale passes; y is materialized."""
-
-    def run(args: list[Val], o: Tensor | None, t: list[Tensor], rt: Runtime) -> Val:
-        (x, sa), yv = args
-        if yv[0] is None:
-            d = rt.scalar(yv[1])
-            d = float((d * d + 1.0).sqrt())  # 1.0 + y*y in the parameters' dtype
-            return (x, fdiv(sa, d)) if x is not None else (None, fdiv(sa, d))
-        y = materialize(yv, o)  # type: ignore[arg-type]
-        torch.mul(y, y, out=o)
-        o.add_(1.0).sqrt_()  # type: ignore[union-attr]
-        if x is None:
-            o.reciprocal_()  # type: ignore[union-attr]
-        else:
-            torch.div(x, o, out=o)
-        return o, sa
-
-    if b.scalar:
-        return Kernel(run, "alias0")
-    return Kernel(run, "slot")
-
-
-def _same_scale(name: str, full: Kernel) -> Kernel:
-    """max/min/clip/interp95 of two tensors with the same scale s: s op(x, y) (min for max when
-    s < 0); otherwise both are materialized."""
-    form = BINARY_FORMS[name]
-    mirrored = {"max": BINARY_FORMS["min"], "min": BINARY_FORMS["max"]}.get(name)
-
-    def run(args: list[Val], o: Tensor | None, t: list[Tensor], rt: Runtime) -> Val:
-        (x, sa), (y, sb) = args
-        if sa == sb and safe(sa):
-            (form if sa > 0.0 or mirrored is None else mirrored)(x, y, o, t)  # type: ignore[arg-type]
-            return o, sa
-        return full.run(args, o, t, rt)
-
-    return Kernel(run, "slot", temps=full.temps)
+    return Kernel(run_generic, "new")

@@ -7,21 +7,22 @@ the same computation with
 
 * **scalar folding**: values are ``(tensor, scale)`` pairs, so bias corrections, constants,
   weight factors and decay values ride along as Python floats and are folded into an op the
-  genome needs anyway (see :mod:`nosplug.optim.kernels`);
+  genome needs anyway (each op's kernel, see :mod:`nosplug.primitives.kernel`);
 * **preallocated buffers**: every intermediate result is written (``out=``) into one of a few
   buffers, assigned once by liveness (a buffer is reused as soon as the last reader has run);
   EMA and state buffers are read in place, never copied.
 
-A plan depends only on the program; the buffers live in a :class:`Workspace` per chunk of
-parameters. :mod:`nosplug.optim.executor` adds momentum, the finiteness guard and the write into
-the parameters.
+A plan depends only on the program; it runs on the buffers it is given (``n_slots`` flat buffers
+of the chunk's size: the optimizer's workspace, :mod:`nosplug.optim.chunks`).
+:mod:`nosplug.optim.executor` adds momentum, the finiteness guard and the write into the
+parameters.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 from torch import Tensor
@@ -56,21 +57,6 @@ class _Reg:
     unit: bool = True  # exact plans: the scale is exactly 1 (not a negation's -1)
 
 
-@dataclass
-class Workspace:
-    """The buffers of one plan on one chunk (``numel`` elements of one dtype and device)."""
-
-    numel: int
-    dtype: torch.dtype
-    device: torch.device
-    slots: list[Tensor] = field(default_factory=list)
-
-    def ensure(self, n: int) -> list[Tensor]:
-        while len(self.slots) < n:
-            self.slots.append(torch.empty(self.numel, dtype=self.dtype, device=self.device))
-        return self.slots
-
-
 class Plan:
     """``program`` lowered: :meth:`run` advances EMA and node state and returns U as ``(tensor,
     scale)`` (or ``(None, x)`` for a constant U), writing only into the workspace's buffers."""
@@ -89,6 +75,8 @@ class Plan:
             self.defs.append(_Def(_ema_update(spec), args, -1))
         operand_regs = [self._operand(op) for op in program.operands]
         instr_regs: list[int] = []
+        #: the register of each operand and instruction (what the exporter asks about signs)
+        self.operand_regs, self.instr_regs = operand_regs, instr_regs
         for ins in program.instructions:
             args = tuple(
                 (operand_regs[a.index] if a.kind == "operand" else instr_regs[a.index], a.decay)
@@ -106,6 +94,7 @@ class Plan:
                 kernel = lower_binary(ins.record, infos[0], infos[1], exact)  # type: ignore[arg-type]
             instr_regs.append(self._define(kernel, args, state_key=node_state_key(ins.node_id)))
         self.result = instr_regs[-1]
+
         self.n_slots = self._assign_slots()
         #: U is +-g itself (identity and negation nodes only): SGD and its momentum forms
         self.gradient_only = self.regs[self.result].buf == ("input", "g") and all(
@@ -117,6 +106,15 @@ class Plan:
             for d in self.defs:
                 regs[d.out] = d.kernel.run([regs[r] for r, _ in d.args], None, [], None)  # type: ignore[arg-type]
             self.gradient_sign = regs[self.result][1]
+
+    def nonneg_arg(self, instruction: int, arg: int) -> bool:
+        """Whether argument ``arg`` of instruction ``instruction`` is known to be +0 or more (or
+        NaN) in every element, and arrives without a decay (its own value, not a scaled one)."""
+        a = self.program.instructions[instruction].args[arg]
+        if a.decay >= 0:
+            return False
+        reg = self.operand_regs[a.index] if a.kind == "operand" else self.instr_regs[a.index]
+        return self.regs[reg].nonneg and self.regs[reg].unit
 
     # -- building ---------------------------------------------------------------------------
     def _define(self, kernel: Kernel, args: tuple[tuple[int, int], ...], state_key: str | None = None) -> int:
@@ -274,7 +272,7 @@ class Plan:
     # -- running ----------------------------------------------------------------------------
     def run(
         self,
-        ws: Workspace,
+        slots: Sequence[Tensor],
         state: dict[str, Tensor],
         w: Tensor | None,
         g: Tensor,
@@ -283,8 +281,8 @@ class Plan:
         decays: Sequence[float],
         ctx: ExecContext,
     ) -> Val:
-        """Advance EMA and node state with gradient ``g`` (0-based ``step``) and return U."""
-        slots = ws.ensure(self.n_slots)
+        """Advance EMA and node state with gradient ``g`` (0-based ``step``) and return U, using
+        ``slots`` (at least :attr:`n_slots` buffers shaped like ``g``) for every intermediate."""
         rt = Runtime(g.dtype, g.device, step + 1, ctx, state)
         regs: list[Val] = [(g, 1.0), (w, 1.0)] + [(None, 0.0)] * (len(self.regs) - 2)  # type: ignore[list-item]
         exact = self.exact
@@ -317,7 +315,7 @@ def _decayed(v: Val, d: float, exact: bool, rt: Runtime) -> Val:
     the reference's 0-d tensor would be."""
     t, s = v
     if t is None and exact:
-        return None, float(rt.scalar(s) * d)
+        return None, float(rt.host_scalar(s) * d)
     return t, s * d
 
 
@@ -350,4 +348,4 @@ def _rounded(value: float, rt: Runtime) -> float:
     return r
 
 
-__all__ = ["Plan", "Workspace", "fdiv"]
+__all__ = ["Plan", "fdiv"]

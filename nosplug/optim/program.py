@@ -101,6 +101,7 @@ class Program:
         self.stochastic = any(getattr(reg.unary(n.unary), "stochastic", False) for n in order if n.arity == 1)
         self._registry = reg
         self._decay_tables: dict[int, Tensor] = {}
+        self._decay_rows: dict[int, list[list[float]]] = {}
 
     def correction_betas(self) -> tuple[float, ...]:
         """Betas whose bias correction ``1 - beta**step`` the genome may read (EMA operands and
@@ -124,7 +125,16 @@ class Program:
         """d(t) of every decayed edge at 0-based ``step`` of a run of ``total_steps``."""
         if not self.decays:
             return []
-        return self.decay_column(step, total_steps).tolist()
+        if total_steps is None:
+            raise ValueError(
+                "this genome has decay functions, which depend on the run length: pass total_steps"
+            )
+        rows = self._decay_rows.get(total_steps)
+        if rows is None:  # read once: no tensor is read back on every step
+            rows = self._decay_rows[total_steps] = self.decay_table(total_steps).t().tolist()
+            if len(self._decay_rows) > 8:
+                self._decay_rows = {total_steps: rows}
+        return rows[min(step, total_steps - 1)]
 
     def decay_column(self, step: int, total_steps: int | None) -> Tensor:
         """The same values as a float64 tensor (what a compiled step takes as an input)."""

@@ -8,9 +8,23 @@ function, and the text/LaTeX templates used by :meth:`nosplug.Genome.formula`. P
 Templates use ``$0`` and ``$1`` for the arguments (``str.format`` braces would clash with
 LaTeX). ``infix=True`` tells the renderer to parenthesise compound arguments.
 
-Every record may also carry a :class:`SourceForm`: the same computation written as Python source
-over ``torch`` and ``math``, which :mod:`nosplug.export` copies into a standalone optimizer module.
-A primitive without one works everywhere in nosplug but cannot be exported.
+A record owns every form of its primitive, so each layer finds what it runs on the record itself
+and a plugin's primitive gets every path a built-in one gets:
+
+* ``fn`` (``compute`` for operands): the reference function, what the interpreter, the integrity
+  check and ``compile=True`` run; the one field every record needs;
+* ``kernel`` (ops): the allocation-free form of GraphOptimizer's lowered plan, a
+  :data:`~nosplug.primitives.kernel.Lowering` (see :mod:`nosplug.primitives.kernel`); operands
+  declare theirs with ``form``. Without one the plan calls ``fn``;
+* ``batched`` (stochastic ops): the op given its random draws, with which the batched integrity
+  check replays the single check's random stream; without it, genomes using the op are checked
+  one at a time (deterministic ops need nothing: the batched check calls ``fn``);
+* ``source`` (all): a :class:`SourceForm`, the same computation as Python source over ``torch`` and
+  ``math``, which :mod:`nosplug.export` copies into a standalone optimizer module. A primitive
+  without one works everywhere in nosplug but cannot be exported.
+
+A copy made with ``dataclasses.replace`` and another function must reset ``kernel``, ``batched``
+and ``source`` (or ``form``): each must equal the function it sits next to.
 """
 
 from __future__ import annotations
@@ -21,6 +35,10 @@ from typing import Any
 
 import torch
 from torch import Tensor
+
+#: A record's ``kernel`` field: ``(KernelRequest) -> Kernel | None``, see
+#: :data:`nosplug.primitives.kernel.Lowering` (named loosely here, which the kernel module imports).
+Lowering = Callable[[Any], Any]
 
 #: Tags that put a primitive into the paper's default search space.
 PAPER = "paper"
@@ -49,20 +67,36 @@ class SourceForm:
     * schedules: ``$t`` (float64 tensor of 0-based steps) and ``$T`` (total steps); decay ops:
       ``$0``, ``$1``.
 
+    The exported optimizer runs a genome the way GraphOptimizer does: on the flat buffers of a
+    chunk of parameters (one 1-d tensor per value, the parameters of a chunk laid end to end), so
+    ``expr`` is applied to flat tensors; per-tensor ops (``needs_ctx`` without ``stochastic``) get
+    each parameter's slice of the chunk in turn.
+
     Attributes:
-        expr: the computation for single tensors.
+        expr: the computation for single tensors (and flat chunks).
         foreach: the same over lists of tensors (one per parameter, equal lengths), returning a new
-            list, ideally with ``torch._foreach_*`` ops. Optional: without it the export loops
-            over the tensors with ``expr``. Stochastic ops need it (``expr`` may then be None), so
-            that one random draw covers all tensors in GraphOptimizer's order.
+            list, ideally with ``torch._foreach_*`` ops. Optional: the export uses it (with
+            one-element lists) only when ``expr`` is None.
         helpers: module-level source (functions) the templates call; copied once into the module.
         scalar: operands only: ``expr`` is a number, the same for every element (a constant).
+        out: optional statements that write the value into the flat buffer ``$out`` instead of
+            allocating it, with ``$tmp`` a scratch buffer of the same size; the placeholders of
+            ``expr``, except that constant arguments arrive expanded to full (stride-0) tensors.
+            ``$out`` may be the buffer of ``$0`` (never of ``$1``), as for a kernel's out-form.
+            It must perform ``expr``'s float operations in the same order. With it an exported
+            step allocates nothing for this primitive; without it the export evaluates ``expr``.
+        out_nonneg: unary ops: the out form for an argument known to be +0 or more (or NaN) in
+            every element, where an op can skip work (``sqrt(|x|)`` is ``sqrt(x)``) with the same
+            results; exactly ``$0`` makes the value the argument itself. GraphOptimizer's kernels
+            skip the same work, so the export keeps its bit-identical results.
     """
 
     expr: str | None
     foreach: str | None = None
     helpers: str = ""
     scalar: bool = False
+    out: str | None = None
+    out_nonneg: str | None = None
 
 
 @dataclass(frozen=True)
@@ -139,7 +173,8 @@ class UnaryOp:
 
     ``per_tensor`` ops (for example clip-by-norm) reduce over each parameter tensor and
     receive the :class:`ExecContext` as second argument; so do ``stochastic`` ones (dropout),
-    which draw from the context's generator.
+    which draw from ``ctx.rng(x)``, a generator on the input's device (:func:`stochastic_unary`
+    builds such an op from its ``batched`` form).
     """
 
     name: str
@@ -152,6 +187,13 @@ class UnaryOp:
     description: str = ""
     #: How the export writes this primitive; None: it cannot be exported.
     source: SourceForm | None = None
+    #: GraphOptimizer's allocation-free form (nosplug.primitives.kernel); None: it calls ``fn``.
+    kernel: Lowering | None = None
+    #: Stochastic ops: ``batched(x, u)`` is the op given ``u``, its uniform draws shaped like
+    #: ``x`` (``fn`` must draw exactly ``torch.rand(x.shape, generator=ctx.rng(x), dtype=x.dtype,
+    #: device=x.device)`` once and return ``batched(x, u)``). None: not replayable, so the
+    #: batched integrity check leaves genomes using it to the single check.
+    batched: Callable[[Tensor, Tensor], Tensor] | None = None
 
 
 @dataclass(frozen=True)
@@ -170,6 +212,8 @@ class StatefulOp:
     description: str = ""
     #: How the export writes this primitive; None: it cannot be exported.
     source: SourceForm | None = None
+    #: GraphOptimizer's allocation-free form (its request carries the node's ``state_key``).
+    kernel: Lowering | None = None
 
 
 @dataclass(frozen=True)
@@ -186,6 +230,8 @@ class BinaryOp:
     description: str = ""
     #: How the export writes this primitive; None: it cannot be exported.
     source: SourceForm | None = None
+    #: GraphOptimizer's allocation-free form (nosplug.primitives.kernel); None: it calls ``fn``.
+    kernel: Lowering | None = None
 
 
 @dataclass(frozen=True)
@@ -236,8 +282,13 @@ class DecayBinaryOp:
 class ExecContext:
     """What per-tensor and stochastic ops need while a compiled genome runs.
 
-    The parameters of one group are executed as one flat vector; ``segment_ids`` maps every
-    element to its parameter tensor so per-tensor reductions stay per tensor.
+    The parameters of one chunk are executed as one flat vector; per-tensor reductions stay per
+    tensor through either ``segment_sizes`` (the tensors' sizes, laid end to end: what
+    GraphOptimizer and the exported optimizer use) or ``segment_ids`` (every element's tensor:
+    what the integrity checks use).
+
+    ``generator`` seeds the draws of stochastic ops; they take it through :meth:`rng`, which
+    hands out a generator on the device of the tensor being drawn for.
     """
 
     numel: int
@@ -245,14 +296,31 @@ class ExecContext:
     num_segments: int = 1
     generator: torch.Generator | None = None
     _cache: dict[str, Any] = field(default_factory=dict)
+    segment_sizes: tuple[int, ...] | None = None
 
     def segment_sum(self, x: Tensor) -> Tensor:
         """Sum of ``x`` within each parameter tensor, broadcast back to every element."""
+        if self.segment_sizes is not None:
+            if len(self.segment_sizes) == 1:
+                return x.sum().expand_as(x)
+            sums = torch.stack([s.sum() for s in x.split(self.segment_sizes)])
+            key = ("segment_sizes", x.device)
+            sizes = self._cache.get(key)
+            if sizes is None:
+                sizes = self._cache[key] = torch.tensor(self.segment_sizes, device=x.device)
+            return sums.repeat_interleave(sizes, output_size=x.numel())
         if self.segment_ids is None or self.num_segments == 1:
             return x.sum().expand_as(x)
         sums = torch.zeros(self.num_segments, dtype=x.dtype, device=x.device)
         sums.index_add_(0, self.segment_ids, x)
         return sums[self.segment_ids]
+
+    def rng(self, like: Tensor) -> torch.Generator | None:
+        """The generator to draw random numbers for ``like`` with: :attr:`generator` when it lives
+        on ``like``'s device (None: torch's default generator of that device), else one made on
+        that device from the same seed, kept for later draws (a generator can only fill tensors
+        of its own device)."""
+        return generator_on(self.generator, like.device, self._cache)
 
     def full(self, x: Value, like: Tensor | None = None) -> Tensor:
         """``x`` as a full flat tensor (constants are expanded)."""
@@ -303,6 +371,52 @@ def bias_correction(beta: float, step: int | Tensor, corrections: Mapping[float,
     if corrections is not None and beta in corrections:
         return corrections[beta]
     return 1.0 - beta**step
+
+
+def generator_on(
+    gen: torch.Generator | None, device: torch.device, cache: dict[str, Any] | None = None
+) -> torch.Generator | None:
+    """``gen`` if it lives on ``device`` (or is None), else a generator on ``device`` seeded with
+    ``gen``'s seed: the same draws on a rerun, each device its own stream. ``cache`` keeps the
+    ones made, so repeated calls continue one stream instead of restarting it."""
+    if gen is None or _same_device(gen.device, device):
+        return gen
+    key = f"generator:{device}"
+    made = cache.get(key) if cache is not None else None
+    if made is None:
+        made = torch.Generator(device=device).manual_seed(gen.initial_seed())
+        if cache is not None:
+            cache[key] = made
+    return made
+
+
+def _same_device(a: torch.device, b: torch.device) -> bool:
+    if a.type != b.type:
+        return False
+    if a.type == "cpu" or a.index == b.index:
+        return True
+    current = torch.cuda.current_device() if a.type == "cuda" else 0
+    return (current if a.index is None else a.index) == (current if b.index is None else b.index)
+
+
+def stochastic_unary(
+    name: str,
+    batched: Callable[[Tensor, Tensor], Tensor],
+    text: str,
+    latex: str,
+    **fields: Any,
+) -> UnaryOp:
+    """A stochastic unary op defined by ``batched(x, u)``, the op given its uniform draws ``u``
+    (shaped like ``x``): its function draws ``u`` from ``ctx.rng(x)`` (a generator on x's device)
+    and applies ``batched``, so the batched integrity check can replay it. ``fields`` are further
+    :class:`UnaryOp` fields (tags, description, source, kernel)."""
+
+    def fn(x: Tensor, ctx: ExecContext) -> Tensor:
+        x = ctx.full(x, like=x)
+        u = torch.rand(x.shape, generator=ctx.rng(x), dtype=x.dtype, device=x.device)
+        return batched(x, u)
+
+    return UnaryOp(name, fn, text, latex, needs_ctx=True, stochastic=True, batched=batched, **fields)
 
 
 def tagged(tags: frozenset[str] | set[str] | None) -> frozenset[str]:
