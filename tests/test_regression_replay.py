@@ -167,6 +167,7 @@ def test_every_stored_evaluation_replays(tmp_path: Path) -> None:
     shutil.copy(FIXTURE / "journal.log", tmp_path / "journal.log")
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # as the fixture's workers trained (workers.threads = 1): same reductions
+    torch.set_flush_denormal(False)  # and with subnormal numbers kept, torch's default
     try:
         replayed = _replay_every_evaluation(tmp_path)
     finally:

@@ -191,8 +191,17 @@ def run(
     ckdir.mkdir(parents=True, exist_ok=True)
     emit = on_event or (lambda e: None)
     # Subnormal floats appear when a learned optimizer's updates underflow and can slow CPU
-    # arithmetic a hundredfold; they carry no information here, so flush them to zero.
+    # arithmetic a hundredfold; they carry no information here, so flush them to zero, while the
+    # run trains only (torch's default, off, is back afterwards: a library call leaves the
+    # process's arithmetic as it found it).
     torch.set_flush_denormal(True)
+    try:
+        return _train(study, raw, ckdir, dev, emit, max_periods, storage, artifacts)
+    finally:
+        torch.set_flush_denormal(False)
+
+
+def _train(study, raw, ckdir, dev, emit, max_periods, storage, artifacts) -> dict[str, Any]:
     for t in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         optuna_adapter.set_attr(study, t, "abandoned", True)
         optuna_adapter.fail(study, t)  # killed mid-period
