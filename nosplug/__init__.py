@@ -31,7 +31,7 @@ def __getattr__(name: str):  # lazy: keep `import nosplug` light for the CLI and
 
         return zoo
     if name == "search":
-        from nosplug.search.api import search
+        import nosplug.search as search  # a package you can call: nosplug.search(...)
 
         return search
     if name == "benchmark":

@@ -63,6 +63,11 @@ class SquareNet(nn.Module):
         return self.b(Square.apply(self.a(x.flatten(1))))
 
 
+class BrokenNet(SquareNet):
+    def forward(self, x):
+        raise RuntimeError("the user's model is broken")
+
+
 class Sequences(Task):
     name = "sequences"
     description = "a small model predicts the sum of a generated sequence"
@@ -84,7 +89,7 @@ class Sequences(Task):
 
     def build_model(self, seed):
         torch.manual_seed(seed)
-        return GRUNet() if self.kind == "gru" else SquareNet()
+        return {"gru": GRUNet, "square": SquareNet, "broken": BrokenNet}[self.kind]()
 
     def loss(self, output, y):
         return nn.functional.mse_loss(output, y)
@@ -131,6 +136,18 @@ def test_auto_falls_back_to_separate_runs_once_and_records_it(user_tasks: str, m
         assert res.sweep_mode == "sequential" and "vmap cannot run this model" in res.sweep_note
         assert res.stage == "final" and res.fitness is not None, res.reason
         assert res.to_dict()["sweep_note"] == res.sweep_note  # stored with a study's trial
+
+
+def test_a_model_that_fails_by_itself_is_a_crash_not_a_fallback(user_tasks: str) -> None:
+    """The probe runs the model plainly first: its own failure propagates (a worker records it as
+    a crash and retries), instead of being blamed on vmap and hidden behind separate runs."""
+    task = resolve_task(f"{user_tasks}:make_task", {"model": "broken"})
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with pytest.raises(RuntimeError, match="the user's model is broken"):
+            evaluate_genome(zoo.load("adam"), task, task.load(0), "task")
+    assert not [w for w in caught if issubclass(w.category, SweepFallbackWarning)]
+    assert sweep_module._VMAP_PROBES == {}  # nothing cached: a fixed model is probed again
 
 
 def test_a_model_vmap_can_run_is_still_stacked(monkeypatch) -> None:

@@ -145,7 +145,9 @@ def test_03_operand_plugin_installs_lists_evaluates_and_disables(tmp_path: Path)
     assert float(s["nag_fitness"]) > 0.5 and float(s["family_fitness"]) > 0.3, s
     assert s["disabled_exit"] == "2"
     text = out.stdout
-    assert re.search(r"lookahead\s+│ 0\.1\.0\s+│ 1 operand: nag_g", text), "plugins list shows it"
+    assert re.search(r"lookahead\s+│ 0\.1\.0\s+│ module nosplug_lookahead\s+│\n.*│ 1 operand: nag_g", text), (
+        "plugins list shows it"
+    )
     assert "(g + 0.95*b_0.95) / (sqrt(|s_hat|) + 1e-8)" in text, "genome show renders the family operand"
     assert "equal: True" in text, "the nag_g genome is torch's Nesterov SGD"
     assert "error: " in text and "'nag_g'" in text and "registered operand" in text

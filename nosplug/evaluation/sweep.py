@@ -22,7 +22,7 @@ from torch import nn
 
 from nosplug.evaluation.presets import EvalPreset
 from nosplug.evaluation.runs import Progress, Run, RunSetup, SweepResult, setup_runs, train_run
-from nosplug.evaluation.sweep_batched import sweep_batched, vmap_probe
+from nosplug.evaluation.sweep_batched import plain_probe, sweep_batched, vmap_probe
 from nosplug.genome.model import Genome
 from nosplug.tasks.base import Task, TaskData
 
@@ -97,6 +97,7 @@ def vmap_fallback(s: RunSetup, seed: int) -> str:
         s.preset.precision,
     )
     if key not in _VMAP_PROBES:
+        plain_probe(s, seed)  # a model that fails by itself fails here, as it would in any sweep
         try:
             vmap_probe(s, seed)
             _VMAP_PROBES[key] = ""

@@ -62,6 +62,16 @@ class _Copies:
         return losses, sums.detach()
 
 
+def plain_probe(s: RunSetup, seed: int) -> None:
+    """One forward and backward of the task's model itself on a minibatch: what it raises is the
+    model's own failure (a crash to report), not something ``vmap`` cannot do."""
+    model = s.task.model(seed, s.device)
+    x, y = s.task.batches(s.data, seed, s.preset.batch_size).next()
+    with s.autocast():
+        loss = s.task.loss(model(x), y)
+    loss.backward()
+
+
 def vmap_probe(s: RunSetup, seed: int) -> None:
     """One forward and backward of two stacked copies of the task's model under ``vmap`` on a
     minibatch of its training data; raises whatever ``vmap`` cannot do with this model (a
@@ -81,7 +91,7 @@ def sweep_batched(
 ) -> SweepResult:
     p, k = s.preset, len(lrs)
     copies = _Copies(s, seed, k, mode)
-    gen = torch.Generator().manual_seed(seed)
+    gen = torch.Generator(device=s.device).manual_seed(seed)  # dropout draws on the data's device
     opt = BatchedProgramOptimizer(copies.params, compile_genome(genome), lrs, p.schedule_steps, gen)
     batches = s.task.batches(s.data, seed, p.batch_size)
     best: list[float | None] = [None] * k

@@ -1,5 +1,7 @@
 """The search for optimizers, as study kinds on the generic work queue of :mod:`nosplug.study`.
 
+``nosplug.search(task, ...)`` runs one (:func:`nosplug.search.api.search`); the package is callable.
+
 * :mod:`~nosplug.search.config` -- what a search is (task, space, planner, stages, elimination,
   next round, verdict), parsed once;
 * :mod:`~nosplug.search.planners` -- what to evaluate next: the particle GA of the paper and the
@@ -11,3 +13,20 @@
   protocol and the second round it seeds;
 * :mod:`~nosplug.search.api` -- ``nosplug.search(...)``.
 """
+
+import sys
+import types
+from typing import Any
+
+
+class _CallableModule(types.ModuleType):
+    """Lets ``nosplug.search(...)`` run a search while ``nosplug.search`` stays a package (the same
+    arrangement as ``nosplug.benchmark``)."""
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        from nosplug.search.api import search
+
+        return search(*args, **kwargs)
+
+
+sys.modules[__name__].__class__ = _CallableModule
