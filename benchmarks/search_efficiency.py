@@ -1,11 +1,12 @@
 """Search efficiency: does a planner find good optimizers faster than random search?
 
-    python benchmarks/search_efficiency.py                       # the full run (about an hour)
+    python benchmarks/search_efficiency.py                       # the full run (about 45 minutes)
     python benchmarks/search_efficiency.py --fast --out /tmp/p.md  # smoke budgets (tests)
 
 Every planner (particle GA, random search, regularized evolution), started cold (random genomes
 only) and warm (Adam first in the initial population), runs ``--repeats`` independent searches
-(study seeds 0, 1, ...) of exactly ``--evaluations`` evaluations on each task, with the same
+(study seeds 0, 1, ...; search r of every planner sees the same data split) of exactly the
+task's number of evaluations (``--tasks mnist5k-convnet:40,diabetes-mlp:100``), with the same
 evaluation settings for every evaluation (both stages of the config are the task's own budget).
 Each search is a real study run through the command line (``nosplug study run --max-trials N``,
 one thread; ``--jobs`` searches side by side, each pinned to its own core).
@@ -13,8 +14,9 @@ one thread; ``--jobs`` searches side by side, each pinned to its own core).
 Reported per task, over the repeats (mean and 95 % t-interval): the best fitness found after k
 evaluations and after s CPU-seconds of evaluation (anytime curves, also drawn as PNGs), how many
 evaluations each configuration needs to reach two levels (the median and the 75th percentile of
-every run's final best), how many distinct genomes (canonical hash) it evaluated, and how many
-evaluations the gates rejected. The tables go between the markers of ``docs/search-efficiency.md``.
+every run's final best), the paired difference to random search with the same start and study
+seed, how many distinct genomes (canonical hash) it evaluated, and how many evaluations the gates
+rejected. The tables go between the markers of ``docs/search-efficiency.md``.
 """
 
 from __future__ import annotations
@@ -210,11 +212,22 @@ def figure(task: str, runs: dict, sign: float, metric: str, n: int, path: Path) 
 
 
 # ----------------------------------------------------------------------------- main
+def parse_tasks(text: str, default_n: int) -> dict[str, int]:
+    """``"mnist5k-convnet:40,diabetes-mlp:100"`` -> task -> evaluations per search."""
+    out = {}
+    for part in (p.strip() for p in text.split(",") if p.strip()):
+        name, _, n = part.partition(":")
+        out[name] = int(n) if n else default_n
+    return out
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--tasks", default="digits-convnet,diabetes-mlp")
-    ap.add_argument("--evaluations", type=int, default=40)
-    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument(
+        "--tasks", default="mnist5k-convnet:40,diabetes-mlp:100", help="TASK[:EVALUATIONS],... (tasks)"
+    )
+    ap.add_argument("--evaluations", type=int, default=40, help="for a task given without its own")
+    ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--preset", default="task", help="evaluation preset of every evaluation")
     ap.add_argument("--jobs", type=int, default=2, help="searches side by side, one core each")
     ap.add_argument(
@@ -227,101 +240,115 @@ def main() -> None:
     args = ap.parse_args()
     starts = STARTS
     if args.fast:
-        args.tasks, args.evaluations, args.repeats, args.preset = "digits-convnet", 3, 2, "smoke"
+        args.tasks, args.repeats, args.preset = "digits-convnet:3", 2, "smoke"
         starts = ("warm",)
-    tasks = [t.strip() for t in args.tasks.split(",") if t.strip()]
+    tasks = parse_tasks(args.tasks, args.evaluations)
     work = Path(args.work) if args.work else Path(tempfile.mkdtemp(prefix="nosplug-search-eff-"))
     jobs = [(t, p, s, r) for t in tasks for r in range(args.repeats) for p in PLANNERS for s in starts]
-    progress(f"{len(jobs)} searches of {args.evaluations} evaluations in {work}, {args.jobs} at a time")
+    progress(
+        f"{len(jobs)} searches ({', '.join(f'{t}: {n} evaluations' for t, n in tasks.items())}) in {work}"
+    )
     results: dict[tuple, dict] = {}
     t0 = time.perf_counter()
     with ThreadPoolExecutor(args.jobs) as pool:
         futures = {
-            pool.submit(run_search, work, t, p, s, r, args.evaluations, args.preset, i % args.jobs): (
-                t,
-                p,
-                s,
-                r,
-            )
-            for i, (t, p, s, r) in enumerate(jobs)
+            pool.submit(run_search, work, *job, tasks[job[0]], args.preset, i % args.jobs): job
+            for i, job in enumerate(jobs)
         }
         for k, (fut, job) in enumerate(futures.items(), 1):
             name, evals, wall = fut.result()
             results[job] = {"evals": evals, "wall": wall}
+            so_far = time.perf_counter() - t0
             progress(
-                f"[{k}/{len(jobs)}] {name}: {len(evals)} evaluations in {wall:.0f} s "
-                f"({time.perf_counter() - t0:.0f} s so far)"
+                f"[{k}/{len(jobs)}] {name}: {len(evals)} evaluations in {wall:.0f} s ({so_far:.0f} s so far)"
             )
-
-    from nosplug.tasks.resolve import resolve_task
-
     sections, tables = [], []
     figdir = Path(args.out).with_suffix("")
     figdir.mkdir(parents=True, exist_ok=True)
-    for task in tasks:
-        metric = resolve_task(task).metric
-        sign = 1.0 if metric.direction == "maximize" else -1.0
-        runs: dict[tuple[str, str], list[dict]] = {}
-        for (t, p, s, _r), res in results.items():
-            if t == task:
-                res["curve"] = best_so_far(res["evals"], sign)
-                runs.setdefault((p, s), []).append(res)
-        finals = sorted(
-            (r["curve"][-1] for rs in runs.values() for r in rs if r["curve"]), key=lambda v: sign * v
-        )
-        finals = [v for v in finals if not math.isnan(v)]
-        levels = {"median": finals[len(finals) // 2], "p75": finals[(3 * len(finals)) // 4]} if finals else {}
-        checkpoints = sorted({max(1, args.evaluations // 4), max(1, args.evaluations // 2), args.evaluations})
-        secs = sorted({round(sum(e["seconds"] for e in r["evals"]) / 2) for rs in runs.values() for r in rs})
-        budget_s = secs[len(secs) // 2] if secs else 0
-        rows = []
-        for planner in PLANNERS:
-            for start in starts:
-                items = runs.get((planner, start), [])
-                cells = [planner, start]
-                for c in checkpoints:
-                    cells.append(
-                        fmt(*mean_ci([r["curve"][min(c, len(r["curve"])) - 1] for r in items if r["curve"]]))
-                    )
-                cells.append(fmt(*mean_ci([at_seconds(r["evals"], r["curve"], budget_s) for r in items])))
-                for lv in levels.values():
-                    hits = [reach(r["curve"], lv, sign) for r in items]
-                    got = [h for h in hits if h is not None]
-                    cells.append(
-                        f"{sum(got) / len(got):.1f} ({len(got)}/{len(items)})"
-                        if got
-                        else f"never (0/{len(items)})"
-                    )
-                distinct = [len({e["hash"] for e in r["evals"]}) for r in items]
-                rejected = [sum(e["fitness"] is None for e in r["evals"]) for r in items]
-                cells.append(f"{sum(distinct) / max(1, len(distinct)):.1f}")
-                cells.append(f"{sum(rejected) / max(1, len(rejected)):.1f}")
-                cells.append(
-                    f"{sum(sum(e['seconds'] for e in r['evals']) for r in items) / max(1, len(items)):.0f}"
-                )
-                rows.append(cells)
-        columns = [
-            "planner",
-            "start",
-            *(f"best after {c} evals" for c in checkpoints),
-            f"best within {budget_s} CPU-s",
-        ]
-        columns += [f"evals to {k} ({metric.name} {v:.4g})" for k, v in levels.items()]
-        columns += ["distinct genomes", "rejected", "CPU-s per search"]
-        fig = figdir / f"{task}.png"
-        figure(task, runs, sign, metric.name, args.evaluations, fig)
-        note = (
-            f"{task}: {metric.name} ({metric.direction}), {args.repeats} searches per row (study seeds "
-            f"0..{args.repeats - 1}), {args.evaluations} evaluations each, preset {args.preset!r}; "
-            "mean [95 % t-interval over searches]; levels: the median and 75th percentile of every "
-            "search's final best on this task"
-        )
-        t = table(f"search-efficiency-{task}", f"Search efficiency on {task}", columns, rows, note)
+    for task, n in tasks.items():
+        t, fig = task_table(task, n, {k: v for k, v in results.items() if k[0] == task}, starts, args, figdir)
         tables.append(t)
         print_table(t)
         sections.append((t, fig))
     _write(Path(args.out), sections, args)
     print(json.dumps({"tables": tables, "env": environment()})[:200])
+
+
+def task_table(task: str, n: int, results: dict[tuple, dict], starts, args, figdir: Path):
+    """The table (and figure) of one task: every planner and start over the repeats."""
+    from nosplug.tasks.resolve import resolve_task
+
+    metric = resolve_task(task).metric
+    sign = 1.0 if metric.direction == "maximize" else -1.0
+    runs: dict[tuple[str, str], list[dict]] = {}
+    by_repeat: dict[tuple[str, str, int], dict] = {}
+    for (_t, p, s, r), res in sorted(results.items()):
+        res["curve"] = best_so_far(res["evals"], sign)
+        runs.setdefault((p, s), []).append(res)
+        by_repeat[(p, s, r)] = res
+    finals = [r["curve"][-1] for rs in runs.values() for r in rs if r["curve"]]
+    finals = sorted((v for v in finals if not math.isnan(v)), key=lambda v: sign * v)
+    levels = {"median": finals[len(finals) // 2], "p75": finals[(3 * len(finals)) // 4]} if finals else {}
+    checkpoints = sorted({max(1, n // 4), max(1, n // 2), n})
+    secs = sorted({round(sum(e["seconds"] for e in r["evals"]) / 2) for rs in runs.values() for r in rs})
+    budget_s = secs[len(secs) // 2] if secs else 0
+    rows = []
+    for planner in PLANNERS:
+        for start in starts:
+            items = runs.get((planner, start), [])
+            cells = [planner, start]
+            for c in checkpoints:
+                at = [r["curve"][min(c, len(r["curve"])) - 1] for r in items if r["curve"]]
+                cells.append(fmt(*mean_ci(at)))
+            cells.append(fmt(*mean_ci([at_seconds(r["evals"], r["curve"], budget_s) for r in items])))
+            cells.append(versus_random(by_repeat, planner, start, args.repeats, sign))
+            for lv in levels.values():
+                hits = [reach(r["curve"], lv, sign) for r in items]
+                got = [h for h in hits if h is not None]
+                k = f"{len(got)}/{len(items)}"
+                cells.append(f"{sum(got) / len(got):.1f} ({k})" if got else f"never ({k})")
+            distinct = [len({e["hash"] for e in r["evals"]}) for r in items]
+            rejected = [sum(e["fitness"] is None for e in r["evals"]) for r in items]
+            cpu = [sum(e["seconds"] for e in r["evals"]) for r in items]
+            cells.append(f"{sum(distinct) / max(1, len(distinct)):.1f}")
+            cells.append(f"{sum(rejected) / max(1, len(rejected)):.1f}")
+            cells.append(f"{sum(cpu) / max(1, len(cpu)):.0f}")
+            rows.append(cells)
+    columns = ["planner", "start", *(f"best after {c} evals" for c in checkpoints)]
+    columns += [f"best within {budget_s} CPU-s", f"better than random after {n} (paired)"]
+    columns += [f"evals to {k} ({metric.name} {v:.4g})" for k, v in levels.items()]
+    columns += ["distinct genomes", "rejected", "CPU-s per search"]
+    fig = figdir / f"{task}.png"
+    figure(task, runs, sign, metric.name, n, fig)
+    note = (
+        f"{task}: {metric.name} ({metric.direction}), {args.repeats} searches per row (study seeds "
+        f"0..{args.repeats - 1}: search r of every planner sees the same data split), {n} evaluations "
+        f"each, preset {args.preset!r}; mean [95 % t-interval over searches]; 'better than random': the "
+        "paired difference of the final best to random search with the same start and study seed "
+        "(positive: better), mean [95 % t-interval], and in how many of the searches it was better; "
+        "levels: the median and 75th percentile of every search's final best on this task"
+    )
+    return table(f"search-efficiency-{task}", f"Search efficiency on {task}", columns, rows, note), fig
+
+
+def versus_random(by_repeat: dict, planner: str, start: str, repeats: int, sign: float) -> str:
+    """The paired difference of final bests to random search (same start and study seed), with the
+    sign making 'better' positive: mean [95 % t-interval] and wins."""
+    if planner == "random":
+        return "(baseline)"
+    diffs = []
+    for r in range(repeats):
+        mine, base = by_repeat.get((planner, start, r)), by_repeat.get(("random", start, r))
+        if mine and base and mine["curve"] and base["curve"]:
+            a, b = mine["curve"][-1], base["curve"][-1]
+            if not (math.isnan(a) or math.isnan(b)):
+                diffs.append(sign * (a - b))
+    if not diffs:
+        return "–"
+    m, lo, hi = mean_ci(diffs)
+    wins = sum(d > 0 for d in diffs)
+    ties = sum(d == 0 for d in diffs)
+    return f"{fmt(m, lo, hi)}; {wins}/{len(diffs)} better" + (f", {ties} tied" if ties else "")
 
 
 def _write(page: Path, sections, args) -> None:
