@@ -216,3 +216,18 @@ def test_a_planner_runs_and_resumes_on_the_work_queue(tmp_path: Path, planner: s
     assert set(table["planner"]) == {planner} and table["seeded"].count("adam") == 1
     best = nosplug_cli("study", "best", "x", "--storage", url)
     assert best.returncode == 0 and "fitness" in best.stdout
+
+
+SHIPPED = sorted(
+    p for p in (Path(__file__).parents[1] / "studies").glob("*.toml") if not p.name.startswith("amalgamation")
+)
+
+
+@pytest.mark.parametrize("config", SHIPPED, ids=[p.stem for p in SHIPPED])
+def test_every_shipped_search_config_creates_its_study(config: Path, tmp_path: Path) -> None:
+    """The configs the docs tell users to run (the main job, the discovery and its negative
+    attempts, the paper's pipeline) are valid: each creates its study under its own name."""
+    from nosplug.search.api import create_search
+
+    study = create_search(str(config), storage=str(tmp_path / "journal.log"))
+    assert study.study_name == config.stem

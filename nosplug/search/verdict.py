@@ -98,20 +98,37 @@ def verdict(name: str, storage: str | None = None) -> BenchmarkResult | None:
 def next_steps(name: str, result: BenchmarkResult) -> list[str]:
     """What a user can do when no genome of search ``name`` beat the reference in its verdict:
     lines with the commands (empty when one was better). A few minutes of search on a tiny budget
-    rarely find one; what did find better optimizers here is documented in docs/discovery.md, and
-    how the planners compare with random search in docs/search-efficiency.md."""
+    rarely find one; what did find one here, and the attempts that did not, are in
+    docs/discovery.md; how the planners compare with random search, docs/search-efficiency.md."""
     searched = [c for c in result.contenders if c.startswith(f"study:{name}#")]
     if any(result.verdicts.get(c) is not None and result.verdicts[c].outcome == "better" for c in searched):
         return []
-    return [
+    lines = [
         f"None of the best genomes of {name} is better than tuned {result.reference} at this budget. "
-        "What to try next:",
-        "  - warm-start from Adam and search its learning-rate schedule (decay functions only), as in "
-        "docs/discovery.md: nosplug study create studies/discovery.toml && nosplug study run discovery",
+        "What to try next:"
+    ]
+    if name != DISCOVERY:
+        lines.append(
+            "  - warm-start from Adam and search its learning-rate schedule (decay functions only) on "
+            "a task where one exists, as in docs/discovery.md: nosplug study create "
+            f"studies/{DISCOVERY}.toml && nosplug study run {DISCOVERY}"
+        )
+    lines += [
         "  - search longer or warm-started: raise [ga] particles and timesteps in the config "
         '(studies/quick.toml for the main job), add seed_genomes = ["adam"] under [ga], then '
         "nosplug study create CONFIG --name NEW && nosplug study run NEW",
         '  - another planner: [search] planner = "regularized-evolution" (docs/search-efficiency.md '
         "compares the planners with random search)",
-        f"  - check a genome on another task: nosplug benchmark study:{name}#1 --tasks diabetes-mlp",
+        f"  - check a genome on another task: nosplug benchmark study:{name}#1 --tasks "
+        f"{_another_task(result)}",
     ]
+    return lines
+
+
+DISCOVERY = "discovery"  # the search of docs/discovery.md (studies/discovery.toml)
+
+
+def _another_task(result: BenchmarkResult) -> str:
+    """A built-in task the verdict did not run on (a genome's second opinion)."""
+    used = {str(t.get("name", "")) for t in result.tasks}
+    return next(t for t in ("diabetes-mlp", "mnist5k-convnet", "charlm") if t not in used)
