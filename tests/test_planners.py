@@ -11,11 +11,11 @@ from study_helpers import drive, fake_result, write_config
 import nosplug
 from nosplug.genome.space import SearchSpace
 from nosplug.search.config import ConfigError, SearchConfig
-from nosplug.search.planners.base import SEEDED, PlannerInputs
+from nosplug.search.planners.base import SEEDED, PlannerInputs, PlannerOptionsError
 from nosplug.search.planners.evolution import RegularizedEvolution
 from nosplug.search.planners.particle_ga import GAConfig, ParticleGA
 from nosplug.search.planners.random_search import RandomSearch
-from nosplug.study.plan import Planned, Record
+from nosplug.study.plan import COMPLETE, Planned, Record
 
 
 def _inputs(options, seeds=(), seed=5) -> PlannerInputs:
@@ -71,7 +71,9 @@ def test_regularized_evolution_takes_the_best_of_its_sample_and_ages_the_oldest_
         if res.done:
             break
     keys = sorted(records)
-    assert len(keys) == 20 and planned[keys[0]].attrs[SEEDED] == "adam"
+    # the warm start takes the youngest place of the initial population, so it ages out last
+    assert len(keys) == 20 and planned[keys[4]].attrs[SEEDED] == "adam"
+    assert all(SEEDED not in planned[k].attrs for k in keys[:4])
 
     def score(k):
         r = records[k]
@@ -82,7 +84,42 @@ def test_regularized_evolution_takes_the_best_of_its_sample_and_ages_the_oldest_
         sample = key_rng(5, f"{keys[i]}/sample").sample(pool, 3)
         best = max(sample, key=lambda k: (score(k), -keys.index(k)))
         assert planned[keys[i]].attrs["parent"] == best, keys[i]
-        assert all(planned[k].attrs.get("parent") != keys[0] for k in keys[6:])  # adam aged out
+        assert (keys[4] in pool) == (i < 10)  # in the population for `population` children
+    assert all(planned[k].attrs.get("parent") != keys[4] for k in keys[10:])  # then aged out
+
+
+def test_a_warm_start_parents_regularized_evolution_while_it_is_the_best() -> None:
+    """Adam as the best member (every other genome scores below it) is the parent of every child
+    whose tournament draws it, for as long as it is in the population (before the fix it was the
+    oldest member and aged out at the first child)."""
+    from nosplug.study.plan import key_rng
+
+    opts = {"evaluations": 16, "population": 6, "sample": 3, "parallel": 2}
+    planner = RegularizedEvolution(_inputs(opts, [_adam()]))
+    planned: dict[str, Planned] = {}
+    records: dict[str, Record] = {}
+    while True:
+        res = planner.plan(records)
+        for p in res.new:
+            planned[p.key] = p
+            records[p.key] = Record(p.key, p.genome, True, COMPLETE, 1.0 if SEEDED in p.attrs else 0.1)
+        if res.done:
+            break
+    keys = sorted(planned)
+    drawn = 0
+    for i in range(6, 16):
+        pool = keys[max(0, i - 1 - 6) : i - 1]  # parallel 2: evaluations up to i - 2
+        sample = key_rng(5, f"{keys[i]}/sample").sample(pool, 3)
+        assert (planned[keys[i]].attrs["parent"] == "re/0005") == ("re/0005" in sample)
+        drawn += "re/0005" in sample
+    assert drawn >= 1
+
+
+def test_more_warm_starts_than_the_population_is_an_error() -> None:
+    with pytest.raises(PlannerOptionsError, match="warm starts do not fit a population of 2"):
+        RegularizedEvolution(
+            _inputs({"evaluations": 6, "population": 2, "sample": 1, "parallel": 1}, [_adam()] * 3)
+        )
 
 
 def test_regularized_evolution_waits_for_the_results_it_reads() -> None:

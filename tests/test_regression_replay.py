@@ -209,4 +209,3 @@ def _replay_every_evaluation(tmp_path: Path) -> int:
                     assert _close(v, a[k]), (where, k, v, a[k])
             replayed += 1
     return replayed
-

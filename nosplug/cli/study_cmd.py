@@ -50,7 +50,7 @@ def create(config: str, name: str | None, storage: str | None, exist_ok: bool) -
         console.print(f"  planner {escape(cfg.planner_spec.name)} ({escape(options)})")
     if cfg.seeds:
         console.print(
-            f"  warm starts, first in the initial population: {escape(', '.join(r for r, _ in cfg.seeds))}"
+            f"  warm starts in the initial population: {escape(', '.join(r for r, _ in cfg.seeds))}"
         )
     if not exist_ok:  # --exist-ok is how scripts (the README's chained command) create then run
         console.print(f"  next: nosplug study run {escape(s.study_name)}")

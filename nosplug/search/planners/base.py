@@ -25,6 +25,7 @@ if TYPE_CHECKING:
     from nosplug.genome.model import Genome
     from nosplug.genome.space import SearchSpace
 
+
 class PlannerOptionsError(ValueError, UserError):
     """A planner's options cannot work together; the message starts with ``search.options``."""
 

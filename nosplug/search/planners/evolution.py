@@ -1,7 +1,9 @@
 """Regularized (aging) evolution (Real et al. 2019): the strong evolutionary baseline of NAS.
 
-A population of ``population`` genomes (warm starts from ``ga.seed_genomes`` first, then random
-ones through the integrity check) evolves one child at a time: ``sample`` members are drawn at
+A population of ``population`` genomes (random ones through the integrity check, then the warm
+starts from ``ga.seed_genomes`` in the youngest places: the oldest member leaves first, so a warm
+start placed first would age out at the first child and parent at most ``parallel`` children)
+evolves one child at a time: ``sample`` members are drawn at
 random, the best of them is the parent, its child is one of the six mutations of spec §9.2
 (drawn until it passes the integrity check and differs from every genome evaluated so far), and
 the child joins the population while the *oldest* member leaves, whatever its fitness. A child
@@ -44,6 +46,11 @@ class RegularizedEvolution:
                 "search.options: need 1 <= sample <= population <= evaluations and parallel >= 1, got "
                 f"sample {self.s}, population {self.p}, evaluations {self.n}, parallel {self.lag}"
             )
+        if len(inputs.seeds) > self.p:
+            raise PlannerOptionsError(
+                f"ga.seed_genomes: {len(inputs.seeds)} warm starts do not fit a population of {self.p} "
+                "(search.options.population)"
+            )
         self.draws = Draws(inputs.space, inputs.seed, default_registry(), max_draws=inputs.ga.max_draws)
 
     @property
@@ -56,7 +63,8 @@ class RegularizedEvolution:
     def plan(self, records: Mapping[str, Record]) -> PlanResult:
         keys = [evolution_key(i) for i in range(self.n)]
         new: list[Planned] = []
-        seeded = dict(zip(keys[: self.p], self.inputs.seeds))
+        seeds = self.inputs.seeds
+        seeded = dict(zip(keys[self.p - len(seeds) : self.p], seeds))  # the youngest places
         self.draws.prefetch_random([k for k in keys[: self.p] if k not in records and k not in seeded])
         for i, key in enumerate(keys[: self.p]):
             if key not in records:
