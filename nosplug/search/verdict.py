@@ -110,8 +110,9 @@ def next_steps(name: str, result: BenchmarkResult) -> list[str]:
     if name != DISCOVERY:
         lines.append(
             "  - warm-start from Adam and search its learning-rate schedule (decay functions only) on "
-            "a task where one exists, as in docs/discovery.md: nosplug study create "
-            f"studies/{DISCOVERY}.toml && nosplug study run {DISCOVERY}"
+            "charlm, where a better one is known to exist (docs/discovery.md: its attempts, none "
+            f"better yet, and why): nosplug study create studies/{DISCOVERY}.toml && "
+            f"nosplug study run {DISCOVERY}"
         )
     lines += [
         "  - search longer or warm-started: raise [ga] particles and timesteps in the config "
