@@ -54,22 +54,26 @@ def test_a_plan_is_the_same_whatever_order_the_results_arrive_in() -> None:
         assert a == b == c and len(a) >= 10
 
 
-def test_regularized_evolution_takes_the_best_of_its_sample_and_ages_the_oldest_out() -> None:
-    """Real et al.'s cycle, checked child by child: the parent is the best of ``sample`` members
-    drawn from the newest ``population`` evaluations (so the oldest have aged out)."""
-    from nosplug.study.plan import key_rng
-
-    opts = {"evaluations": 20, "population": 5, "sample": 3, "parallel": 1}
-    planner = RegularizedEvolution(_inputs(opts, [_adam()]))
+def _evolve(planner, result) -> tuple[dict[str, Planned], dict[str, Record]]:
+    """Run ``planner`` to the end in plan order, each evaluation's record made by ``result``."""
     planned: dict[str, Planned] = {}
     records: dict[str, Record] = {}
     while True:
         res = planner.plan(records)
         for p in res.new:
             planned[p.key] = p
-            records[p.key] = fake_result(p)
+            records[p.key] = result(p)
         if res.done:
-            break
+            return planned, records
+
+
+def test_regularized_evolution_takes_the_best_of_its_sample_and_ages_the_oldest_out() -> None:
+    """Real et al.'s cycle, checked child by child: the parent is the best of ``sample`` members
+    drawn from the newest ``population`` evaluations (so the oldest have aged out)."""
+    from nosplug.study.plan import key_rng
+
+    opts = {"evaluations": 20, "population": 5, "sample": 3, "parallel": 1}
+    planned, records = _evolve(RegularizedEvolution(_inputs(opts, [_adam()])), fake_result)
     keys = sorted(records)
     # the warm start takes the youngest place of the initial population, so it ages out last
     assert len(keys) == 20 and planned[keys[4]].attrs[SEEDED] == "adam"
@@ -95,16 +99,10 @@ def test_a_warm_start_parents_regularized_evolution_while_it_is_the_best() -> No
     from nosplug.study.plan import key_rng
 
     opts = {"evaluations": 16, "population": 6, "sample": 3, "parallel": 2}
-    planner = RegularizedEvolution(_inputs(opts, [_adam()]))
-    planned: dict[str, Planned] = {}
-    records: dict[str, Record] = {}
-    while True:
-        res = planner.plan(records)
-        for p in res.new:
-            planned[p.key] = p
-            records[p.key] = Record(p.key, p.genome, True, COMPLETE, 1.0 if SEEDED in p.attrs else 0.1)
-        if res.done:
-            break
+    planned, _ = _evolve(
+        RegularizedEvolution(_inputs(opts, [_adam()])),
+        lambda p: Record(p.key, p.genome, True, COMPLETE, 1.0 if SEEDED in p.attrs else 0.1),
+    )
     keys = sorted(planned)
     drawn = 0
     for i in range(6, 16):
