@@ -21,6 +21,7 @@ LAYERS: list[tuple[str, ...]] = [
         "nosplug.version",
         "nosplug.config",
         "nosplug.quiet",
+        "nosplug.callable_package",
     ),
     ("nosplug.plugins", "nosplug.refs"),
     ("nosplug.primitives",),

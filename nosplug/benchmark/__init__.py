@@ -15,18 +15,6 @@ the others (torch, tasks, Optuna), nor for scipy until the statistics are needed
 
 from __future__ import annotations
 
-import sys
-import types
-from typing import Any
+from nosplug.callable_package import make_callable
 
-
-class _CallableModule(types.ModuleType):
-    """Lets ``nosplug.benchmark(...)`` run a benchmark while ``nosplug.benchmark`` stays a package."""
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        from nosplug.benchmark.api import benchmark
-
-        return benchmark(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule
+make_callable(__name__, "nosplug.benchmark.api:benchmark")

@@ -14,19 +14,6 @@
 * :mod:`~nosplug.search.api` -- ``nosplug.search(...)``.
 """
 
-import sys
-import types
-from typing import Any
+from nosplug.callable_package import make_callable
 
-
-class _CallableModule(types.ModuleType):
-    """Lets ``nosplug.search(...)`` run a search while ``nosplug.search`` stays a package (the same
-    arrangement as ``nosplug.benchmark``)."""
-
-    def __call__(self, *args: Any, **kwargs: Any) -> Any:
-        from nosplug.search.api import search
-
-        return search(*args, **kwargs)
-
-
-sys.modules[__name__].__class__ = _CallableModule
+make_callable(__name__, "nosplug.search.api:search")
