@@ -1,10 +1,10 @@
 """Search efficiency: does a planner find good optimizers faster than random search?
 
-    python benchmarks/search_efficiency.py                       # the full run (about 45 minutes)
+    python benchmarks/search_efficiency.py                       # the full run (about 80 minutes on 2 cores)
     python benchmarks/search_efficiency.py --fast --out /tmp/p.md  # smoke budgets (tests)
 
 Every planner (particle GA, random search, regularized evolution), started cold (random genomes
-only) and warm (Adam first in the initial population), runs ``--repeats`` independent searches
+only) and warm (Adam in the initial population), runs ``--repeats`` independent searches
 (study seeds 0, 1, ...; search r of every planner sees the same data split) of exactly the
 task's number of evaluations (``--tasks mnist5k-convnet:40,diabetes-mlp:100``), with the same
 evaluation settings for every evaluation (both stages of the config are the task's own budget).
