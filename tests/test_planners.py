@@ -184,6 +184,22 @@ def test_bad_search_settings_are_one_line_naming_the_key(tmp_path, search, extra
     assert "\n" not in str(info.value)
 
 
+def test_study_create_refuses_planner_options_that_cannot_work_and_stores_nothing(tmp_path: Path) -> None:
+    """The planner is built at ``study create``: its options' error is one line and exit 2 before
+    anything is stored, not a study that fails at its first ``study run``."""
+    from study_helpers import nosplug as nosplug_cli
+
+    cfg = write_config(tmp_path / "c.toml", extra_ga='seed_genomes = ["adam", "adam", "adam"]')
+    cfg.write_text(cfg.read_text() + '[search]\nplanner = "regularized-evolution"\n'
+                   "[search.options]\nevaluations = 6\npopulation = 2\nsample = 1\n")  # fmt: skip
+    journal = tmp_path / "journal.log"
+    out = nosplug_cli("study", "create", str(cfg), "--storage", str(journal))
+    assert out.returncode == 2, out.stdout + out.stderr
+    assert "3 warm starts do not fit a population of 2" in out.stderr
+    assert len(out.stderr.strip().splitlines()) == 1
+    assert not journal.exists() or "tiny" not in journal.read_text()
+
+
 def test_a_plugin_planner_is_selected_by_name(tmp_path: Path) -> None:
     from nosplug import plugins
     from nosplug.hookspecs import hookimpl

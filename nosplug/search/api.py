@@ -101,6 +101,7 @@ def create_search(
         raw["study"] = {**raw["study"], "name": name}
         cfg = SearchConfig(raw, cfg.source)
     cfg.check_task()
+    cfg.make_planner()  # planner options that cannot work together: an error before anything is stored
     _check_models(cfg)
     return create_study(
         cfg.name,
